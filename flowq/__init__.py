@@ -1,0 +1,75 @@
+"""flowq: durable workflows and a job queue for Python on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from flowq.client import App as App
+from flowq.clock import Clock as Clock
+from flowq.clock import SystemClock as SystemClock
+from flowq.durations import Duration as Duration
+from flowq.errors import DatabaseError as DatabaseError
+from flowq.errors import DatabaseUnavailableError as DatabaseUnavailableError
+from flowq.errors import DependencyError as DependencyError
+from flowq.errors import FlowqError as FlowqError
+from flowq.errors import PayloadError as PayloadError
+from flowq.errors import RegistrationError as RegistrationError
+from flowq.errors import ScheduleError as ScheduleError
+from flowq.errors import SchemaError as SchemaError
+from flowq.errors import SerializationError as SerializationError
+from flowq.errors import TokenError as TokenError
+from flowq.errors import UnknownWorkflowError as UnknownWorkflowError
+from flowq.errors import ValidationError as ValidationError
+from flowq.models import BatchDepRef as BatchDepRef
+from flowq.models import DependsOn as DependsOn
+from flowq.models import ErrorEntry as ErrorEntry
+from flowq.models import EventType as EventType
+from flowq.models import FailureReason as FailureReason
+from flowq.models import Job as Job
+from flowq.models import JobEvent as JobEvent
+from flowq.models import JobStatus as JobStatus
+from flowq.models import RetryPolicy as RetryPolicy
+from flowq.models import TagQuery as TagQuery
+from flowq.models import batch_dep_ref as batch_dep_ref
+from flowq.options import JobOptions as JobOptions
+from flowq.options import JobSpec as JobSpec
+from flowq.registry import Registry as Registry
+from flowq.registry import Workflow as Workflow
+from flowq.registry import default_registry as default_registry
+from flowq.registry import workflow as workflow
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "App",
+    "BatchDepRef",
+    "Clock",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "DependencyError",
+    "DependsOn",
+    "Duration",
+    "ErrorEntry",
+    "EventType",
+    "FailureReason",
+    "FlowqError",
+    "Job",
+    "JobEvent",
+    "JobOptions",
+    "JobSpec",
+    "JobStatus",
+    "PayloadError",
+    "Registry",
+    "RegistrationError",
+    "RetryPolicy",
+    "ScheduleError",
+    "SchemaError",
+    "SerializationError",
+    "SystemClock",
+    "TagQuery",
+    "TokenError",
+    "UnknownWorkflowError",
+    "ValidationError",
+    "Workflow",
+    "batch_dep_ref",
+    "default_registry",
+    "workflow",
+]

@@ -1,0 +1,379 @@
+"""``flowq.App``: the user-facing API over a store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack, cast
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowq import options as job_options
+from flowq.clock import Clock, SystemClock
+from flowq.durations import to_utc
+from flowq.errors import ValidationError
+from flowq.models import Job, JobEvent, JobStatus, TagQuery
+from flowq.options import JobOptions, JobSpec
+from flowq.registry import Registry, Workflow, default_registry
+from flowq.store.base import JobFilter, NewJob, RunAtOp, Store
+from flowq.store.sql import SqlStore
+
+__all__ = ["DEFAULT_DATABASE_URL", "App"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///flowq.db"
+"""Where jobs go when neither ``database_url`` nor ``FLOWQ_DATABASE_URL`` is set."""
+
+PayloadT = TypeVar("PayloadT")
+_RUN_AT_OPS: tuple[RunAtOp, ...] = ("gt", "gte", "lt", "lte")
+
+
+class App:
+    """The entry point: add, inspect and manage jobs (an async context manager).
+
+    Args:
+        database_url: A PostgreSQL or SQLite URL. ``None`` reads
+            ``FLOWQ_DATABASE_URL``, else uses ``sqlite+aiosqlite:///flowq.db``.
+        registry: Where workflows are looked up (``flowq.default_registry``). Read
+            lazily, so workflows may be registered after the App is created.
+        clock: The time source (the system clock); ``flowq_testing.FakeClock`` in tests.
+        store: A ready store instead of a URL (e.g. ``flowq_testing.InMemoryStore()``).
+        auto_migrate: Apply missing migrations when the App opens, instead of raising
+            ``SchemaError``.
+
+    Example:
+        >>> async def main() -> None:
+        ...     async with flowq.App("sqlite+aiosqlite:///app.db") as app:
+        ...         job_id = await app.start(send_welcome, {"user_id": 42})
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        registry: Registry | None = None,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        auto_migrate: bool = False,
+    ) -> None:
+        if store is not None and database_url is not None:
+            raise ValidationError("pass database_url or store, not both")
+        self.clock: Clock = clock or (store.clock if store is not None else SystemClock())
+        if store is None:
+            url = database_url or os.environ.get("FLOWQ_DATABASE_URL") or DEFAULT_DATABASE_URL
+            store = SqlStore(url, clock=self.clock)
+        elif clock is not None:
+            store.clock = clock
+        self.store: Store = store
+        self.registry = registry if registry is not None else default_registry
+        self.auto_migrate = auto_migrate
+        self._opened = False
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect and check the schema (``async with app`` does this).
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+            SchemaError: flowq's tables are missing: run ``flowq migrate``.
+        """
+        if self._opened:
+            return
+        try:
+            if self.auto_migrate:
+                await self.store.migrate()
+            await self.store.open()
+        except BaseException:
+            await self.store.close()
+            raise
+        self._opened = True
+
+    async def close(self) -> None:
+        """Release the store's connections."""
+        self._opened = False
+        await self.store.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations this database lacks; return their names."""
+        return await self.store.migrate()
+
+    async def _ready(self) -> Store:
+        if not self._opened:
+            await self.open()
+        return self.store
+
+    # -- adding jobs ----------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: Workflow[PayloadT, Any],
+        payload: PayloadT,
+        /,
+        *,
+        connection: AsyncConnection | None = None,
+        **options: Unpack[JobOptions],
+    ) -> int:
+        """Add a job for ``workflow`` and return its id.
+
+        Args:
+            workflow: A ``@flowq.workflow`` object.
+            payload: Checked against the handler's payload annotation.
+            connection: An open SQLAlchemy ``AsyncConnection``: the job and its
+                ``added`` event join that transaction and commit or roll back with it.
+            **options: See :class:`flowq.JobOptions` (``run_at``, ``delay``,
+                ``priority``, ``idempotency_key``, ``depends_on``...).
+
+        Raises:
+            PayloadError: The payload does not fit the workflow; nothing is written.
+            ValidationError: An option is malformed.
+            DependencyError: ``depends_on`` names an unknown, dead or cyclic job.
+        """
+        if not isinstance(workflow, Workflow):
+            raise ValidationError(
+                f"start() takes a @flowq.workflow object, got {workflow!r}; use add_job() "
+                "to add a job by workflow name"
+            )
+        new_job = self._new_job(workflow, workflow.name, payload, options)
+        [job_id] = await (await self._ready()).add_jobs([new_job], connection=connection)
+        return job_id
+
+    async def add_job(
+        self,
+        workflow_name: str,
+        payload: Any = None,
+        /,
+        *,
+        connection: AsyncConnection | None = None,
+        **options: Unpack[JobOptions],
+    ) -> int:
+        """Add a job by workflow name and return its id (options as in :meth:`start`).
+
+        Raises:
+            UnknownWorkflowError: No workflow is registered under that name.
+        """
+        definition = self.registry.require(workflow_name)
+        new_job = self._new_job(definition, workflow_name, payload, options)
+        [job_id] = await (await self._ready()).add_jobs([new_job], connection=connection)
+        return job_id
+
+    async def add_jobs(
+        self,
+        jobs: Sequence[JobSpec | Mapping[str, Any]],
+        *,
+        connection: AsyncConnection | None = None,
+    ) -> list[int]:
+        """Add many jobs in one transaction; return their ids in input order.
+
+        Each item is a :class:`flowq.JobSpec` or a dict ``{"workflow": ...,
+        "payload": ..., **options}``. Inside the batch, ``flowq.batch_dep_ref(i)``
+        in ``depends_on`` names the i-th job. If any item is invalid, nothing is
+        written.
+        """
+        new_jobs = []
+        for item in jobs:
+            spec = item if isinstance(item, JobSpec) else job_options.spec_from_dict(dict(item))
+            if isinstance(spec.workflow, Workflow):
+                definition: Workflow[Any, Any] = spec.workflow
+            else:
+                definition = self.registry.require(spec.workflow)
+            new_jobs.append(self._new_job(definition, definition.name, spec.payload, spec.options))
+        return await (await self._ready()).add_jobs(new_jobs, connection=connection)
+
+    def _new_job(
+        self, definition: Workflow[Any, Any], name: str, payload: Any, options: JobOptions
+    ) -> NewJob:
+        return job_options.build_new_job(definition, name, payload, options, self.clock.now())
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """The job with this id, or ``None``."""
+        return await (await self._ready()).get_job(_job_id(job_id))
+
+    async def get_jobs(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        workflow: Workflow[Any, Any] | str | None = None,
+        tags: TagQuery | Sequence[str] | None = None,
+        priority: int | None = None,
+        run_at: datetime | Mapping[str, datetime] | None = None,
+        limit: int | None = 100,
+        cursor: int | None = None,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first (id descending).
+
+        Args:
+            status: One status or several.
+            workflow: A workflow object or name.
+            tags: A :class:`TagQuery`; a plain list means ``TagQuery(list, "all")``.
+            priority: Exact priority.
+            run_at: A datetime (equal) or ``{"gt"|"gte"|"lt"|"lte": datetime}``.
+            limit: Page size (``None`` for no limit).
+            cursor: The id of the last job of the previous page.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError(f"limit must be a positive integer or None, got {limit!r}")
+        where = _filter(workflow, tags, priority, run_at, statuses=_statuses(status))
+        return await (await self._ready()).get_jobs(
+            where, limit=limit, cursor=None if cursor is None else _job_id(cursor)
+        )
+
+    async def get_job_events(self, job_id: int) -> list[JobEvent]:
+        """The job's event log, oldest first (``[]`` for an unknown job)."""
+        return await (await self._ready()).get_job_events(_job_id(job_id))
+
+    # -- changing -------------------------------------------------------------------
+
+    async def cancel_job(self, job_id: int) -> bool:
+        """Cancel a pending or waiting job (and, transitively, its dependants).
+
+        Returns:
+            True if the job was cancelled; False if it does not exist or is not
+            pending or waiting (then nothing is recorded).
+        """
+        return await (await self._ready()).cancel_job(_job_id(job_id))
+
+    async def retry_job(self, job_id: int) -> bool:
+        """Make a failed job runnable now, granting one more attempt if none remain.
+
+        Returns:
+            True if the job was failed and is now pending; False otherwise.
+        """
+        return await (await self._ready()).retry_job(_job_id(job_id))
+
+    async def edit_job(self, job_id: int, **changes: Any) -> bool:
+        """Change a pending job: ``payload``, ``priority``, ``max_attempts``, ``run_at``
+        or ``delay``, ``tags``, ``timeout``, ``retry`` / ``retry_*``, ``group``,
+        ``dead_letter``, ``force_kill_on_timeout``.
+
+        Returns:
+            True if the job was pending and a value changed (an ``edited`` event
+            lists the fields); False otherwise.
+        """
+        store = await self._ready()
+        job = await store.get_job(_job_id(job_id))
+        if job is None:
+            return False
+        definition = self.registry.get(job.workflow)
+        checked = job_options.check_changes(definition, job.workflow, changes, self.clock.now())
+        return await store.edit_job(job.id, checked)
+
+    async def edit_all_pending_jobs(
+        self,
+        updates: Mapping[str, Any],
+        *,
+        workflow: Workflow[Any, Any] | str | None = None,
+        tags: TagQuery | Sequence[str] | None = None,
+        priority: int | None = None,
+        run_at: datetime | Mapping[str, datetime] | None = None,
+    ) -> int:
+        """Apply ``updates`` (as in :meth:`edit_job`) to every pending job matching
+        the filters (as in :meth:`get_jobs`); return how many were edited."""
+        where = _filter(workflow, tags, priority, run_at)
+        definition = self.registry.get(where.workflow) if where.workflow else None
+        name = where.workflow or "*"
+        checked = job_options.check_changes(definition, name, dict(updates), self.clock.now())
+        return await (await self._ready()).edit_jobs(where, checked)
+
+    async def cancel_all_upcoming_jobs(
+        self,
+        *,
+        workflow: Workflow[Any, Any] | str | None = None,
+        tags: TagQuery | Sequence[str] | None = None,
+        priority: int | None = None,
+        run_at: datetime | Mapping[str, datetime] | None = None,
+    ) -> int:
+        """Cancel every pending and waiting job matching the filters; return the count.
+
+        Dependants of those jobs are cancelled too (not counted).
+        """
+        where = _filter(workflow, tags, priority, run_at)
+        return await (await self._ready()).cancel_jobs(where)
+
+    # -- maintenance ----------------------------------------------------------------
+
+    async def reclaim_stuck_jobs(self, minutes: float = 10) -> int:
+        """Return jobs stuck in ``processing`` to ``pending``.
+
+        A job is stuck when its lock is older than ``minutes`` and older than its own
+        timeout. Returns the number of jobs reclaimed (each gets a ``reclaimed`` event).
+        """
+        return await (await self._ready()).reclaim_stuck_jobs(_age(minutes, "minutes", 60))
+
+    async def cleanup_old_jobs(self, days: float = 30) -> int:
+        """Delete completed, permanently failed and cancelled jobs that finished more
+        than ``days`` ago (``0`` = all of them), with their events and step results.
+        Deletes in batches; returns the number of jobs deleted."""
+        return await (await self._ready()).cleanup_old_jobs(_age(days, "days", 86400))
+
+    async def cleanup_old_job_events(self, days: float = 30) -> int:
+        """Delete job events older than ``days`` (``0`` = all); return the count."""
+        return await (await self._ready()).cleanup_old_job_events(_age(days, "days", 86400))
+
+
+def _job_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"job ids are integers, got {value!r}")
+    return value
+
+
+def _age(value: Any, unit: str, seconds: int) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValidationError(f"{unit} must be a number >= 0, got {value!r}")
+    return timedelta(seconds=value * seconds)
+
+
+def _statuses(value: Any) -> tuple[JobStatus, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    try:
+        return tuple(JobStatus(item) for item in items)
+    except ValueError:
+        valid = ", ".join(status.value for status in JobStatus)
+        raise ValidationError(f"unknown status in {value!r}; valid: {valid}") from None
+
+
+def _filter(
+    workflow: Workflow[Any, Any] | str | None,
+    tags: TagQuery | Sequence[str] | None,
+    priority: int | None,
+    run_at: datetime | Mapping[str, datetime] | None,
+    *,
+    statuses: tuple[JobStatus, ...] = (),
+) -> JobFilter:
+    name = workflow.name if isinstance(workflow, Workflow) else workflow
+    if name is not None and not isinstance(name, str):
+        raise ValidationError(f"workflow must be a workflow object or name, got {workflow!r}")
+    if tags is not None and not isinstance(tags, TagQuery):
+        tags = TagQuery(cast(Sequence[str], tags), "all")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise ValidationError(f"priority must be an integer, got {priority!r}")
+    comparisons: list[tuple[RunAtOp, datetime]] = []
+    if isinstance(run_at, datetime):
+        comparisons.append(("eq", to_utc(run_at, name="run_at")))
+    elif run_at is not None:
+        if not isinstance(run_at, Mapping) or not run_at:
+            raise ValidationError(f"run_at must be a datetime or a dict like {{'gt': dt}}, got {run_at!r}")
+        for op, value in run_at.items():
+            if op not in _RUN_AT_OPS:
+                raise ValidationError(f"run_at filter keys are gt, gte, lt, lte; got {op!r}")
+            comparisons.append((op, to_utc(value, name=f"run_at[{op!r}]")))
+    return JobFilter(
+        statuses=statuses, workflow=name, tags=tags, priority=priority, run_at=tuple(comparisons)
+    )

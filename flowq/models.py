@@ -1,0 +1,231 @@
+"""The records users see: jobs, events, tag queries, retry policies."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+
+from flowq.durations import Duration, parse_duration
+from flowq.errors import ValidationError
+
+__all__ = [
+    "BatchDepRef",
+    "DependsOn",
+    "ErrorEntry",
+    "EventType",
+    "FailureReason",
+    "Job",
+    "JobEvent",
+    "JobStatus",
+    "RetryPolicy",
+    "TagMode",
+    "TagQuery",
+    "batch_dep_ref",
+]
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life (see docs/jobs.md for the transitions)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EventType(enum.StrEnum):
+    """Kinds of rows in a job's event log."""
+
+    ADDED = "added"
+    PROCESSING = "processing"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRIED = "retried"
+    CANCELLED = "cancelled"
+    EDITED = "edited"
+    PROLONGED = "prolonged"
+    RECLAIMED = "reclaimed"
+    PROGRESS = "progress"
+
+
+class FailureReason(enum.StrEnum):
+    """Why a job's last attempt failed."""
+
+    HANDLER_ERROR = "handler_error"
+    TIMEOUT = "timeout"
+    NO_HANDLER = "no_handler"
+    NONDETERMINISM = "nondeterminism"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorEntry:
+    """One failed attempt in a job's ``error_history``."""
+
+    message: str
+    type: str
+    at: datetime
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class RetryPolicy:
+    """How long a failed job waits before its next attempt.
+
+    The wait after failed attempt ``n`` (1-based) is ``delay * 2**(n-1)`` with
+    ``backoff`` (else ``delay``), capped at ``max_delay``. With ``jitter`` the wait
+    is drawn uniformly from the upper half of that, ``[w/2, w]``, so that jobs that
+    failed together do not retry together.
+
+    Args:
+        delay: The first wait.
+        backoff: Double the wait after every failed attempt.
+        max_delay: The longest wait.
+        jitter: Randomize each wait inside ``[w/2, w]``.
+    """
+
+    delay: timedelta
+    backoff: bool
+    max_delay: timedelta
+    jitter: bool
+
+    def __init__(
+        self,
+        delay: Duration = 10,
+        *,
+        backoff: bool = True,
+        max_delay: Duration = 3600,
+        jitter: bool = True,
+    ) -> None:
+        object.__setattr__(self, "delay", parse_duration(delay, name="retry delay"))
+        object.__setattr__(self, "max_delay", parse_duration(max_delay, name="retry max delay"))
+        object.__setattr__(self, "backoff", bool(backoff))
+        object.__setattr__(self, "jitter", bool(jitter))
+
+    def wait_after(self, attempt: int, random_fraction: float) -> timedelta:
+        """The wait after failed attempt ``attempt``, given a random number in [0, 1)."""
+        wait = self.delay
+        if self.backoff:
+            wait = self.delay * (2 ** min(max(attempt - 1, 0), 40))
+        wait = min(wait, self.max_delay)
+        if self.jitter:
+            wait = wait * (0.5 + 0.5 * random_fraction)
+        return wait
+
+
+TagMode = Literal["all", "any", "exact", "none"]
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class TagQuery:
+    """A filter on job tags.
+
+    Modes: ``all`` (the job has every value), ``any`` (at least one), ``exact``
+    (the job's tags are exactly these), ``none`` (none of them; untagged jobs match).
+    """
+
+    values: tuple[str, ...]
+    mode: TagMode
+
+    def __init__(self, values: Sequence[str] | str, mode: TagMode = "all") -> None:
+        items = (values,) if isinstance(values, str) else tuple(values)
+        if mode not in get_args(TagMode):
+            raise ValidationError(
+                f"TagQuery mode must be one of all, any, exact, none; got {mode!r}"
+            )
+        for item in items:
+            if not isinstance(item, str):
+                raise ValidationError(f"tags must be strings, got {item!r}")
+        object.__setattr__(self, "values", tuple(dict.fromkeys(items)))
+        object.__setattr__(self, "mode", mode)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDepRef:
+    """A reference to the ``index``-th job of the same ``add_jobs`` batch."""
+
+    index: int
+
+
+def batch_dep_ref(index: int) -> BatchDepRef:
+    """Name the ``index``-th job (0-based) of the same ``add_jobs`` call in ``depends_on``."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValidationError(f"batch_dep_ref takes a non-negative index, got {index!r}")
+    return BatchDepRef(index)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class DependsOn:
+    """Prerequisites of a job: job ids, batch references and tags.
+
+    ``tags`` resolve, when the job is added, to every unfinished job (pending,
+    processing or waiting) that carries all of those tags.
+    """
+
+    job_ids: tuple[int | BatchDepRef, ...]
+    tags: tuple[str, ...]
+
+    def __init__(self, job_ids: Sequence[int | BatchDepRef] = (), tags: Sequence[str] = ()) -> None:
+        object.__setattr__(self, "job_ids", tuple(job_ids))
+        object.__setattr__(self, "tags", tuple(tags))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One run of a workflow, as stored. All timestamps are aware UTC datetimes.
+
+    ``payload`` and ``output`` are the decoded JSON values (dicts, lists, strings,
+    numbers); ``next_attempt_at`` is set while a failed job waits for its next attempt
+    and ``None`` once it failed permanently.
+    """
+
+    id: int
+    workflow: str
+    payload: Any
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    next_attempt_at: datetime | None
+    tags: tuple[str, ...]
+    idempotency_key: str | None
+    group: str | None
+    depends_on: tuple[int, ...]
+    timeout: timedelta | None
+    force_kill_on_timeout: bool
+    retry: RetryPolicy
+    progress: int | None
+    output: Any
+    error_history: tuple[ErrorEntry, ...]
+    failure_reason: FailureReason | None
+    pending_reason: str | None
+    wait_until: datetime | None
+    wait_token_id: str | None
+    dead_letter: str | None
+    dead_letter_job_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_failed_at: datetime | None
+    last_retried_at: datetime | None
+    last_cancelled_at: datetime | None
+    locked_by: str | None = None
+    locked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent:
+    """One row of a job's event log, written in the transaction of the change."""
+
+    id: int
+    job_id: int
+    event_type: EventType
+    at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,308 @@
+"""Workflow definitions and the registry that holds them (no I/O here)."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import typing
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
+
+from flowq.durations import Duration, parse_optional_duration
+from flowq.errors import RegistrationError, UnknownWorkflowError, ValidationError
+from flowq.models import RetryPolicy
+
+__all__ = ["Registry", "Workflow", "WorkflowDecorator", "default_registry"]
+
+PayloadT = TypeVar("PayloadT")
+ResultT = TypeVar("ResultT")
+
+_UNRESOLVED: Any = object()
+
+
+class Workflow(Generic[PayloadT, ResultT]):
+    """A registered workflow: a handler plus its defaults. Made by ``@workflow``.
+
+    Calling the object calls the handler directly (handy in unit tests).
+
+    Attributes:
+        name: The name jobs refer to it by.
+        fn: The handler, ``(payload)`` or ``(payload, ctx)``, async or sync.
+        takes_context: Whether the handler has a second (``ctx``) parameter.
+        is_async: Whether the handler is a coroutine function.
+        max_attempts, timeout, retry, priority, tags, dead_letter,
+        force_kill_on_timeout: Defaults for jobs of this workflow.
+    """
+
+    __slots__ = (
+        "_payload_type",
+        "dead_letter",
+        "fn",
+        "force_kill_on_timeout",
+        "is_async",
+        "max_attempts",
+        "name",
+        "priority",
+        "retry",
+        "tags",
+        "takes_context",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        timeout: Duration | None = None,
+        retry: RetryPolicy | None = None,
+        priority: int | None = None,
+        tags: Sequence[str] = (),
+        dead_letter: str | None = None,
+        force_kill_on_timeout: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.name = name if name is not None else f"{fn.__module__}.{fn.__qualname__}"
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
+            raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
+        self.takes_context = _count_parameters(fn, self.name) == 2
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.max_attempts = max_attempts
+        self.timeout: timedelta | None = parse_optional_duration(
+            timeout, name=f"timeout of workflow {self.name!r}"
+        )
+        self.retry = retry
+        self.priority = priority
+        self.tags = tuple(tags)
+        self.dead_letter = dead_letter
+        self.force_kill_on_timeout = force_kill_on_timeout
+        self._payload_type: Any = _UNRESOLVED
+
+    @property
+    def payload_type(self) -> Any:
+        """The payload annotation of the handler (``Any`` when there is none).
+
+        Read lazily so that annotations may name classes defined after the handler.
+        """
+        if self._payload_type is _UNRESOLVED:
+            self._payload_type = _first_parameter_type(self.fn)
+        return self._payload_type
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the handler directly, outside any job."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}>"
+
+    def same_definition(self, other: Workflow[Any, Any]) -> bool:
+        """Whether ``other`` is this handler again (the same object, or a reload of it)."""
+        if other.fn is self.fn:
+            return True
+        mine, theirs = getattr(self.fn, "__code__", None), getattr(other.fn, "__code__", None)
+        return (
+            mine is not None
+            and theirs is not None
+            and self.fn.__qualname__ == other.fn.__qualname__
+            and mine.co_filename == theirs.co_filename
+            and mine.co_firstlineno == theirs.co_firstlineno
+        )
+
+
+def _count_parameters(fn: Callable[..., Any], name: str) -> int:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(f"workflow {name!r}: cannot read the handler signature") from exc
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(positional) not in (1, 2) or len(positional) != len(
+        [
+            p
+            for p in parameters
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    ):
+        raise RegistrationError(
+            f"workflow {name!r}: the handler must take (payload) or (payload, ctx), "
+            f"got {inspect.signature(fn)}"
+        )
+    return len(positional)
+
+
+def _first_parameter_type(fn: Callable[..., Any]) -> Any:
+    first = next(iter(inspect.signature(fn).parameters))
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError as exc:
+        raise ValidationError(
+            f"cannot resolve the payload annotation of {fn.__qualname__}: {exc}"
+        ) from None
+    return hints.get(first, Any)
+
+
+class Registry:
+    """A set of workflows by name. ``flowq.default_registry`` is the global one.
+
+    Example:
+        >>> registry = Registry()
+        >>> @registry.workflow(name="greet")
+        ... async def greet(payload: dict) -> str:
+        ...     return "hi"
+        >>> registry.get("greet") is greet
+        True
+    """
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, Workflow[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, workflow: Workflow[Any, Any]) -> None:
+        """Register ``workflow``.
+
+        Raises:
+            RegistrationError: Another function is registered under the same name.
+        """
+        with self._lock:
+            taken = self._workflows.get(workflow.name)
+            if taken is not None and not taken.same_definition(workflow):
+                raise RegistrationError(
+                    f"workflow name {workflow.name!r} is taken by {taken.fn.__module__}."
+                    f"{taken.fn.__qualname__}; pass name=... to register another function"
+                )
+            self._workflows[workflow.name] = workflow
+
+    def get(self, name: str) -> Workflow[Any, Any] | None:
+        """The workflow registered as ``name``, or ``None``."""
+        return self._workflows.get(name)
+
+    def require(self, name: str) -> Workflow[Any, Any]:
+        """The workflow registered as ``name``.
+
+        Raises:
+            UnknownWorkflowError: Nothing is registered under that name.
+        """
+        found = self._workflows.get(name)
+        if found is None:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise UnknownWorkflowError(
+                f"no workflow is registered as {name!r} (registered: {known}); import the "
+                "module that defines it before adding jobs"
+            )
+        return found
+
+    def names(self) -> list[str]:
+        """Sorted names of every registered workflow."""
+        return sorted(self._workflows)
+
+    def __iter__(self) -> Iterator[Workflow[Any, Any]]:
+        return iter(list(self._workflows.values()))
+
+    def __len__(self) -> int:
+        return len(self._workflows)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._workflows
+
+    @overload
+    def workflow(
+        self, fn: Callable[Concatenate[PayloadT, ...], Awaitable[ResultT]], /
+    ) -> Workflow[PayloadT, ResultT]: ...
+    @overload
+    def workflow(
+        self, fn: Callable[Concatenate[PayloadT, ...], ResultT], /
+    ) -> Workflow[PayloadT, ResultT]: ...
+    @overload
+    def workflow(
+        self,
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        timeout: Duration | None = None,
+        retry: RetryPolicy | None = None,
+        priority: int | None = None,
+        tags: Sequence[str] = (),
+        dead_letter: str | None = None,
+        force_kill_on_timeout: bool = False,
+    ) -> WorkflowDecorator: ...
+    def workflow(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        timeout: Duration | None = None,
+        retry: RetryPolicy | None = None,
+        priority: int | None = None,
+        tags: Sequence[str] = (),
+        dead_letter: str | None = None,
+        force_kill_on_timeout: bool = False,
+    ) -> Any:
+        """Register a handler as a workflow, bare (``@workflow``) or with options.
+
+        Args:
+            fn: The handler: ``(payload)`` or ``(payload, ctx)``, async or sync.
+            name: The workflow name (default ``module.qualname``).
+            max_attempts: Default attempts for its jobs (default 3).
+            timeout: Default deadline of one attempt.
+            retry: Default retry policy.
+            priority: Default priority (higher runs first).
+            tags: Tags every job of this workflow carries, besides its own.
+            dead_letter: Workflow name that receives jobs that failed permanently.
+            force_kill_on_timeout: Run attempts in a child process killed at the deadline.
+
+        Raises:
+            RegistrationError: The name is taken by another function, or the handler
+                does not take ``(payload)`` or ``(payload, ctx)``.
+        """
+
+        def register(handler: Callable[..., Any]) -> Workflow[Any, Any]:
+            if isinstance(handler, Workflow):
+                raise RegistrationError(f"{handler!r} is already a workflow")
+            if max_attempts is not None and (
+                isinstance(max_attempts, bool)
+                or not isinstance(max_attempts, int)
+                or max_attempts < 1
+            ):
+                raise ValidationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+            definition: Workflow[Any, Any] = Workflow(
+                handler,
+                name=name,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                retry=retry,
+                priority=priority,
+                tags=tags,
+                dead_letter=dead_letter,
+                force_kill_on_timeout=force_kill_on_timeout,
+            )
+            self.add(definition)
+            return definition
+
+        return register if fn is None else register(fn)
+
+
+class WorkflowDecorator(Protocol):
+    """What ``@workflow(...)`` with options returns."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[PayloadT, ...], Awaitable[ResultT]], /
+    ) -> Workflow[PayloadT, ResultT]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[PayloadT, ...], ResultT], /
+    ) -> Workflow[PayloadT, ResultT]: ...
+
+
+default_registry = Registry()
+"""The registry ``@flowq.workflow`` registers on."""
+
+workflow = default_registry.workflow
+"""Register a workflow on :data:`default_registry` (see :meth:`Registry.workflow`)."""

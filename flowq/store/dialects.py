@@ -1,0 +1,190 @@
+"""What differs between PostgreSQL and SQLite, behind one small interface."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    bindparam,
+    event,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    select,
+    text,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from flowq.errors import ValidationError
+from flowq.models import TagQuery
+from flowq.store.schema import jobs
+
+ErrorKind = Literal["missing_table", "unavailable"] | None
+_PG_UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
+_SQLITE_UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
+
+__all__ = [
+    "ErrorKind","PostgresDialect", "SqlDialect", "SqliteDialect", "dialect_for_url", "normalize_url"]
+
+
+class SqlDialect(Protocol):
+    """The dialect-specific pieces of :class:`flowq.store.sql.SqlStore`."""
+
+    name: str
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        """An engine configured for flowq's transactions."""
+
+    async def allocate_ids(self, connection: AsyncConnection, count: int) -> list[int]:
+        """``count`` fresh, ascending job ids, inside the current transaction."""
+
+    def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
+        """A WHERE condition on ``flowq_jobs.tags``."""
+
+    def insert(self) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT into ``flowq_jobs`` that supports ON CONFLICT."""
+
+    def classify(self, error: DBAPIError) -> ErrorKind:
+        """Whether ``error`` means a missing table, an unreachable database, or else."""
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Accept ``postgresql://``, ``postgres://`` and ``sqlite://`` with flowq's drivers."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValidationError(
+        f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}; "
+        "use postgresql+asyncpg://... or sqlite+aiosqlite:///path.db"
+    )
+
+
+def dialect_for_url(url: URL) -> SqlDialect:
+    """The dialect object for a normalized URL."""
+    return PostgresDialect() if url.get_backend_name() == "postgresql" else SqliteDialect()
+
+
+class PostgresDialect:
+    """PostgreSQL through asyncpg."""
+
+    name = "postgresql"
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        return create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=3600)
+
+    async def allocate_ids(self, connection: AsyncConnection, count: int) -> list[int]:
+        result = await connection.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('flowq_jobs', 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"count": count},
+        )
+        return sorted(row[0] for row in result)
+
+    def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
+        tags = type_coerce(jobs.c.tags, postgresql.ARRAY(Text))
+        values = list(query.values)
+        if query.mode == "all":
+            return tags.contains(values)
+        if query.mode == "any":
+            return tags.overlap(values)
+        if query.mode == "none":
+            return not_(tags.overlap(values))
+        return and_(tags.contains(values), tags.contained_by(values))
+
+    def insert(self) -> postgresql.Insert:
+        return postgresql.insert(jobs)
+
+    def classify(self, error: DBAPIError) -> ErrorKind:
+        state = str(getattr(error.orig, "sqlstate", "") or "")
+        if state == "42P01":
+            return "missing_table"
+        if error.connection_invalidated or state[:2] in _PG_UNAVAILABLE_CLASSES:
+            return "unavailable"
+        return None
+
+
+class SqliteDialect:
+    """SQLite through aiosqlite: WAL, a busy timeout, and ``BEGIN IMMEDIATE``.
+
+    Every transaction takes the write lock at its start, so the read-then-write
+    sequences of the store never meet a concurrent writer half way.
+    """
+
+    name = "sqlite"
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        options: dict[str, Any] = {}
+        if url.database in (None, "", ":memory:"):
+            options["poolclass"] = StaticPool
+        engine = create_async_engine(url, **options)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    async def allocate_ids(self, connection: AsyncConnection, count: int) -> list[int]:
+        result = await connection.exec_driver_sql(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'flowq_jobs'), 0),"
+            " COALESCE((SELECT MAX(id) FROM flowq_jobs), 0))"
+        )
+        last = int(result.scalar() or 0)
+        return list(range(last + 1, last + 1 + count))
+
+    def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
+        values = list(query.values)
+        if query.mode == "all":
+            return and_(true(), *(self._has_tag([value]) for value in values))
+        if query.mode == "any":
+            return self._has_tag(values) if values else false()
+        if query.mode == "none":
+            return not_(self._has_tag(values)) if values else true()
+        return and_(
+            func.json_array_length(jobs.c.tags) == len(values),
+            *(self._has_tag([value]) for value in values),
+        )
+
+    def _has_tag(self, values: list[str]) -> ColumnElement[bool]:
+        each = func.json_each(jobs.c.tags).table_valued("value").alias()
+        return exists(
+            select(literal_column("1"))
+            .select_from(each)
+            .where(each.c.value.in_(bindparam("tags", values, expanding=True, unique=True)))
+        )
+
+    def insert(self) -> sqlite.Insert:
+        return sqlite.insert(jobs)
+
+    def classify(self, error: DBAPIError) -> ErrorKind:
+        message = str(error.orig)
+        if "no such table" in message:
+            return "missing_table"
+        if error.connection_invalidated or any(m in message for m in _SQLITE_UNAVAILABLE):
+            return "unavailable"
+        return None

@@ -1,0 +1,96 @@
+"""Versioned SQL migrations: find them, apply the missing ones in one transaction."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateTable
+
+from flowq.errors import SchemaError
+from flowq.store import schema
+
+__all__ = ["Migration", "applied_version", "apply_migrations", "latest_version", "load_migrations"]
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_DIALECT_FOLDERS = {"postgresql": "postgres", "sqlite": "sqlite"}
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One SQL file: ``NNNN_name.sql``."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _migrations_root() -> Path:
+    packaged = resources.files("flowq") / "migrations"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def load_migrations(dialect: str) -> list[Migration]:
+    """Every migration for ``dialect`` (``postgresql`` or ``sqlite``), oldest first."""
+    folder = _migrations_root() / _DIALECT_FOLDERS[dialect]
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            continue
+        found.append(
+            Migration(int(match.group(1)), path.stem, tuple(split_statements(path.read_text())))
+        )
+    if not found:
+        raise SchemaError(f"no migration files found in {folder}; is flowq installed completely?")
+    return found
+
+
+def latest_version(dialect: str) -> int:
+    """The version a database has once every migration is applied."""
+    return load_migrations(dialect)[-1].version
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file into statements (each ends with ``;`` at a line end)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [
+        part.strip() for part in re.split(r";\s*$", "\n".join(lines), flags=re.M) if part.strip()
+    ]
+
+
+async def applied_version(connection: AsyncConnection) -> int:
+    """The highest applied version (0 when the version table is empty)."""
+    result = await connection.exec_driver_sql("SELECT MAX(version) FROM flowq_schema_version")
+    return int(result.scalar() or 0)
+
+
+async def apply_migrations(connection: AsyncConnection, now: datetime) -> list[str]:
+    """Apply missing migrations inside the caller's transaction; return their names.
+
+    On PostgreSQL a transaction-level advisory lock serializes concurrent runs.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711020250)")
+    await connection.execute(CreateTable(schema.schema_version, if_not_exists=True))
+    current = await applied_version(connection)
+    applied = []
+    for migration in load_migrations(dialect):
+        if migration.version <= current:
+            continue
+        for statement in migration.statements:
+            await connection.exec_driver_sql(statement)
+        await connection.execute(
+            schema.schema_version.insert().values(
+                version=migration.version, name=migration.name, applied_at=now
+            )
+        )
+        applied.append(migration.name)
+    return applied

@@ -1,0 +1,272 @@
+"""flowq's tables, declared once. ``migrations/`` must create exactly this.
+
+A migration test applies every SQL file to an empty database and compares the result
+with ``metadata.create_all`` on another, on PostgreSQL and SQLite.
+
+``flowq_jobs`` is the hot table: it holds one row per job and only what claiming and
+listing need. Events, step results, dependency edges and tokens live in their own
+tables so large or numerous rows never bloat it. ``ready_at`` is the instant a job
+becomes claimable (its ``run_at``, next retry or wake time); it is NULL while the job
+is running, finished, or waiting on a token without a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeEngine
+
+__all__ = [
+    "cron_schedules",
+    "job_dependencies",
+    "job_events",
+    "jobs",
+    "metadata",
+    "schema_version",
+    "steps",
+    "tokens",
+]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime: ``timestamptz`` on PostgreSQL, UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class TagList(TypeDecorator[tuple[str, ...]]):
+    """A list of strings: ``text[]`` on PostgreSQL, a JSON array on SQLite."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(Text))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        return tuple(json.loads(value) if isinstance(value, str) else value)
+
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+metadata = MetaData()
+
+schema_version = Table(
+    "flowq_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+jobs = Table(
+    "flowq_jobs",
+    metadata,
+    Column("id", Id, Identity(), primary_key=True),
+    Column("workflow", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_at", UtcDateTime, nullable=False),
+    Column("ready_at", UtcDateTime),
+    Column("next_attempt_at", UtcDateTime),
+    Column("tags", TagList, nullable=False),
+    Column("idempotency_key", Text),
+    Column("group_name", Text),
+    Column("timeout_ms", BigInteger),
+    Column("force_kill_on_timeout", Boolean, nullable=False),
+    Column("retry", Text, nullable=False),
+    Column("dead_letter", Text),
+    Column("dead_letter_job_id", BigInteger),
+    Column("progress", Integer),
+    Column("output", Text),
+    Column("error_history", Text, nullable=False),
+    Column("failure_reason", Text),
+    Column("pending_reason", Text),
+    Column("wait_until", UtcDateTime),
+    Column("wait_token_id", Text),
+    Column("lease_id", BigInteger, nullable=False),
+    Column("locked_by", Text),
+    Column("locked_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("completed_at", UtcDateTime),
+    Column("last_failed_at", UtcDateTime),
+    Column("last_retried_at", UtcDateTime),
+    Column("last_cancelled_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    sqlite_autoincrement=True,
+    postgresql_with={
+        "fillfactor": "70",
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_analyze_scale_factor": "0.02",
+        "autovacuum_vacuum_cost_delay": "1",
+    },
+)
+Index(
+    "ix_flowq_jobs_claim",
+    jobs.c.priority.desc(),
+    jobs.c.id,
+    postgresql_where=jobs.c.ready_at.is_not(None),
+    sqlite_where=jobs.c.ready_at.is_not(None),
+)
+Index(
+    "ix_flowq_jobs_ready_at",
+    jobs.c.ready_at,
+    postgresql_where=jobs.c.ready_at.is_not(None),
+    sqlite_where=jobs.c.ready_at.is_not(None),
+)
+Index(
+    "ix_flowq_jobs_locked_at",
+    jobs.c.locked_at,
+    postgresql_where=text("status = 'processing'"),
+    sqlite_where=text("status = 'processing'"),
+)
+Index(
+    "ix_flowq_jobs_group_running",
+    jobs.c.group_name,
+    postgresql_where=text("status = 'processing' AND group_name IS NOT NULL"),
+    sqlite_where=text("status = 'processing' AND group_name IS NOT NULL"),
+)
+Index(
+    "ix_flowq_jobs_finished_at",
+    jobs.c.finished_at,
+    postgresql_where=jobs.c.finished_at.is_not(None),
+    sqlite_where=jobs.c.finished_at.is_not(None),
+)
+Index(
+    "ux_flowq_jobs_idempotency_key",
+    jobs.c.idempotency_key,
+    unique=True,
+    postgresql_where=jobs.c.idempotency_key.is_not(None),
+    sqlite_where=jobs.c.idempotency_key.is_not(None),
+)
+Index("ix_flowq_jobs_status_id", jobs.c.status, jobs.c.id)
+Index("ix_flowq_jobs_tags", jobs.c.tags, postgresql_using="gin").ddl_if(dialect="postgresql")
+
+job_events = Table(
+    "flowq_job_events",
+    metadata,
+    Column("id", Id, Identity(), primary_key=True),
+    Column("job_id", BigInteger, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("metadata", Text),
+    sqlite_autoincrement=True,
+    postgresql_with={"autovacuum_vacuum_scale_factor": "0.05"},
+)
+Index("ix_flowq_job_events_job_id", job_events.c.job_id, job_events.c.id)
+Index("ix_flowq_job_events_at", job_events.c.at)
+
+job_dependencies = Table(
+    "flowq_job_dependencies",
+    metadata,
+    Column("job_id", BigInteger, nullable=False),
+    Column("depends_on_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("job_id", "depends_on_id", name="pk_flowq_job_dependencies"),
+)
+Index("ix_flowq_job_dependencies_depends_on_id", job_dependencies.c.depends_on_id)
+
+steps = Table(
+    "flowq_steps",
+    metadata,
+    Column("job_id", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("output", Text),
+    Column("error", Text),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("job_id", "seq", name="pk_flowq_steps"),
+    postgresql_with={"autovacuum_vacuum_scale_factor": "0.05"},
+)
+
+tokens = Table(
+    "flowq_tokens",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("job_id", BigInteger),
+    Column("status", Text, nullable=False),
+    Column("output", Text),
+    Column("tags", TagList, nullable=False),
+    Column("timeout_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+)
+Index("ix_flowq_tokens_job_id", tokens.c.job_id)
+Index(
+    "ix_flowq_tokens_timeout_at",
+    tokens.c.timeout_at,
+    postgresql_where=text("status = 'waiting'"),
+    sqlite_where=text("status = 'waiting'"),
+)
+
+cron_schedules = Table(
+    "flowq_cron_schedules",
+    metadata,
+    Column("id", Id, Identity(), primary_key=True),
+    Column("schedule_name", Text, nullable=False, unique=True),
+    Column("cron_expression", Text, nullable=False),
+    Column("workflow", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("timezone", Text, nullable=False),
+    Column("allow_overlap", Boolean, nullable=False),
+    Column("catch_up", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("options", Text, nullable=False),
+    Column("next_run_at", UtcDateTime, nullable=False),
+    Column("last_enqueued_at", UtcDateTime),
+    Column("last_job_id", BigInteger),
+    Column("last_skipped_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_flowq_cron_schedules_next_run_at",
+    cron_schedules.c.next_run_at,
+    postgresql_where=text("status = 'active'"),
+    sqlite_where=text("status = 'active'"),
+)

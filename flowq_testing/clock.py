@@ -1,0 +1,37 @@
+"""A clock that moves only when a test moves it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flowq.durations import to_utc
+from flowq.errors import ValidationError
+
+__all__ = ["FakeClock"]
+
+_DEFAULT_START = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class FakeClock:
+    """A :class:`flowq.Clock` for tests: ``now()`` changes only through ``set``/``advance``.
+
+    Args:
+        start: The initial instant (aware); 2030-01-01 00:00 UTC by default.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = _DEFAULT_START if start is None else to_utc(start, name="start")
+
+    def now(self) -> datetime:
+        """The current fake instant (aware UTC)."""
+        return self._now
+
+    def set(self, instant: datetime) -> None:
+        """Jump to ``instant`` (aware; may go backwards)."""
+        self._now = to_utc(instant, name="instant")
+
+    def advance(self, delta: timedelta) -> None:
+        """Move forward by ``delta`` (a non-negative timedelta)."""
+        if not isinstance(delta, timedelta) or delta < timedelta(0):
+            raise ValidationError(f"advance() takes a non-negative timedelta, got {delta!r}")
+        self._now += delta
