@@ -131,7 +131,7 @@ def build_new_job(
                 "force_kill_on_timeout", definition.force_kill_on_timeout if definition else False
             )
         ),
-        tags=_tags((*workflow_tags, *options.get("tags", ()))),
+        tags=_tags((*workflow_tags, *_tags(options.get("tags", ())))),
         idempotency_key=_optional_name(options.get("idempotency_key"), "idempotency_key"),
         group=_optional_name(options.get("group"), "group"),
         depends_on=depends_on,

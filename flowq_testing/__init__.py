@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from flowq_testing.clock import FakeClock as FakeClock
+from flowq_testing.memory import InMemoryStore as InMemoryStore
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "InMemoryStore"]

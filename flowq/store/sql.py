@@ -199,7 +199,7 @@ class SqlStore:
         result = await conn.execute(
             select(jobs.c.idempotency_key, jobs.c.id).where(jobs.c.idempotency_key.in_(keys))
         )
-        return dict(result.tuples().all())
+        return dict(result.all())
 
     async def _lock_statuses(
         self, conn: AsyncConnection, ids: Collection[int]
@@ -363,10 +363,17 @@ class SqlStore:
             )
         )
         await self._add_events(conn, [(i, EventType.CANCELLED, metadata) for i in ids], now)
-        await self._cancel_dependants(conn, ids)
+        await self._cancel_dependants(conn, ids, "dependency_cancelled")
 
-    async def _cancel_dependants(self, conn: AsyncConnection, prerequisites: list[int]) -> None:
-        """Cancel, transitively, pending and waiting jobs that depend on ``prerequisites``."""
+    async def _cancel_dependants(
+        self, conn: AsyncConnection, prerequisites: list[int], reason: str
+    ) -> None:
+        """Cancel, transitively, pending and waiting jobs that depend on ``prerequisites``.
+
+        ``reason`` (``dependency_cancelled`` or ``dependency_failed``) and the
+        prerequisite go into the ``cancelled`` events of direct dependants; jobs further
+        down the chain get ``dependency_cancelled``.
+        """
         while prerequisites:
             result = await conn.execute(
                 select(job_dependencies.c.job_id, func.min(job_dependencies.c.depends_on_id))
@@ -377,7 +384,7 @@ class SqlStore:
                 )
                 .group_by(job_dependencies.c.job_id)
             )
-            causes = dict(result.tuples().all())
+            causes = dict(result.all())
             if not causes:
                 return
             now = self.clock.now()
@@ -390,7 +397,6 @@ class SqlStore:
                     wait_until=None,
                     wait_token_id=None,
                     pending_reason=None,
-                    failure_reason=FailureReason.CANCELLED.value,
                     last_cancelled_at=now,
                     finished_at=now,
                     updated_at=now,
@@ -402,13 +408,14 @@ class SqlStore:
                     (
                         job_id,
                         EventType.CANCELLED,
-                        {"reason": "dependency_failed", "dependency": cause},
+                        {"reason": reason, "dependency": cause},
                     )
                     for job_id, cause in sorted(causes.items())
                 ],
                 now,
             )
             prerequisites = sorted(causes)
+            reason = "dependency_cancelled"
 
     async def _lock_job(self, conn: AsyncConnection, job_id: int) -> Row[Any] | None:
         result = await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
@@ -519,7 +526,7 @@ class SqlStore:
                         .limit(limit)
                         .with_for_update(skip_locked=True)
                     )
-                ).tuples().all()
+                ).all()
             )
             if not chosen:
                 return []
@@ -645,7 +652,7 @@ class SqlStore:
                 now,
             )
             if not will_retry:
-                await self._cancel_dependants(conn, [lease.job_id])
+                await self._cancel_dependants(conn, [lease.job_id], "dependency_failed")
             return True
 
     async def _add_dead_letter(

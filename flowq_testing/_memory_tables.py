@@ -1,0 +1,277 @@
+"""flowq's tables as Python dicts: the storage under :class:`flowq_testing.InMemoryStore`.
+
+Jobs are dicts shaped like ``flowq_jobs`` rows (column names as keys) so that the SQL
+and in-memory stores share :func:`flowq.store.records.job_from_row`. The conditions
+here mirror the SQL of :class:`flowq.store.sql.SqlStore`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flowq import codec
+from flowq.clock import Clock
+from flowq.errors import ValidationError
+from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus, TagQuery
+from flowq.store import records
+from flowq.store.base import EDITABLE_FIELDS, JobFilter, Lease, NewJob
+
+__all__ = [
+    "CANCELLABLE",
+    "EventRow",
+    "MemoryTables",
+    "column_values",
+    "dead_letter_job",
+    "edited_fields",
+    "matches",
+    "stored",
+    "utc",
+]
+
+LIVE = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.WAITING)
+CANCELLABLE = (JobStatus.PENDING, JobStatus.WAITING)
+_FIELD_OF_COLUMN = {"group_name": "group", "timeout_ms": "timeout"}
+_COLUMN_OF_FIELD = {field: column for column, field in _FIELD_OF_COLUMN.items()}
+_RUN_AT_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+Events = Sequence[tuple[int, EventType, Mapping[str, Any] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A row of ``flowq_job_events``; ``metadata`` is JSON text or ``None``."""
+
+    id: int
+    job_id: int
+    event_type: str
+    at: datetime
+    metadata: str | None
+
+    def to_event(self) -> JobEvent:
+        """A fresh :class:`JobEvent` (its metadata dict is decoded anew every time)."""
+        return JobEvent(
+            id=self.id,
+            job_id=self.job_id,
+            event_type=EventType(self.event_type),
+            at=self.at,
+            metadata=codec.decode(self.metadata) if self.metadata else {},
+        )
+
+
+class MemoryTables:
+    """The rows of jobs, dependency edges and events, with the low-level writes."""
+
+    clock: Clock
+
+    def _reset_tables(self) -> None:
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._edges: dict[int, set[int]] = {}  # job id -> prerequisite ids
+        self._events: dict[int, EventRow] = {}
+        self._keys: dict[str, int] = {}  # idempotency key -> job id
+        self._last_job_id = 0  # like AUTOINCREMENT: ids are never reused
+        self._last_event_id = 0
+
+    def _now(self) -> datetime:
+        return utc(self.clock.now())
+
+    def _job(self, row: Mapping[str, Any]) -> Job:
+        return records.job_from_row(row, tuple(sorted(self._edges.get(row["id"], ()))))
+
+    def _insert(self, row: dict[str, Any]) -> None:
+        for column, value in row.items():
+            if isinstance(value, datetime):
+                row[column] = utc(value)
+        row["tags"] = tuple(row["tags"])
+        self._rows[row["id"]] = row
+        self._last_job_id = max(self._last_job_id, row["id"])
+        if row["idempotency_key"] is not None:
+            self._keys[row["idempotency_key"]] = row["id"]
+
+    def _set(self, job_id: int, now: datetime, **values: Any) -> None:
+        self._rows[job_id].update(values, updated_at=now)
+
+    def _add_events(self, events: Events, now: datetime) -> None:
+        for job_id, event_type, meta in events:
+            self._last_event_id += 1
+            text = codec.encode(dict(meta), what="event metadata") if meta else None
+            self._events[self._last_event_id] = EventRow(
+                self._last_event_id, job_id, event_type.value, now, text
+            )
+
+    def _select(self, where: JobFilter, statuses: Iterable[str] | None = None) -> list[int]:
+        """Ids (ascending) of the jobs matching ``where`` whose status is in ``statuses``."""
+        wanted = None if statuses is None else {str(status) for status in statuses}
+        return [
+            job_id
+            for job_id, row in sorted(self._rows.items())
+            if (wanted is None or row["status"] in wanted) and matches(row, where)
+        ]
+
+    def _live_ids_with_tags(self, tags: tuple[str, ...]) -> list[int]:
+        return self._select(JobFilter(tags=TagQuery(tags, "all")), LIVE)
+
+    def _leased(self, lease: Lease) -> dict[str, Any] | None:
+        """The row if ``lease`` still holds it (same lease id, still processing)."""
+        row = self._rows.get(lease.job_id)
+        if row is None or row["lease_id"] != lease.lease_id:
+            return None
+        return row if row["status"] == JobStatus.PROCESSING else None
+
+    def _runnable(self, row: Mapping[str, Any], now: datetime) -> bool:
+        if row["ready_at"] is None or row["ready_at"] > now:
+            return False
+        # A prerequisite deleted by cleanup no longer holds its dependants back.
+        return all(
+            self._rows[p]["status"] == JobStatus.COMPLETED
+            for p in self._edges.get(row["id"], ())
+            if p in self._rows
+        )
+
+    def _cancel(self, ids: list[int], metadata: dict[str, Any]) -> None:
+        if not ids:
+            return
+        now = self._now()
+        for job_id in ids:
+            self._set(job_id, now, **_cancelled(now))
+        self._add_events([(job_id, EventType.CANCELLED, metadata) for job_id in ids], now)
+        self._cancel_dependants(ids, "dependency_cancelled")
+
+    def _cancel_dependants(self, prerequisites: Iterable[int], reason: str) -> None:
+        """Cancel, transitively, pending and waiting jobs that depend on ``prerequisites``.
+
+        Direct dependants' events carry ``reason`` (``dependency_cancelled`` or
+        ``dependency_failed``); jobs further down get ``dependency_cancelled``.
+        """
+        causes_of = set(prerequisites)
+        while causes_of:
+            causes = {
+                job_id: min(found)
+                for job_id, edges in self._edges.items()
+                if (found := edges & causes_of)
+                and job_id in self._rows
+                and self._rows[job_id]["status"] in CANCELLABLE
+            }
+            if not causes:
+                return
+            now = self._now()
+            for job_id in causes:
+                self._set(job_id, now, **_cancelled(now))
+            self._add_events(
+                [
+                    (job_id, EventType.CANCELLED, {"reason": reason, "dependency": cause})
+                    for job_id, cause in sorted(causes.items())
+                ],
+                now,
+            )
+            causes_of = set(causes)
+            reason = "dependency_cancelled"
+
+
+def utc(value: datetime) -> datetime:
+    """A datetime as the database returns it: converted to UTC (``UtcDateTime``)."""
+    return value.astimezone(UTC)
+
+
+def stored(value: Any) -> Any:
+    """A value as a column holds it, for change detection (lists become tuples)."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def tags_match(tags: tuple[str, ...], query: TagQuery) -> bool:
+    """Whether a job's tags satisfy ``query`` (``none`` matches untagged jobs)."""
+    if query.mode == "all":
+        return all(value in tags for value in query.values)
+    if query.mode == "any":
+        return any(value in tags for value in query.values)
+    if query.mode == "none":
+        return not any(value in tags for value in query.values)
+    return set(tags) == set(query.values)
+
+
+def matches(row: Mapping[str, Any], where: JobFilter) -> bool:
+    """Whether a ``flowq_jobs`` row satisfies every field of ``where``."""
+    if where.statuses and row["status"] not in where.statuses:
+        return False
+    if where.workflow is not None and row["workflow"] != where.workflow:
+        return False
+    if where.tags is not None and not tags_match(row["tags"], where.tags):
+        return False
+    if where.priority is not None and row["priority"] != where.priority:
+        return False
+    return all(_RUN_AT_OPS[op](row["run_at"], utc(value)) for op, value in where.run_at)
+
+
+def column_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``edit_job`` changes (Job field names, checked values) as column values.
+
+    Raises:
+        ValidationError: A field is not in :data:`flowq.store.base.EDITABLE_FIELDS`.
+    """
+    unknown = sorted(set(changes) - EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"edit_job cannot change {', '.join(unknown)}; editable: "
+            f"{', '.join(sorted(EDITABLE_FIELDS))}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "timeout":
+            value = records.to_ms(value)
+        elif name == "retry":
+            value = records.encode_retry(value)
+        elif name == "tags":
+            value = tuple(value)
+        elif name == "run_at":
+            value = utc(value)
+        values[_COLUMN_OF_FIELD.get(name, name)] = value
+    return values
+
+
+def edited_fields(values: Mapping[str, Any]) -> list[str]:
+    """The Job field names of changed columns, for the ``edited`` event."""
+    return sorted(_FIELD_OF_COLUMN.get(column, column) for column in values if column != "ready_at")
+
+
+def dead_letter_job(
+    row: Mapping[str, Any], error: ErrorEntry, reason: FailureReason, now: datetime
+) -> NewJob:
+    """The job enqueued on the dead-letter workflow of a permanently failed ``row``."""
+    from flowq.options import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
+
+    return NewJob(
+        workflow=row["dead_letter"],
+        payload=records.dead_letter_payload(row, error, reason),
+        priority=row["priority"],
+        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        run_at=now,
+        retry=DEFAULT_RETRY,
+        timeout=None,
+        force_kill_on_timeout=False,
+        tags=(),
+        idempotency_key=None,
+        group=None,
+        depends_on=(),
+        depends_on_tags=(),
+        dead_letter=None,
+    )
+
+
+def _cancelled(now: datetime) -> dict[str, Any]:
+    return {
+        "status": JobStatus.CANCELLED.value,
+        "ready_at": None,
+        "wait_until": None,
+        "wait_token_id": None,
+        "pending_reason": None,
+        "last_cancelled_at": now,
+        "finished_at": now,
+    }

@@ -1,0 +1,420 @@
+"""An in-memory :class:`flowq.store.base.Store` for unit tests.
+
+:class:`InMemoryStore` mirrors, verb for verb, the semantics of
+:class:`flowq.store.sql.SqlStore`: the same ids, events, dependency rules, filters
+and lease fencing, without a database.
+
+Every verb runs synchronously inside its coroutine (it never awaits half way), so a
+verb is atomic with respect to other tasks and needs no lock; the store works from
+any number of event loops.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from flowq.clock import Clock, SystemClock
+from flowq.errors import ValidationError
+from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus
+from flowq.store import records
+from flowq.store.base import ClaimedJob, JobFilter, Lease, NewJob
+from flowq.store.batch import plan_batch
+from flowq_testing._memory_tables import (
+    CANCELLABLE,
+    MemoryTables,
+    column_values,
+    dead_letter_job,
+    edited_fields,
+    stored,
+    utc,
+)
+
+__all__ = ["InMemoryStore"]
+
+_UNLOCKED = {"locked_by": None, "locked_at": None}
+
+
+class InMemoryStore(MemoryTables):
+    """flowq's tables as Python dicts: a :class:`flowq.store.base.Store` for tests.
+
+    It behaves like the SQL store (ids from 1, never reused; the same events and
+    metadata; the same filters, dependency rules and leases) but keeps nothing on
+    disk. ``open``, ``close`` and ``migrate`` do nothing, and the store stays usable
+    after ``close``. ``connection=`` (joining a database transaction) is refused.
+
+    Args:
+        clock: Where "now" comes from (the system clock by default). The attribute
+            :attr:`clock` may be replaced later (``flowq.App(clock=...)`` does).
+
+    Example:
+        >>> from flowq_testing import FakeClock, InMemoryStore
+        >>> app = flowq.App(store=InMemoryStore(clock=FakeClock()))
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._reset_tables()
+
+    def __repr__(self) -> str:
+        return f"InMemoryStore(jobs={len(self._rows)}, events={len(self._events)})"
+
+    # -- inspection -----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every job and event: the store is as new (ids restart at 1)."""
+        self._reset_tables()
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Every stored job, oldest first (id ascending), as fresh snapshots."""
+        return [self._job(row) for _, row in sorted(self._rows.items())]
+
+    @property
+    def events(self) -> list[JobEvent]:
+        """Every stored event of every job, oldest first (id ascending)."""
+        return [event.to_event() for event in self._events.values()]
+
+    # -- connection and schema ------------------------------------------------------
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays and the store stays usable."""
+
+    async def migrate(self) -> list[str]:
+        """There is no schema: nothing to apply."""
+        return []
+
+    # -- adding ---------------------------------------------------------------------
+
+    async def add_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[int]:
+        """Insert jobs with their ``added`` events; return ids in input order.
+
+        A job whose ``idempotency_key`` exists already yields the existing id and
+        writes nothing. ``BatchDepRef`` entries resolve to ids of the same batch.
+
+        Raises:
+            ValidationError: ``connection`` was given: there is no database here.
+            DependencyError: Unknown, dead or cyclic prerequisites (nothing is written).
+        """
+        if connection is not None:
+            raise ValidationError(
+                "connection= joins a database transaction, but the in-memory store has no "
+                "database connections; leave connection= out in tests that use "
+                "InMemoryStore, or test transactional enqueueing on a SQL store"
+            )
+        if not jobs:
+            return []
+        now = self._now()
+        keys = {job.idempotency_key for job in jobs if job.idempotency_key is not None}
+        existing: dict[str | None, int] = {k: self._keys[k] for k in keys if k in self._keys}
+        explicit = {ref for job in jobs for ref in job.depends_on if isinstance(ref, int)}
+        prerequisites = {
+            job_id: (self._rows[job_id]["status"], self._rows[job_id]["ready_at"] is not None)
+            for job_id in sorted(explicit)
+            if job_id in self._rows
+        }
+        tag_matches = {
+            tags: self._live_ids_with_tags(tags)
+            for tags in {job.depends_on_tags for job in jobs if job.depends_on_tags}
+        }
+        fresh_ids = itertools.count(self._last_job_id + 1)
+        plan = plan_batch(jobs, existing, prerequisites, tag_matches, fresh_ids)
+        for job_id, job in plan.rows:
+            self._insert(records.new_job_row(job, job_id, now))
+        for job_id, prerequisite in plan.edges:
+            self._edges.setdefault(job_id, set()).add(prerequisite)
+        self._add_events(
+            [(job_id, EventType.ADDED, plan.added_metadata.get(job_id)) for job_id, _ in plan.rows],
+            now,
+        )
+        return plan.ids
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """The job, or ``None``."""
+        row = self._rows.get(job_id)
+        return None if row is None else self._job(row)
+
+    async def get_jobs(
+        self, where: JobFilter, *, limit: int | None = None, cursor: int | None = None
+    ) -> list[Job]:
+        """Matching jobs, newest first (id descending), ids below ``cursor``."""
+        ids = [i for i in reversed(self._select(where)) if cursor is None or i < cursor]
+        if limit is not None:
+            ids = ids[: max(limit, 0)]
+        return [self._job(self._rows[job_id]) for job_id in ids]
+
+    async def get_job_events(self, job_id: int) -> list[JobEvent]:
+        """The job's events, oldest first (``[]`` for an unknown job)."""
+        return [event.to_event() for event in self._events.values() if event.job_id == job_id]
+
+    # -- changing -------------------------------------------------------------------
+
+    async def cancel_job(self, job_id: int) -> bool:
+        """Cancel a pending or waiting job and its dependants; False if nothing changed."""
+        row = self._rows.get(job_id)
+        if row is None or row["status"] not in CANCELLABLE:
+            return False
+        self._cancel([job_id], {"reason": "cancel_job"})
+        return True
+
+    async def cancel_jobs(self, where: JobFilter) -> int:
+        """Cancel every pending or waiting job matching ``where``; return the count."""
+        ids = self._select(where, CANCELLABLE)
+        self._cancel(ids, {"reason": "cancel_all_upcoming_jobs"})
+        return len(ids)
+
+    async def retry_job(self, job_id: int) -> bool:
+        """Make a failed job runnable now, granting an attempt; False if not failed."""
+        row = self._rows.get(job_id)
+        if row is None or row["status"] != JobStatus.FAILED:
+            return False
+        now = self._now()
+        max_attempts = max(row["max_attempts"], row["attempts"] + 1)
+        self._set(
+            job_id,
+            now,
+            status=JobStatus.PENDING.value,
+            ready_at=now,
+            next_attempt_at=None,
+            max_attempts=max_attempts,
+            last_retried_at=now,
+            finished_at=None,
+        )
+        self._add_events([(job_id, EventType.RETRIED, {"max_attempts": max_attempts})], now)
+        return True
+
+    async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
+        """Apply ``changes`` to a pending job; False if not pending or nothing changed.
+
+        Raises:
+            ValidationError: A field of ``changes`` is not editable.
+        """
+        row = self._rows.get(job_id)
+        if row is None or row["status"] != JobStatus.PENDING:
+            return False
+        changed = {
+            column: value
+            for column, value in column_values(changes).items()
+            if stored(row[column]) != stored(value)
+        }
+        if not changed:
+            return False
+        now = self._now()
+        if "run_at" in changed:
+            changed["ready_at"] = changed["run_at"]
+        self._set(job_id, now, **changed)
+        self._add_events([(job_id, EventType.EDITED, {"fields": edited_fields(changed)})], now)
+        return True
+
+    async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
+        """Apply ``changes`` to every pending job matching ``where``; return the count.
+
+        Raises:
+            ValidationError: A field of ``changes`` is not editable.
+        """
+        values = column_values(changes)
+        if not values:
+            return 0
+        if "run_at" in values:
+            values["ready_at"] = values["run_at"]
+        now = self._now()
+        ids = self._select(where, [JobStatus.PENDING])
+        for job_id in ids:
+            self._set(job_id, now, **values)
+        meta = {"fields": edited_fields(values)}
+        self._add_events([(job_id, EventType.EDITED, meta) for job_id in ids], now)
+        return len(ids)
+
+    # -- running --------------------------------------------------------------------
+
+    async def claim_jobs(
+        self, worker_id: str, limit: int, workflows: Collection[str] | None = None
+    ) -> list[ClaimedJob]:
+        """Lock up to ``limit`` runnable jobs for ``worker_id``, highest priority first.
+
+        Runnable: ``ready_at`` is due and every prerequisite completed. A job resuming
+        from a wait keeps its attempt count; any other claim starts a new attempt.
+        """
+        now = self._now()
+        rows = [
+            row
+            for row in self._rows.values()
+            if self._runnable(row, now) and (workflows is None or row["workflow"] in workflows)
+        ]
+        rows.sort(key=lambda row: (-row["priority"], row["id"]))
+        claimed = []
+        for row in rows[: max(limit, 0)]:
+            resumed = row["status"] == JobStatus.WAITING
+            self._set(
+                row["id"],
+                now,
+                status=JobStatus.PROCESSING.value,
+                attempts=row["attempts"] + (0 if resumed else 1),
+                started_at=row["started_at"] if resumed else now,
+                lease_id=row["lease_id"] + 1,
+                locked_by=worker_id,
+                locked_at=now,
+                ready_at=None,
+                next_attempt_at=None,
+                wait_until=None,
+                wait_token_id=None,
+                pending_reason=None,
+            )
+            job = records.job_from_row(row, ())  # as SqlStore: depends_on is not loaded
+            claimed.append(ClaimedJob(job, Lease(job.id, row["lease_id"], worker_id), resumed))
+        self._add_events(
+            [
+                (
+                    c.job.id,
+                    EventType.PROCESSING,
+                    {"worker_id": worker_id, "attempt": c.job.attempts, "resumed": c.resumed},
+                )
+                for c in claimed
+            ],
+            now,
+        )
+        return claimed
+
+    async def complete_job(self, lease: Lease, output: str | None) -> bool:
+        """Mark the job completed with ``output`` (JSON text); False on a stale lease."""
+        if self._leased(lease) is None:
+            return False
+        now = self._now()
+        self._set(
+            lease.job_id,
+            now,
+            status=JobStatus.COMPLETED.value,
+            output=output,
+            completed_at=now,
+            finished_at=now,
+            **_UNLOCKED,
+        )
+        self._add_events([(lease.job_id, EventType.COMPLETED, None)], now)
+        return True
+
+    async def fail_job(
+        self, lease: Lease, error: ErrorEntry, *, reason: FailureReason, retry_at: datetime | None
+    ) -> bool:
+        """Record a failed attempt; False on a stale lease.
+
+        The job retries at ``retry_at`` if attempts remain and ``retry_at`` is set;
+        otherwise it fails permanently, cancels its dependants and, with a
+        dead-letter workflow, enqueues the dead-letter job.
+        """
+        row = self._leased(lease)
+        if row is None:
+            return False
+        now = self._now()
+        will_retry = retry_at is not None and row["attempts"] < row["max_attempts"]
+        next_at = utc(retry_at) if will_retry and retry_at is not None else None
+        history = (*records.decode_errors(row["error_history"]), error)
+        values: dict[str, Any] = {
+            "status": JobStatus.FAILED.value,
+            "failure_reason": reason.value,
+            "error_history": records.encode_errors(history),
+            "last_failed_at": now,
+            "next_attempt_at": next_at,
+            "ready_at": next_at,
+            "finished_at": None if will_retry else now,
+            **_UNLOCKED,
+        }
+        dead_letter_id = None
+        if not will_retry and row["dead_letter"] is not None:
+            dead_letter_id = self._last_job_id + 1
+            self._insert(
+                records.new_job_row(dead_letter_job(row, error, reason, now), dead_letter_id, now)
+            )
+            self._add_events(
+                [(dead_letter_id, EventType.ADDED, {"dead_letter_for": row["id"]})], now
+            )
+            values["dead_letter_job_id"] = dead_letter_id
+        meta = {
+            "message": error.message,
+            "type": error.type,
+            "attempt": row["attempts"],
+            "reason": reason.value,
+            "will_retry": will_retry,
+            "retry_at": retry_at.isoformat() if will_retry and retry_at else None,
+            "dead_letter_job_id": dead_letter_id,
+        }
+        self._set(lease.job_id, now, **values)
+        self._add_events([(lease.job_id, EventType.FAILED, meta)], now)
+        if not will_retry:
+            self._cancel_dependants([lease.job_id], "dependency_failed")
+        return True
+
+    async def suspend_job(
+        self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
+    ) -> bool:
+        """Park a processing job as waiting (releases its lock); False on a stale lease."""
+        if self._leased(lease) is None:
+            return False
+        now = self._now()
+        until = None if wait_until is None else utc(wait_until)
+        self._set(
+            lease.job_id,
+            now,
+            status=JobStatus.WAITING.value,
+            wait_until=until,
+            wait_token_id=token_id,
+            ready_at=until,
+            **_UNLOCKED,
+        )
+        meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
+        self._add_events([(lease.job_id, EventType.WAITING, meta)], now)
+        return True
+
+    # -- maintenance ----------------------------------------------------------------
+
+    async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
+        """Return processing jobs locked longer than max(older_than, timeout) to pending."""
+        now = self._now()
+        stuck = [
+            (job_id, row["locked_by"])
+            for job_id, row in sorted(self._rows.items())
+            if row["status"] == JobStatus.PROCESSING
+            and row["locked_at"] is not None
+            and row["locked_at"]
+            <= now - max(older_than, records.from_ms(row["timeout_ms"]) or timedelta(0))
+        ]
+        for job_id, _ in stuck:
+            self._set(job_id, now, status=JobStatus.PENDING.value, ready_at=now, **_UNLOCKED)
+        self._add_events(
+            [(job_id, EventType.RECLAIMED, {"worker_id": worker}) for job_id, worker in stuck],
+            now,
+        )
+        return len(stuck)
+
+    async def cleanup_old_jobs(self, older_than: timedelta | None) -> int:
+        """Delete finished jobs that finished at or before now - ``older_than`` (None: all).
+
+        Their events and dependency edges go with them; their ids are never reused.
+        """
+        cutoff = None if older_than is None else self._now() - older_than
+        ids = {
+            job_id
+            for job_id, row in self._rows.items()
+            if row["finished_at"] is not None and (cutoff is None or row["finished_at"] <= cutoff)
+        }
+        for job_id in ids:
+            row = self._rows.pop(job_id)
+            self._edges.pop(job_id, None)
+            if row["idempotency_key"] is not None:
+                del self._keys[row["idempotency_key"]]
+        self._events = {key: e for key, e in self._events.items() if e.job_id not in ids}
+        return len(ids)
+
+    async def cleanup_old_job_events(self, older_than: timedelta | None) -> int:
+        """Delete events written at or before now - ``older_than`` (None: all)."""
+        cutoff = None if older_than is None else self._now() - older_than
+        kept = {key: e for key, e in self._events.items() if cutoff is not None and e.at > cutoff}
+        deleted = len(self._events) - len(kept)
+        self._events = kept
+        return deleted

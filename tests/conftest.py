@@ -1,0 +1,91 @@
+"""Shared fixtures: databases for every test (a file on SQLite, a fresh database on PostgreSQL).
+
+PostgreSQL tests use the server at ``FLOWQ_TEST_POSTGRES_URL`` (default: the local
+server). Without it they are skipped with a visible reason, unless
+``FLOWQ_REQUIRE_POSTGRES=1`` (set by ``.ci/run``), which turns that into a failure.
+Each test gets its own database, copied from a migrated template database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from flowq.store.sql import SqlStore
+
+POSTGRES_URL = os.environ.get(
+    "FLOWQ_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("FLOWQ_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """flowq runs on asyncio (asyncpg needs it)."""
+    return "asyncio"
+
+
+def _dsn(database: str | None = None) -> str:
+    url = make_url(POSTGRES_URL)
+    if database is not None:
+        url = url.set(database=database)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(*statements: str) -> None:
+    connection = await asyncpg.connect(_dsn(), timeout=5)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def _run(coroutine: object) -> None:
+    asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated template database, created once per test session."""
+    name = f"flowq_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        _run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        reason = f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()} is not reachable: {exc}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{reason} (FLOWQ_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+
+    async def migrate() -> None:
+        store = SqlStore(_dsn(name))
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    _run(migrate())
+    yield name
+    _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """The URL of a fresh, migrated, empty PostgreSQL database for this test."""
+    name = f"flowq_t_{uuid.uuid4().hex[:12]}"
+    _run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a fresh SQLite file for this test (not migrated)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'flowq.db'}"

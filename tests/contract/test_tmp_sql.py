@@ -1,0 +1,48 @@
+"""The store contract, run against every store flowq ships."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+
+from flowq.store.base import Store
+from flowq.store.sql import SqlStore
+from flowq_testing import FakeClock
+from flowq_testing.contract import StoreContract
+
+
+class TestSqliteStore(StoreContract):
+    """The embedded default: a SQLite file."""
+
+    @pytest.fixture
+    async def store(self, clock: FakeClock, sqlite_url: str) -> AsyncIterator[Store]:
+        """A migrated SQLite file in tmp_path."""
+        store = SqlStore(sqlite_url, clock=clock)
+        await store.migrate()
+        yield store
+        await store.close()
+
+    def connection(self, store: Store) -> AbstractAsyncContextManager[Any] | None:
+        """A connection on the same file."""
+        assert isinstance(store, SqlStore)
+        return store.engine.connect()
+
+
+@pytest.mark.postgres
+class TestPostgresStore(StoreContract):
+    """The production backend: a fresh PostgreSQL database per test."""
+
+    @pytest.fixture
+    async def store(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[Store]:
+        """A fresh database cloned from the migrated template."""
+        store = SqlStore(postgres_url, clock=clock)
+        yield store
+        await store.close()
+
+    def connection(self, store: Store) -> AbstractAsyncContextManager[Any] | None:
+        """A connection on the same database."""
+        assert isinstance(store, SqlStore)
+        return store.engine.connect()
