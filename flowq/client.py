@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack, cast
+from typing import Any, Self, TypeVar, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -62,10 +62,10 @@ class App:
         self.clock: Clock = clock or (store.clock if store is not None else SystemClock())
         if store is None:
             url = database_url or os.environ.get("FLOWQ_DATABASE_URL") or DEFAULT_DATABASE_URL
-            store = SqlStore(url, clock=self.clock)
-        elif clock is not None:
-            store.clock = clock
-        self.store: Store = store
+            self.store: Store = SqlStore(url, clock=self.clock)
+        else:
+            store.clock = self.clock
+            self.store = store
         self.registry = registry if registry is not None else default_registry
         self.auto_migrate = auto_migrate
         self._opened = False
@@ -226,7 +226,9 @@ class App:
             limit: Page size (``None`` for no limit).
             cursor: The id of the last job of the previous page.
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise ValidationError(f"limit must be a positive integer or None, got {limit!r}")
         where = _filter(workflow, tags, priority, run_at, statuses=_statuses(status))
         return await (await self._ready()).get_jobs(
@@ -361,7 +363,7 @@ def _filter(
     if name is not None and not isinstance(name, str):
         raise ValidationError(f"workflow must be a workflow object or name, got {workflow!r}")
     if tags is not None and not isinstance(tags, TagQuery):
-        tags = TagQuery(cast(Sequence[str], tags), "all")
+        tags = TagQuery(tags, "all")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
         raise ValidationError(f"priority must be an integer, got {priority!r}")
     comparisons: list[tuple[RunAtOp, datetime]] = []
@@ -369,7 +371,9 @@ def _filter(
         comparisons.append(("eq", to_utc(run_at, name="run_at")))
     elif run_at is not None:
         if not isinstance(run_at, Mapping) or not run_at:
-            raise ValidationError(f"run_at must be a datetime or a dict like {{'gt': dt}}, got {run_at!r}")
+            raise ValidationError(
+                f"run_at must be a datetime or a dict like {{'gt': dt}}, got {run_at!r}"
+            )
         for op, value in run_at.items():
             if op not in _RUN_AT_OPS:
                 raise ValidationError(f"run_at filter keys are gt, gte, lt, lte; got {op!r}")

@@ -66,14 +66,19 @@ async def run(database_url: str | None = None) -> None:
         again = await app.start(
             send_welcome, Signup(42, "ada@example.com"), idempotency_key="welcome-42"
         )
-        print(f"1. started send_welcome as job #{welcome}; the same idempotency key again "
-              f"returned #{again} (no duplicate)")
+        print(
+            f"1. started send_welcome as job #{welcome}; the same idempotency key again "
+            f"returned #{again} (no duplicate)"
+        )
         batch = await app.add_jobs(
             [
                 JobSpec(resize_image, {"image": "cat.png"}, tags=["images"], priority=5),
                 JobSpec(resize_image, {"image": "dog.png"}, tags=["images"]),
-                JobSpec(publish_report, {"title": "pets"},
-                        depends_on=DependsOn([batch_dep_ref(0), batch_dep_ref(1)])),
+                JobSpec(
+                    publish_report,
+                    {"title": "pets"},
+                    depends_on=DependsOn([batch_dep_ref(0), batch_dep_ref(1)]),
+                ),
             ]
         )
         print(f"2. added a batch in one transaction: {batch}; the report waits for both images")

@@ -223,11 +223,7 @@ def _run_at(options: JobOptions, now: datetime) -> datetime:
 
 def _retry(options: JobOptions, default: RetryPolicy | None) -> RetryPolicy:
     policy = options.get("retry")
-    flat = {
-        k: options[k]  # type: ignore[literal-required]
-        for k in ("retry_delay", "retry_backoff", "retry_delay_max")
-        if k in options
-    }
+    flat = [k for k in ("retry_delay", "retry_backoff", "retry_delay_max") if k in options]
     if policy is not None:
         if flat:
             raise ValidationError(f"pass retry=RetryPolicy(...) or {', '.join(flat)}, not both")
@@ -238,9 +234,9 @@ def _retry(options: JobOptions, default: RetryPolicy | None) -> RetryPolicy:
     if not flat:
         return base
     return RetryPolicy(
-        flat.get("retry_delay", base.delay),
-        backoff=flat.get("retry_backoff", base.backoff),
-        max_delay=flat.get("retry_delay_max", base.max_delay),
+        options.get("retry_delay", base.delay),
+        backoff=options.get("retry_backoff", base.backoff),
+        max_delay=options.get("retry_delay_max", base.max_delay),
         jitter=base.jitter,
     )
 

@@ -233,7 +233,6 @@ class Registry:
     def workflow(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         name: str | None = None,
         max_attempts: int | None = None,

@@ -199,8 +199,9 @@ class Store(Protocol):
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
         """Return processing jobs locked longer than max(older_than, timeout) to pending."""
 
-    async def cleanup_old_jobs(self, older_than: timedelta | None) -> int:
-        """Delete finished jobs that finished before now - ``older_than`` (None: all)."""
+    async def cleanup_old_jobs(self, older_than: timedelta) -> int:
+        """Delete finished jobs that finished at or before now - ``older_than``, in
+        batches of :data:`CLEANUP_BATCH_SIZE` (one transaction each); return the count."""
 
-    async def cleanup_old_job_events(self, older_than: timedelta | None) -> int:
-        """Delete events written before now - ``older_than`` (None: all)."""
+    async def cleanup_old_job_events(self, older_than: timedelta) -> int:
+        """Delete events written at or before now - ``older_than``; return the count."""

@@ -35,7 +35,13 @@ _PG_UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
 _SQLITE_UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
 
 __all__ = [
-    "ErrorKind","PostgresDialect", "SqlDialect", "SqliteDialect", "dialect_for_url", "normalize_url"]
+    "ErrorKind",
+    "PostgresDialect",
+    "SqlDialect",
+    "SqliteDialect",
+    "dialect_for_url",
+    "normalize_url",
+]
 
 
 class SqlDialect(Protocol):
@@ -99,13 +105,15 @@ class PostgresDialect:
     def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
         tags = type_coerce(jobs.c.tags, postgresql.ARRAY(Text))
         values = list(query.values)
+        contains: ColumnElement[bool] = tags.contains(values)
+        overlaps: ColumnElement[bool] = tags.overlap(values)
         if query.mode == "all":
-            return tags.contains(values)
+            return contains
         if query.mode == "any":
-            return tags.overlap(values)
+            return overlaps
         if query.mode == "none":
-            return not_(tags.overlap(values))
-        return and_(tags.contains(values), tags.contained_by(values))
+            return not_(overlaps)
+        return and_(contains, tags.contained_by(values))
 
     def insert(self) -> postgresql.Insert:
         return postgresql.insert(jobs)

@@ -111,7 +111,7 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def job_from_row(row: Mapping[str, Any], depends_on: tuple[int, ...]) -> Job:
+def job_from_row(row: Mapping[Any, Any], depends_on: tuple[int, ...]) -> Job:
     """A :class:`Job` from a row of ``flowq_jobs`` (column names as keys)."""
     reason = row["failure_reason"]
     return Job(
@@ -151,7 +151,7 @@ def job_from_row(row: Mapping[str, Any], depends_on: tuple[int, ...]) -> Job:
     )
 
 
-def dead_letter_payload(row: Mapping[str, Any], error: ErrorEntry, reason: FailureReason) -> str:
+def dead_letter_payload(row: Mapping[Any, Any], error: ErrorEntry, reason: FailureReason) -> str:
     """The payload of the dead-letter job for a permanently failed job."""
     return codec.encode(
         {

@@ -26,11 +26,6 @@ DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 NewDatabase = Callable[[], Awaitable[str]]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def postgres_databases() -> AsyncIterator[NewDatabase]:
     """A factory of fresh PostgreSQL databases, all dropped on exit."""
@@ -42,14 +37,16 @@ async def postgres_databases() -> AsyncIterator[NewDatabase]:
     )
     created: list[str] = []
     try:
+        unreachable = None
         try:
             async with admin.connect() as connection:
                 await connection.exec_driver_sql("SELECT 1")
         except (OSError, TimeoutError, DBAPIError) as exc:
-            message = f"PostgreSQL at {shown} (FLOWQ_TEST_POSTGRES_URL) is unreachable: {exc}"
+            unreachable = f"PostgreSQL at {shown} (FLOWQ_TEST_POSTGRES_URL) is unreachable: {exc}"
+        if unreachable is not None:
             if os.environ.get("FLOWQ_REQUIRE_POSTGRES") == "1":
-                pytest.fail(f"{message}; FLOWQ_REQUIRE_POSTGRES=1 requires it", pytrace=False)
-            pytest.skip(message)
+                pytest.fail(f"{unreachable}; FLOWQ_REQUIRE_POSTGRES=1 requires it", pytrace=False)
+            pytest.skip(unreachable)
 
         async def new_database() -> str:
             name = f"flowq_mig_{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,248 @@
+"""The SQL store's foundation: engine, transactions, error translation, shared helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, func, insert, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from flowq import codec
+from flowq.clock import Clock, SystemClock
+from flowq.errors import DatabaseUnavailableError, SchemaError, ValidationError
+from flowq.models import EventType, JobStatus
+from flowq.store import migrate
+from flowq.store.base import JobFilter
+from flowq.store.dialects import SqlDialect, dialect_for_url, normalize_url
+from flowq.store.schema import job_dependencies, job_events, jobs
+
+__all__ = ["CANCELLABLE", "SqlBase"]
+
+CANCELLABLE = (JobStatus.PENDING.value, JobStatus.WAITING.value)
+_RUN_AT_OPS = {
+    "eq": lambda c, v: c == v,
+    "gt": lambda c, v: c > v,
+    "gte": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "lte": lambda c, v: c <= v,
+}
+
+
+class SqlBase:
+    """Connections, transactions and the helpers every SQL verb shares.
+
+    Args:
+        url: A database URL; ``postgresql://`` and ``sqlite:///`` pick flowq's drivers.
+        clock: Where "now" comes from (the system clock by default).
+    """
+
+    def __init__(self, url: str | URL, *, clock: Clock | None = None) -> None:
+        self.url = normalize_url(url)
+        self.clock: Clock = clock or SystemClock()
+        self.dialect: SqlDialect = dialect_for_url(self.url)
+        self._engine: AsyncEngine | None = None
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
+
+    # -- connection and schema ------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (created on first use)."""
+        if self._engine is None:
+            self._engine = self.dialect.create_engine(self.url)
+        return self._engine
+
+    async def open(self) -> None:
+        """Connect and check that the schema is current.
+
+        Raises:
+            DatabaseUnavailableError: The database cannot be reached.
+            SchemaError: The schema is missing or of another version.
+        """
+        async with self._transaction() as connection:
+            found = await migrate.applied_version(connection)
+        wanted = migrate.latest_version(self.dialect.name)
+        if found < wanted:
+            raise SchemaError(
+                f"the flowq schema in {self._safe_url()} is at version {found}, this flowq needs "
+                f"{wanted}: run `flowq migrate --database-url {self._safe_url()}`"
+            )
+        if found > wanted:
+            raise SchemaError(
+                f"the flowq schema in {self._safe_url()} is at version {found}, newer than this "
+                f"flowq knows ({wanted}): upgrade flowq"
+            )
+
+    async def close(self) -> None:
+        """Dispose of the connection pool."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def migrate(self) -> list[str]:
+        """Apply missing migrations; return the names applied."""
+        async with self._transaction() as connection:
+            return await migrate.apply_migrations(connection, self.clock.now())
+
+    def _safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def _schema_missing(self) -> SchemaError:
+        return SchemaError(
+            f"{self._safe_url()} has no flowq tables: run "
+            f"`flowq migrate --database-url {self._safe_url()}` (or `await app.migrate()`)"
+        )
+
+    @asynccontextmanager
+    async def _transaction(
+        self, connection: AsyncConnection | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction (or the caller's), with driver errors made readable."""
+        if connection is not None:
+            if connection.dialect.name != self.dialect.name:
+                raise ValidationError(
+                    f"connection= is a {connection.dialect.name} connection but this App "
+                    f"stores jobs in {self.dialect.name}"
+                )
+            yield connection
+            return
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            kind = self.dialect.classify(exc)
+            if kind == "missing_table":
+                raise self._schema_missing() from exc
+            if kind == "unavailable":
+                raise DatabaseUnavailableError(
+                    f"cannot use the database at {self._safe_url()}: {exc.orig}"
+                ) from exc
+            raise
+        except (OSError, TimeoutError) as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to {self._safe_url()}: {exc}. Is the server running and the "
+                "URL right?"
+            ) from exc
+
+    # -- helpers shared by the verbs --------------------------------------------------
+
+    async def _add_events(
+        self,
+        conn: AsyncConnection,
+        events: Sequence[tuple[int, EventType, Mapping[str, Any] | None]],
+        now: datetime,
+    ) -> None:
+        if not events:
+            return
+        await conn.execute(
+            insert(job_events),
+            [
+                {
+                    "job_id": job_id,
+                    "event_type": event_type.value,
+                    "at": now,
+                    "metadata": codec.encode(dict(meta), what="event metadata") if meta else None,
+                }
+                for job_id, event_type, meta in events
+            ],
+        )
+
+    def _condition(self, where: JobFilter) -> ColumnElement[bool]:
+        parts: list[ColumnElement[bool]] = []
+        if where.statuses:
+            parts.append(jobs.c.status.in_([status.value for status in where.statuses]))
+        if where.workflow is not None:
+            parts.append(jobs.c.workflow == where.workflow)
+        if where.tags is not None:
+            parts.append(self.dialect.tag_condition(where.tags))
+        if where.priority is not None:
+            parts.append(jobs.c.priority == where.priority)
+        for op, value in where.run_at:
+            parts.append(_RUN_AT_OPS[op](jobs.c.run_at, value))
+        return and_(*parts) if parts else jobs.c.id.is_not(None)
+
+    async def _cancel(
+        self, conn: AsyncConnection, ids: list[int], metadata: dict[str, Any]
+    ) -> None:
+        if not ids:
+            return
+        now = self.clock.now()
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(ids))
+            .values(
+                status=JobStatus.CANCELLED.value,
+                ready_at=None,
+                wait_until=None,
+                wait_token_id=None,
+                pending_reason=None,
+                last_cancelled_at=now,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        await self._add_events(conn, [(i, EventType.CANCELLED, metadata) for i in ids], now)
+        await self._cancel_dependants(conn, ids, "dependency_cancelled")
+
+    async def _cancel_dependants(
+        self, conn: AsyncConnection, prerequisites: list[int], reason: str
+    ) -> None:
+        """Cancel, transitively, pending and waiting jobs that depend on ``prerequisites``.
+
+        ``reason`` (``dependency_cancelled`` or ``dependency_failed``) and the
+        prerequisite go into the ``cancelled`` events of direct dependants; jobs further
+        down the chain get ``dependency_cancelled``.
+        """
+        while prerequisites:
+            result = await conn.execute(
+                select(job_dependencies.c.job_id, func.min(job_dependencies.c.depends_on_id))
+                .join(jobs, jobs.c.id == job_dependencies.c.job_id)
+                .where(
+                    job_dependencies.c.depends_on_id.in_(prerequisites),
+                    jobs.c.status.in_(CANCELLABLE),
+                )
+                .group_by(job_dependencies.c.job_id)
+            )
+            causes = dict(result.all())
+            if not causes:
+                return
+            now = self.clock.now()
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(list(causes)))
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    ready_at=None,
+                    wait_until=None,
+                    wait_token_id=None,
+                    pending_reason=None,
+                    last_cancelled_at=now,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+            await self._add_events(
+                conn,
+                [
+                    (
+                        job_id,
+                        EventType.CANCELLED,
+                        {"reason": reason, "dependency": cause},
+                    )
+                    for job_id, cause in sorted(causes.items())
+                ],
+                now,
+            )
+            prerequisites = sorted(causes)
+            reason = "dependency_cancelled"
+
+    async def _lock_job(self, conn: AsyncConnection, job_id: int) -> Row[Any] | None:
+        result = await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
+        return result.first()

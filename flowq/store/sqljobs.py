@@ -1,0 +1,301 @@
+"""SQL verbs of the client API: adding, reading and changing jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowq import codec
+from flowq.errors import DatabaseError
+from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
+from flowq.store import records
+from flowq.store.base import JobFilter, NewJob
+from flowq.store.batch import plan_batch
+from flowq.store.schema import job_dependencies, job_events, jobs
+from flowq.store.sqlbase import CANCELLABLE, SqlBase
+
+__all__ = ["SqlJobVerbs"]
+
+_LIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value, JobStatus.WAITING.value)
+_RACE_RETRIES = 5
+
+
+class SqlJobVerbs(SqlBase):
+    """Adding, reading, cancelling, retrying and editing jobs."""
+
+    # -- adding ---------------------------------------------------------------------
+
+    async def add_jobs(self, new_jobs: Sequence[NewJob], *, connection: Any = None) -> list[int]:
+        """Insert jobs with their ``added`` events; ids in input order."""
+        if not new_jobs:
+            return []
+        for _ in range(_RACE_RETRIES):
+            try:
+                return await self._add_jobs_once(new_jobs, connection)
+            except _IdempotencyRace:
+                if connection is not None:
+                    raise DatabaseError(
+                        "a concurrent transaction added a job with the same idempotency key; "
+                        "roll back and retry"
+                    ) from None
+        raise DatabaseError("could not add jobs: idempotency keys kept changing under us")
+
+    async def _add_jobs_once(self, new_jobs: Sequence[NewJob], connection: Any) -> list[int]:
+        async with self._transaction(connection) as conn:
+            now = self.clock.now()
+            keys = [job.idempotency_key for job in new_jobs if job.idempotency_key is not None]
+            existing = await self._ids_by_key(conn, keys)
+            explicit = {d for job in new_jobs for d in job.depends_on if isinstance(d, int)}
+            statuses = await self._lock_statuses(conn, explicit)
+            tag_matches = {
+                tags: await self._live_ids_with_tags(conn, tags)
+                for tags in {job.depends_on_tags for job in new_jobs if job.depends_on_tags}
+            }
+            fresh_count = sum(1 for job in new_jobs if job.idempotency_key not in existing) or 1
+            plan = plan_batch(
+                new_jobs,
+                existing,
+                statuses,
+                tag_matches,
+                await self.dialect.allocate_ids(conn, fresh_count),
+            )
+            if plan.rows:
+                inserted = await self._insert_rows(
+                    conn, [records.new_job_row(job, job_id, now) for job_id, job in plan.rows]
+                )
+                if inserted != {job_id for job_id, _ in plan.rows}:
+                    # Another transaction took an idempotency key meanwhile: retry cleanly.
+                    raise _IdempotencyRace()
+                if plan.edges:
+                    await conn.execute(
+                        insert(job_dependencies),
+                        [{"job_id": a, "depends_on_id": b} for a, b in plan.edges],
+                    )
+                await self._add_events(
+                    conn,
+                    [
+                        (job_id, EventType.ADDED, plan.added_metadata.get(job_id))
+                        for job_id, _ in plan.rows
+                    ],
+                    now,
+                )
+            return plan.ids
+
+    async def _ids_by_key(self, conn: AsyncConnection, keys: list[str]) -> dict[str | None, int]:
+        if not keys:
+            return {}
+        result = await conn.execute(
+            select(jobs.c.idempotency_key, jobs.c.id).where(jobs.c.idempotency_key.in_(keys))
+        )
+        return dict(result.all())
+
+    async def _lock_statuses(
+        self, conn: AsyncConnection, ids: Collection[int]
+    ) -> dict[int, tuple[str, bool]]:
+        """Status and "will retry" of prerequisites, locked against concurrent change."""
+        if not ids:
+            return {}
+        result = await conn.execute(
+            select(jobs.c.id, jobs.c.status, jobs.c.ready_at.is_not(None))
+            .where(jobs.c.id.in_(sorted(ids)))
+            .with_for_update(read=True)
+        )
+        return {job_id: (status, bool(ready)) for job_id, status, ready in result}
+
+    async def _live_ids_with_tags(self, conn: AsyncConnection, tags: tuple[str, ...]) -> list[int]:
+        result = await conn.execute(
+            select(jobs.c.id)
+            .where(jobs.c.status.in_(_LIVE), self.dialect.tag_condition(TagQuery(tags, "all")))
+            .order_by(jobs.c.id)
+            .with_for_update(read=True)
+        )
+        return list(result.scalars())
+
+    async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[int]:
+        statement = (
+            self.dialect.insert()
+            .on_conflict_do_nothing(
+                index_elements=[jobs.c.idempotency_key],
+                index_where=jobs.c.idempotency_key.is_not(None),
+            )
+            .returning(jobs.c.id)
+        )
+        result = await conn.execute(statement, rows)
+        return set(result.scalars())
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """The job, or ``None``."""
+        found = await self._select_jobs(jobs.c.id == job_id, limit=1)
+        return found[0] if found else None
+
+    async def get_jobs(
+        self, where: JobFilter, *, limit: int | None = None, cursor: int | None = None
+    ) -> list[Job]:
+        """Matching jobs, newest first."""
+        condition = self._condition(where)
+        if cursor is not None:
+            condition = and_(condition, jobs.c.id < cursor)
+        return await self._select_jobs(condition, limit=limit)
+
+    async def _select_jobs(self, condition: ColumnElement[bool], *, limit: int | None) -> list[Job]:
+        async with self._transaction() as conn:
+            query = select(jobs).where(condition).order_by(jobs.c.id.desc())
+            if limit is not None:
+                query = query.limit(limit)
+            rows = (await conn.execute(query)).mappings().all()
+            if not rows:
+                return []
+            edges = await conn.execute(
+                select(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
+                .where(job_dependencies.c.job_id.in_([row["id"] for row in rows]))
+                .order_by(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
+            )
+        depends: dict[int, list[int]] = {}
+        for job_id, prerequisite in edges:
+            depends.setdefault(job_id, []).append(prerequisite)
+        return [records.job_from_row(row, tuple(depends.get(row["id"], ()))) for row in rows]
+
+    async def get_job_events(self, job_id: int) -> list[JobEvent]:
+        """The job's events, oldest first."""
+        async with self._transaction() as conn:
+            result = await conn.execute(
+                select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+            )
+            return [
+                JobEvent(
+                    id=row.id,
+                    job_id=row.job_id,
+                    event_type=EventType(row.event_type),
+                    at=row.at,
+                    metadata=codec.decode(row.metadata) if row.metadata else {},
+                )
+                for row in result
+            ]
+
+    # -- changing -------------------------------------------------------------------
+
+    async def cancel_job(self, job_id: int) -> bool:
+        """Cancel a pending or waiting job and its dependants."""
+        async with self._transaction() as conn:
+            row = await self._lock_job(conn, job_id)
+            if row is None or row.status not in CANCELLABLE:
+                return False
+            await self._cancel(conn, [job_id], {"reason": "cancel_job"})
+            return True
+
+    async def cancel_jobs(self, where: JobFilter) -> int:
+        """Cancel every pending or waiting job matching ``where``."""
+        async with self._transaction() as conn:
+            condition = and_(self._condition(where), jobs.c.status.in_(CANCELLABLE))
+            ids = list(
+                (await conn.execute(select(jobs.c.id).where(condition).with_for_update())).scalars()
+            )
+            await self._cancel(conn, ids, {"reason": "cancel_all_upcoming_jobs"})
+            return len(ids)
+
+    async def retry_job(self, job_id: int) -> bool:
+        """Make a failed job runnable now, granting at least one more attempt."""
+        async with self._transaction() as conn:
+            row = await self._lock_job(conn, job_id)
+            if row is None or row.status != JobStatus.FAILED.value:
+                return False
+            now = self.clock.now()
+            max_attempts = max(row.max_attempts, row.attempts + 1)
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    status=JobStatus.PENDING.value,
+                    ready_at=now,
+                    next_attempt_at=None,
+                    max_attempts=max_attempts,
+                    last_retried_at=now,
+                    finished_at=None,
+                    updated_at=now,
+                )
+            )
+            await self._add_events(
+                conn, [(job_id, EventType.RETRIED, {"max_attempts": max_attempts})], now
+            )
+            return True
+
+    async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
+        """Apply ``changes`` to a pending job; False if not pending or nothing changed."""
+        async with self._transaction() as conn:
+            row = await self._lock_job(conn, job_id)
+            if row is None or row.status != JobStatus.PENDING.value:
+                return False
+            values = _column_values(changes)
+            current = row._mapping
+            changed = {
+                column: value
+                for column, value in values.items()
+                if _stored(current[column]) != _stored(value)
+            }
+            if not changed:
+                return False
+            now = self.clock.now()
+            if "run_at" in changed:
+                changed["ready_at"] = changed["run_at"]
+            await conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(**changed, updated_at=now)
+            )
+            fields = sorted(
+                _FIELD_OF_COLUMN.get(column, column) for column in changed if column != "ready_at"
+            )
+            await self._add_events(conn, [(job_id, EventType.EDITED, {"fields": fields})], now)
+            return True
+
+    async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
+        """Apply ``changes`` to every pending job matching ``where``."""
+        values = _column_values(changes)
+        if not values:
+            return 0
+        if "run_at" in values:
+            values["ready_at"] = values["run_at"]
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            condition = and_(self._condition(where), jobs.c.status == JobStatus.PENDING.value)
+            ids = list(
+                (await conn.execute(select(jobs.c.id).where(condition).with_for_update())).scalars()
+            )
+            if not ids:
+                return 0
+            await conn.execute(
+                update(jobs).where(jobs.c.id.in_(ids)).values(**values, updated_at=now)
+            )
+            fields = sorted(_FIELD_OF_COLUMN.get(c, c) for c in values if c != "ready_at")
+            await self._add_events(
+                conn, [(i, EventType.EDITED, {"fields": fields}) for i in ids], now
+            )
+            return len(ids)
+
+
+class _IdempotencyRace(Exception):
+    """A concurrent insert took an idempotency key between our check and our insert."""
+
+
+_FIELD_OF_COLUMN = {"group_name": "group", "timeout_ms": "timeout"}
+_COLUMN_OF_FIELD = {field: column for column, field in _FIELD_OF_COLUMN.items()}
+
+
+def _column_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "timeout":
+            value = records.to_ms(value)
+        elif name == "retry":
+            value = records.encode_retry(value)
+        elif name == "tags":
+            value = tuple(value)
+        values[_COLUMN_OF_FIELD.get(name, name)] = value
+    return values
+
+
+def _stored(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value

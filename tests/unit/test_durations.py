@@ -1,0 +1,54 @@
+"""Durations and instants as users write them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+import flowq
+from flowq.durations import parse_duration, to_utc
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("500ms", timedelta(milliseconds=500)),
+        ("30s", timedelta(seconds=30)),
+        ("10m", timedelta(minutes=10)),
+        ("48h", timedelta(hours=48)),
+        ("7d", timedelta(days=7)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5s", timedelta(seconds=1.5)),
+        (" 2W ", timedelta(weeks=2)),
+        (0.25, timedelta(milliseconds=250)),
+        (90, timedelta(seconds=90)),
+        (timedelta(days=1), timedelta(days=1)),
+    ],
+)
+def test_accepted_durations(value: object, expected: timedelta) -> None:
+    """Strings, numbers of seconds and timedeltas all read as the same duration."""
+    assert parse_duration(value, name="timeout") == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["", "soon", "10", "5 minutes", "1h-2m", "m5", 0, -1, "0s",
+                                   timedelta(0), float("nan"), True, None, [5]])  # fmt: skip
+def test_rejected_durations_name_the_option(value: object) -> None:
+    """Malformed or non-positive durations raise ValidationError naming the option."""
+    with pytest.raises(flowq.ValidationError, match="timeout"):
+        parse_duration(value, name="timeout")  # type: ignore[arg-type]
+
+
+def test_validation_errors_are_value_errors() -> None:
+    """Validation errors can be caught as ValueError too."""
+    with pytest.raises(ValueError, match="delay"):
+        parse_duration("later", name="delay")
+
+
+def test_to_utc_converts_and_rejects_naive() -> None:
+    """Aware datetimes convert to UTC; naive ones are refused."""
+    tokyo = datetime(2030, 1, 1, 9, tzinfo=timezone(timedelta(hours=9)))
+    assert to_utc(tokyo, name="run_at") == datetime(2030, 1, 1, tzinfo=UTC)
+    assert to_utc(tokyo, name="run_at").tzinfo is UTC
+    with pytest.raises(flowq.ValidationError, match="naive"):
+        to_utc(datetime(2030, 1, 1), name="run_at")

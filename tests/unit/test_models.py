@@ -1,0 +1,71 @@
+"""Records and small value types."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import flowq
+from flowq import RetryPolicy, TagQuery
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    """Without jitter, waits double per attempt and stop at max_delay."""
+    policy = RetryPolicy(10, max_delay=60, jitter=False)
+    waits = [policy.wait_after(attempt, 0.0) for attempt in range(1, 6)]
+    assert waits == [timedelta(seconds=s) for s in (10, 20, 40, 60, 60)]
+
+
+def test_fixed_delay_without_backoff() -> None:
+    """backoff=False waits the same delay after every attempt."""
+    policy = RetryPolicy("2s", backoff=False, jitter=False)
+    assert {policy.wait_after(attempt, 0.5) for attempt in range(1, 10)} == {timedelta(seconds=2)}
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 8, 30])
+def test_jitter_stays_in_the_upper_half(attempt: int) -> None:
+    """With jitter, the wait after attempt n lies in [w/2, w] of the unjittered wait w."""
+    jittered = RetryPolicy(1, max_delay=300)
+    plain = RetryPolicy(1, max_delay=300, jitter=False)
+    full = plain.wait_after(attempt, 0.0)
+    assert jittered.wait_after(attempt, 0.0) == full / 2
+    assert full / 2 <= jittered.wait_after(attempt, 0.999) <= full
+
+
+def test_default_retry_policy() -> None:
+    """The default policy: 10 s doubling, capped at one hour, with jitter."""
+    policy = RetryPolicy()
+    assert (policy.delay, policy.max_delay, policy.backoff, policy.jitter) == (
+        timedelta(seconds=10), timedelta(hours=1), True, True,
+    )  # fmt: skip
+
+
+def test_retry_policy_rejects_bad_durations() -> None:
+    """A malformed retry delay raises ValidationError."""
+    with pytest.raises(flowq.ValidationError, match="retry delay"):
+        RetryPolicy("fast")
+
+
+def test_tag_query_dedupes_and_checks_mode() -> None:
+    """TagQuery keeps tags once, in order, and rejects unknown modes."""
+    assert TagQuery(["a", "b", "a"]).values == ("a", "b")
+    assert TagQuery("solo", "any").values == ("solo",)
+    with pytest.raises(flowq.ValidationError, match="mode"):
+        TagQuery(["a"], "some")  # type: ignore[arg-type]
+
+
+def test_batch_dep_ref_needs_an_index() -> None:
+    """batch_dep_ref takes a non-negative integer."""
+    assert flowq.batch_dep_ref(3).index == 3
+    with pytest.raises(flowq.ValidationError):
+        flowq.batch_dep_ref(-1)
+
+
+def test_status_and_event_enums_are_strings() -> None:
+    """JobStatus and EventType compare equal to their names."""
+    assert flowq.JobStatus.PENDING == "pending"
+    assert flowq.EventType.RECLAIMED == "reclaimed"
+    assert [s.value for s in flowq.JobStatus] == [
+        "pending", "processing", "waiting", "completed", "failed", "cancelled",
+    ]  # fmt: skip
