@@ -59,7 +59,9 @@ def postgres_template() -> Iterator[str]:
     try:
         _run(_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        reason = f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()} is not reachable: {exc}"
+        reason = (
+            f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()} is not reachable: {exc}"
+        )
         if REQUIRE_POSTGRES:
             pytest.fail(f"{reason} (FLOWQ_REQUIRE_POSTGRES=1)")
         pytest.skip(reason)

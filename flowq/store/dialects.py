@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
@@ -26,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from flowq.errors import ValidationError
+from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.models import TagQuery
 from flowq.store.schema import jobs
 
@@ -140,6 +141,13 @@ class SqliteDialect:
         options: dict[str, Any] = {}
         if url.database in (None, "", ":memory:"):
             options["poolclass"] = StaticPool
+        else:
+            folder = Path(url.database).expanduser().absolute().parent
+            if not folder.is_dir():
+                raise DatabaseUnavailableError(
+                    f"cannot open the SQLite database {url.database!r}: the folder {folder} "
+                    "does not exist"
+                )
         engine = create_async_engine(url, **options)
 
         @event.listens_for(engine.sync_engine, "connect")

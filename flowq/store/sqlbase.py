@@ -106,10 +106,15 @@ class SqlBase:
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction (or the caller's), with driver errors made readable."""
         if connection is not None:
-            if connection.dialect.name != self.dialect.name:
+            if not isinstance(connection, AsyncConnection):
                 raise ValidationError(
-                    f"connection= is a {connection.dialect.name} connection but this App "
-                    f"stores jobs in {self.dialect.name}"
+                    f"connection= takes a SQLAlchemy AsyncConnection, got {connection!r}"
+                )
+            kind = connection.engine.dialect.name
+            if kind != self.dialect.name:
+                raise ValidationError(
+                    f"connection= is a {kind} connection but this App stores jobs in "
+                    f"{self.dialect.name}"
                 )
             yield connection
             return

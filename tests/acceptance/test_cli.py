@@ -1,0 +1,109 @@
+"""The real `flowq` command in subprocesses, and an installed wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flowq(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "flowq.cli", *args]
+    merged = {**os.environ, **(env or {})}
+    merged.pop("FLOWQ_DATABASE_URL", None) if env is None else None
+    return subprocess.run(command, cwd=cwd, env=merged, capture_output=True, text=True, timeout=120)
+
+
+def test_migrate_applies_once(tmp_path: Path) -> None:
+    """`flowq migrate` applies the migrations, then reports the database up to date."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = _flowq("migrate", "--database-url", url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "applied 1 migration(s)" in first.stdout and "0001_initial" in first.stdout
+    second = _flowq("migrate", "--database-url", url, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "up to date" in second.stdout
+
+
+def test_migrate_reads_the_environment(tmp_path: Path) -> None:
+    """Without --database-url, `flowq migrate` uses FLOWQ_DATABASE_URL."""
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    done = _flowq("migrate", cwd=tmp_path, env={"FLOWQ_DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "env.db").exists() and not (tmp_path / "flowq.db").exists()
+
+
+@pytest.mark.postgres
+def test_migrate_postgres(postgres_template: str, tmp_path: Path) -> None:
+    """`flowq migrate` on an already migrated PostgreSQL database changes nothing."""
+    from tests.conftest import _dsn
+
+    done = _flowq("migrate", "--database-url", _dsn(postgres_template), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stdout
+
+
+def test_unreachable_database_exits_with_a_message(tmp_path: Path) -> None:
+    """An unreachable database gives exit status 1 and one readable line, no traceback."""
+    done = _flowq("migrate", "--database-url", "postgresql://postgres@127.0.0.1:1/x", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("flowq: error: cannot connect")
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_runs_on_the_sqlite_default(tmp_path: Path) -> None:
+    """`flowq demo` finishes by itself on ./flowq.db and prints what happened."""
+    env = {k: v for k, v in os.environ.items() if k != "FLOWQ_DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flowq.cli", "demo"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "flowq.db").exists()
+    assert "returned #1 (no duplicate)" in done.stdout
+    assert "its dependant" in done.stdout and "dependency_cancelled" in done.stdout
+
+
+@pytest.mark.slow
+def test_migrate_from_an_installed_wheel(tmp_path: Path) -> None:
+    """A wheel installed in a fresh virtual environment carries its migrations."""
+    pip = [sys.executable, "-m", "pip"]
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    [wheel] = list((tmp_path / "dist").glob("flowq-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    installed = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    done = subprocess.run(
+        [str(bin_dir / "flowq"), "migrate", "--database-url", f"sqlite:///{workdir / 'w.db'}"],
+        cwd=workdir, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "0001_initial" in done.stdout
+    site = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import flowq, os; print(os.path.dirname(flowq.__file__))"],
+        capture_output=True, text=True, check=True, cwd=workdir,
+    ).stdout.strip()  # fmt: skip
+    assert Path(site, "migrations", "postgres", "0001_initial.sql").is_file()
+    assert not site.startswith(str(ROOT))
+    assert shutil.which("flowq", path=str(bin_dir))
+    assert sysconfig.get_paths()["purelib"]

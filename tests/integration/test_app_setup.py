@@ -1,0 +1,135 @@
+"""Opening an App: URLs, schema checks, unreachable databases, lazy registries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import flowq
+from flowq.store.sql import SqlStore
+
+pytestmark = pytest.mark.anyio
+
+
+async def _table_names(url: str) -> list[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    finally:
+        await engine.dispose()
+
+
+async def test_entering_an_unmigrated_database_says_run_migrate(sqlite_url: str) -> None:
+    """async with App on an empty database raises SchemaError naming `flowq migrate`."""
+    with pytest.raises(flowq.SchemaError, match="flowq migrate"):
+        async with flowq.App(sqlite_url):
+            pass
+    assert await _table_names(sqlite_url) == []
+
+
+async def test_first_call_without_entering_checks_the_schema(sqlite_url: str) -> None:
+    """Calling a method on an App that was never entered also raises SchemaError."""
+    app = flowq.App(sqlite_url)
+    with pytest.raises(flowq.SchemaError, match="flowq migrate"):
+        await app.get_jobs()
+    await app.close()
+
+
+async def test_migrate_before_or_inside_the_app(tmp_path: Path) -> None:
+    """migrate() works before entering the App and again inside it (applying nothing)."""
+    app = flowq.App(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    assert await app.migrate() == ["0001_initial"]
+    async with app:
+        assert await app.migrate() == []
+        assert await app.get_jobs() == []
+
+
+async def test_auto_migrate_opts_in(sqlite_url: str) -> None:
+    """App(auto_migrate=True) creates the tables when it opens."""
+    async with flowq.App(sqlite_url, auto_migrate=True) as app:
+        assert await app.get_jobs() == []
+    assert "flowq_jobs" in await _table_names(sqlite_url)
+
+
+async def test_url_from_environment_and_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """App() reads FLOWQ_DATABASE_URL, else uses sqlite flowq.db in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLOWQ_DATABASE_URL", raising=False)
+    default = flowq.App()
+    assert isinstance(default.store, SqlStore)
+    assert default.store.url.render_as_string() == "sqlite+aiosqlite:///flowq.db"
+    await default.migrate()
+    await default.close()
+    assert (tmp_path / "flowq.db").exists()
+    monkeypatch.setenv("FLOWQ_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    from_env = flowq.App()
+    assert isinstance(from_env.store, SqlStore)
+    assert from_env.store.url.drivername == "sqlite+aiosqlite"
+    assert from_env.store.url.database == str(tmp_path / "env.db")
+
+
+def test_url_schemes_are_normalized_or_refused() -> None:
+    """postgres:// and postgresql:// pick asyncpg; other databases raise ValidationError."""
+    for url in ("postgres://u@h/db", "postgresql://u@h/db", "postgresql+psycopg://u@h/db"):
+        store = flowq.App(url).store
+        assert isinstance(store, SqlStore) and store.url.drivername == "postgresql+asyncpg"
+    with pytest.raises(flowq.ValidationError, match="mysql"):
+        flowq.App("mysql://u@h/db")
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql+asyncpg://postgres@127.0.0.1:1/flowq", "127.0.0.1:1"),
+        ("sqlite+aiosqlite:////nonexistent-dir/flowq.db", "/nonexistent-dir"),
+    ],
+)
+async def test_unreachable_database_raises_a_readable_error(url: str, named: str) -> None:
+    """A database that cannot be reached raises DatabaseUnavailableError naming where."""
+    app = flowq.App(url)
+    with pytest.raises(flowq.DatabaseUnavailableError, match="cannot") as caught:
+        async with app:
+            pass
+    assert named in str(caught.value)
+    with pytest.raises(flowq.DatabaseUnavailableError):
+        await app.migrate()
+    await app.close()
+
+
+@pytest.mark.postgres
+async def test_missing_postgres_database_is_unavailable(postgres_url: str) -> None:
+    """A PostgreSQL database that does not exist raises DatabaseUnavailableError."""
+    url = postgres_url.rsplit("/", 1)[0] + "/flowq_no_such_database"
+    with pytest.raises(flowq.DatabaseUnavailableError, match="flowq_no_such_database"):
+        async with flowq.App(url):
+            pass
+
+
+async def test_registry_is_read_lazily(sqlite_url: str) -> None:
+    """Workflows registered after the App was created can be added by name."""
+    registry = flowq.Registry()
+    async with flowq.App(sqlite_url, registry=registry, auto_migrate=True) as app:
+        with pytest.raises(flowq.UnknownWorkflowError):
+            await app.add_job("late.workflow", {})
+
+        @registry.workflow(name="late.workflow")
+        async def late(payload: dict[str, Any]) -> None:
+            """Registered after the App."""
+
+        job_id = await app.add_job("late.workflow", {"ok": True})
+        job = await app.get_job(job_id)
+        assert job is not None and job.workflow == "late.workflow"
+
+
+async def test_start_takes_a_workflow_object(sqlite_url: str) -> None:
+    """start() with a plain name points the user to add_job()."""
+    async with flowq.App(sqlite_url, auto_migrate=True) as app:
+        with pytest.raises(flowq.ValidationError, match="add_job"):
+            await app.start("some.name", {})  # type: ignore[arg-type]
