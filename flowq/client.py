@@ -111,8 +111,11 @@ class App:
         """Apply the migrations this database lacks; return their names."""
         return await self.store.migrate()
 
-    async def _ready(self) -> Store:
-        if not self._opened:
+    async def _ready(self, connection: AsyncConnection | None = None) -> Store:
+        """The store, opened on first use. With the caller's ``connection`` the App does
+        not open a transaction of its own (on SQLite it would wait for the caller's
+        write lock); a missing schema then shows up as ``SchemaError`` from the insert."""
+        if not self._opened and connection is None:
             await self.open()
         return self.store
 
@@ -147,8 +150,8 @@ class App:
                 f"start() takes a @flowq.workflow object, got {workflow!r}; use add_job() "
                 "to add a job by workflow name"
             )
-        new_job = self._new_job(workflow, workflow.name, payload, options)
-        [job_id] = await (await self._ready()).add_jobs([new_job], connection=connection)
+        new_job = self._new_job(workflow, payload, options)
+        [job_id] = await (await self._ready(connection)).add_jobs([new_job], connection=connection)
         return job_id
 
     async def add_job(
@@ -166,8 +169,8 @@ class App:
             UnknownWorkflowError: No workflow is registered under that name.
         """
         definition = self.registry.require(workflow_name)
-        new_job = self._new_job(definition, workflow_name, payload, options)
-        [job_id] = await (await self._ready()).add_jobs([new_job], connection=connection)
+        new_job = self._new_job(definition, payload, options)
+        [job_id] = await (await self._ready(connection)).add_jobs([new_job], connection=connection)
         return job_id
 
     async def add_jobs(
@@ -190,13 +193,14 @@ class App:
                 definition: Workflow[Any, Any] = spec.workflow
             else:
                 definition = self.registry.require(spec.workflow)
-            new_jobs.append(self._new_job(definition, definition.name, spec.payload, spec.options))
-        return await (await self._ready()).add_jobs(new_jobs, connection=connection)
+            new_jobs.append(self._new_job(definition, spec.payload, spec.options))
+        return await (await self._ready(connection)).add_jobs(new_jobs, connection=connection)
 
-    def _new_job(
-        self, definition: Workflow[Any, Any], name: str, payload: Any, options: JobOptions
-    ) -> NewJob:
-        return job_options.build_new_job(definition, name, payload, options, self.clock.now())
+    def _new_job(self, definition: Workflow[Any, Any], payload: Any, options: JobOptions) -> NewJob:
+        new_job = job_options.build_new_job(definition, payload, options, self.clock.now())
+        if new_job.dead_letter is not None:
+            self.registry.require(new_job.dead_letter)
+        return new_job
 
     # -- reading --------------------------------------------------------------------
 
@@ -267,12 +271,22 @@ class App:
             True if the job was pending and a value changed (an ``edited`` event
             lists the fields); False otherwise.
         """
+        job_options.check_change_names(changes)
         store = await self._ready()
         job = await store.get_job(_job_id(job_id))
         if job is None:
             return False
         definition = self.registry.get(job.workflow)
-        checked = job_options.check_changes(definition, job.workflow, changes, self.clock.now())
+        if "payload" in changes and definition is None:
+            raise ValidationError(
+                f"cannot check the new payload of job {job.id}: workflow {job.workflow!r} is "
+                "not registered in this process"
+            )
+        checked = job_options.check_changes(
+            definition, changes, self.clock.now(), current_retry=job.retry
+        )
+        if checked.get("dead_letter") is not None:
+            self.registry.require(checked["dead_letter"])
         return await store.edit_job(job.id, checked)
 
     async def edit_all_pending_jobs(
@@ -287,9 +301,12 @@ class App:
         """Apply ``updates`` (as in :meth:`edit_job`) to every pending job matching
         the filters (as in :meth:`get_jobs`); return how many were edited."""
         where = _filter(workflow, tags, priority, run_at)
-        definition = self.registry.get(where.workflow) if where.workflow else None
-        name = where.workflow or "*"
-        checked = job_options.check_changes(definition, name, dict(updates), self.clock.now())
+        definition = self.registry.require(where.workflow) if where.workflow else None
+        checked = job_options.check_changes(
+            definition, dict(updates), self.clock.now(), current_retry=None
+        )
+        if checked.get("dead_letter") is not None:
+            self.registry.require(checked["dead_letter"])
         return await (await self._ready()).edit_jobs(where, checked)
 
     async def cancel_all_upcoming_jobs(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict, Unpack, cast
 
-from flowq import codec
+from flowq import codec, validate
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import DependencyError, ValidationError
 from flowq.models import BatchDepRef, DependsOn, RetryPolicy
@@ -25,7 +25,6 @@ __all__ = [
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY = RetryPolicy()
-MAX_NAME_LENGTH = 255
 
 
 class JobOptions(TypedDict, total=False):
@@ -93,124 +92,113 @@ def check_option_names(options: dict[str, Any]) -> None:
 
 
 def build_new_job(
-    definition: Workflow[Any, Any] | None,
-    workflow_name: str,
-    payload: Any,
-    options: JobOptions,
-    now: datetime,
+    definition: Workflow[Any, Any], payload: Any, options: JobOptions, now: datetime
 ) -> NewJob:
     """Check ``options``, merge the workflow's defaults and encode the payload.
-
-    ``definition`` is ``None`` for a workflow this process does not know; the payload
-    is then only checked to be encodable.
 
     Raises:
         ValidationError: An option is malformed (the message names it).
         PayloadError, SerializationError: The payload does not fit or cannot be encoded.
     """
     check_option_names(dict(options))
-    payload_text = codec.encode_payload(
-        payload, definition.payload_type if definition else Any, workflow=workflow_name
-    )
+    payload_text = codec.encode_payload(payload, definition.payload_type, workflow=definition.name)
     depends_on, depends_on_tags = _depends_on(options.get("depends_on"))
-    workflow_tags = definition.tags if definition else ()
+    priority = options.get("priority", definition.priority)
+    max_attempts = options.get("max_attempts", definition.max_attempts)
     return NewJob(
-        workflow=workflow_name,
+        workflow=definition.name,
         payload=payload_text,
-        priority=_priority(options.get("priority", definition.priority if definition else None)),
-        max_attempts=_max_attempts(
-            options.get("max_attempts", definition.max_attempts if definition else None)
-        ),
+        priority=0 if priority is None else validate.priority(priority),
+        max_attempts=DEFAULT_MAX_ATTEMPTS
+        if max_attempts is None
+        else validate.max_attempts(max_attempts),
         run_at=_run_at(options, now),
-        retry=_retry(options, definition.retry if definition else None),
-        timeout=parse_optional_duration(
-            options.get("timeout", definition.timeout if definition else None), name="timeout"
-        ),
+        retry=_retry(options, definition.retry or DEFAULT_RETRY),
+        timeout=parse_optional_duration(options.get("timeout", definition.timeout), name="timeout"),
         force_kill_on_timeout=bool(
-            options.get(
-                "force_kill_on_timeout", definition.force_kill_on_timeout if definition else False
-            )
+            options.get("force_kill_on_timeout", definition.force_kill_on_timeout)
         ),
-        tags=_tags((*workflow_tags, *_tags(options.get("tags", ())))),
-        idempotency_key=_optional_name(options.get("idempotency_key"), "idempotency_key"),
-        group=_optional_name(options.get("group"), "group"),
+        tags=validate.tags((*definition.tags, *validate.tags(options.get("tags", ())))),
+        idempotency_key=validate.optional_name(options.get("idempotency_key"), "idempotency_key"),
+        group=validate.optional_name(options.get("group"), "group"),
         depends_on=depends_on,
         depends_on_tags=depends_on_tags,
-        dead_letter=_dead_letter(
-            options.get("dead_letter", definition.dead_letter if definition else None)
-        ),
+        dead_letter=dead_letter_name(options.get("dead_letter", definition.dead_letter)),
     )
+
+
+EDITABLE_OPTIONS = frozenset(
+    {
+        "payload", "priority", "max_attempts", "run_at", "delay", "tags", "timeout", "retry",
+        "retry_delay", "retry_backoff", "retry_delay_max", "group", "dead_letter",
+        "force_kill_on_timeout",
+    }
+)  # fmt: skip
+"""What ``edit_job`` and ``edit_all_pending_jobs`` accept."""
+
+
+def check_change_names(changes: dict[str, Any]) -> None:
+    """Reject changes ``edit_job`` cannot make (``status``, typos...)."""
+    unknown = sorted(set(changes) - EDITABLE_OPTIONS)
+    if unknown:
+        raise ValidationError(
+            f"edit_job cannot change {', '.join(unknown)}; editable: "
+            f"{', '.join(sorted(EDITABLE_OPTIONS))}"
+        )
 
 
 def check_changes(
     definition: Workflow[Any, Any] | None,
-    workflow_name: str,
     changes: dict[str, Any],
     now: datetime,
+    *,
+    current_retry: RetryPolicy | None,
 ) -> dict[str, Any]:
-    """Check ``edit_job`` changes and return them as stored values.
+    """Check ``edit_job`` changes and return them as values for the store.
 
-    Accepts ``payload``, ``priority``, ``max_attempts``, ``run_at`` / ``delay``,
-    ``tags`` (replaces the tags), ``timeout``, ``retry`` / ``retry_*``, ``group``,
-    ``dead_letter`` and ``force_kill_on_timeout``.
+    ``tags`` replaces the job's tags; ``retry_delay`` / ``retry_backoff`` /
+    ``retry_delay_max`` adjust ``current_retry`` (bulk edits, which have no single
+    current policy, take ``retry=RetryPolicy(...)`` instead). A ``payload`` is checked
+    against ``definition``, which bulk edits only have when filtered by workflow.
     """
-    allowed = {
-        "payload", "priority", "max_attempts", "run_at", "delay", "tags", "timeout", "retry",
-        "retry_delay", "retry_backoff", "retry_delay_max", "group", "dead_letter",
-        "force_kill_on_timeout",
-    }  # fmt: skip
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise ValidationError(
-            f"edit_job cannot change {', '.join(unknown)}; editable: {', '.join(sorted(allowed))}"
-        )
+    check_change_names(changes)
     result: dict[str, Any] = {}
     if "payload" in changes:
+        if definition is None:
+            raise ValidationError(
+                "editing payloads in bulk needs workflow=... so the payload can be checked"
+            )
         result["payload"] = codec.encode_payload(
-            changes["payload"],
-            definition.payload_type if definition else Any,
-            workflow=workflow_name,
+            changes["payload"], definition.payload_type, workflow=definition.name
         )
     if "priority" in changes:
-        result["priority"] = _priority(changes["priority"])
+        result["priority"] = validate.priority(changes["priority"])
     if "max_attempts" in changes:
-        result["max_attempts"] = _max_attempts(changes["max_attempts"])
+        result["max_attempts"] = validate.max_attempts(changes["max_attempts"])
     if "run_at" in changes or "delay" in changes:
-        result["run_at"] = _run_at(cast(JobOptions, changes), now)
+        result["run_at"] = _run_at(cast(JobOptions, changes), now) or now
     if "tags" in changes:
-        result["tags"] = _tags(changes["tags"])
+        result["tags"] = validate.tags(changes["tags"])
     if "timeout" in changes:
         result["timeout"] = parse_optional_duration(changes["timeout"], name="timeout")
-    if {"retry", "retry_delay", "retry_backoff", "retry_delay_max"} & set(changes):
-        result["retry"] = _retry(cast(JobOptions, changes), None)
+    flat_retry = {"retry_delay", "retry_backoff", "retry_delay_max"} & set(changes)
+    if flat_retry and current_retry is None:
+        raise ValidationError(
+            f"bulk edits take retry=flowq.RetryPolicy(...), not {', '.join(sorted(flat_retry))}"
+        )
+    if "retry" in changes or flat_retry:
+        result["retry"] = _retry(cast(JobOptions, changes), current_retry or DEFAULT_RETRY)
     if "group" in changes:
-        result["group"] = _optional_name(changes["group"], "group")
+        result["group"] = validate.optional_name(changes["group"], "group")
     if "dead_letter" in changes:
-        result["dead_letter"] = _dead_letter(changes["dead_letter"])
+        result["dead_letter"] = dead_letter_name(changes["dead_letter"])
     if "force_kill_on_timeout" in changes:
         result["force_kill_on_timeout"] = bool(changes["force_kill_on_timeout"])
     return result
 
 
-def _priority(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"priority must be an integer, got {value!r}")
-    if not -(2**31) <= value < 2**31:
-        raise ValidationError(f"priority must fit in 32 bits, got {value!r}")
-    return value
-
-
-def _max_attempts(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_ATTEMPTS
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
-        raise ValidationError(f"max_attempts must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _run_at(options: JobOptions, now: datetime) -> datetime:
+def _run_at(options: JobOptions, now: datetime) -> datetime | None:
+    """The requested start time; None means "now" (the store's clock)."""
     run_at, delay = options.get("run_at"), options.get("delay")
     if run_at is not None and delay is not None:
         raise ValidationError("pass run_at or delay, not both")
@@ -218,10 +206,10 @@ def _run_at(options: JobOptions, now: datetime) -> datetime:
         return to_utc(run_at, name="run_at")
     if delay is not None:
         return now + parse_duration(delay, name="delay")
-    return now
+    return None
 
 
-def _retry(options: JobOptions, default: RetryPolicy | None) -> RetryPolicy:
+def _retry(options: JobOptions, base: RetryPolicy) -> RetryPolicy:
     policy = options.get("retry")
     flat = [k for k in ("retry_delay", "retry_backoff", "retry_delay_max") if k in options]
     if policy is not None:
@@ -230,7 +218,6 @@ def _retry(options: JobOptions, default: RetryPolicy | None) -> RetryPolicy:
         if not isinstance(policy, RetryPolicy):
             raise ValidationError(f"retry must be a flowq.RetryPolicy, got {policy!r}")
         return policy
-    base = default or DEFAULT_RETRY
     if not flat:
         return base
     return RetryPolicy(
@@ -241,34 +228,18 @@ def _retry(options: JobOptions, default: RetryPolicy | None) -> RetryPolicy:
     )
 
 
-def _tags(values: Any) -> tuple[str, ...]:
-    if isinstance(values, str) or not isinstance(values, Sequence | set | frozenset):
-        raise ValidationError(f"tags must be a list of strings, got {values!r}")
-    for value in values:
-        if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
-            raise ValidationError(f"each tag must be a string of 1-255 characters, got {value!r}")
-    return tuple(dict.fromkeys(values))
-
-
-def _optional_name(value: Any, option: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
-        raise ValidationError(f"{option} must be a string of 1-255 characters, got {value!r}")
-    return value
-
-
-def _dead_letter(value: Any) -> str | None:
+def dead_letter_name(value: Any) -> str | None:
+    """A dead-letter workflow given as a workflow object or a name."""
     if isinstance(value, Workflow):
         return value.name
-    return _optional_name(value, "dead_letter")
+    return validate.optional_name(value, "dead_letter")
 
 
 def _depends_on(value: Any) -> tuple[tuple[int | BatchDepRef, ...], tuple[str, ...]]:
     if value is None:
         return (), ()
     if isinstance(value, DependsOn):
-        ids, tags = value.job_ids, _tags(value.tags)
+        ids, tags = value.job_ids, validate.tags(value.tags)
     elif isinstance(value, Sequence) and not isinstance(value, str):
         ids, tags = tuple(value), ()
     else:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
 
+from flowq import validate
 from flowq.durations import Duration, parse_optional_duration
 from flowq.errors import RegistrationError, UnknownWorkflowError, ValidationError
 from flowq.models import RetryPolicy
@@ -60,7 +61,7 @@ class Workflow(Generic[PayloadT, ResultT]):
         retry: RetryPolicy | None = None,
         priority: int | None = None,
         tags: Sequence[str] = (),
-        dead_letter: str | None = None,
+        dead_letter: str | Workflow[Any, Any] | None = None,
         force_kill_on_timeout: bool = False,
     ) -> None:
         self.fn = fn
@@ -69,15 +70,22 @@ class Workflow(Generic[PayloadT, ResultT]):
             raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
         self.takes_context = _count_parameters(fn, self.name) == 2
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.max_attempts = max_attempts
+        where = f"workflow {self.name!r}"
+        self.max_attempts = None if max_attempts is None else validate.max_attempts(max_attempts)
         self.timeout: timedelta | None = parse_optional_duration(
-            timeout, name=f"timeout of workflow {self.name!r}"
+            timeout, name=f"timeout of {where}"
         )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError(f"retry of {where} must be a flowq.RetryPolicy, got {retry!r}")
         self.retry = retry
-        self.priority = priority
-        self.tags = tuple(tags)
-        self.dead_letter = dead_letter
-        self.force_kill_on_timeout = force_kill_on_timeout
+        self.priority = None if priority is None else validate.priority(priority)
+        self.tags = validate.tags(tags)
+        self.dead_letter = (
+            dead_letter.name
+            if isinstance(dead_letter, Workflow)
+            else validate.optional_name(dead_letter, f"dead_letter of {where}")
+        )
+        self.force_kill_on_timeout = bool(force_kill_on_timeout)
         self._payload_type: Any = _UNRESOLVED
 
     @property
@@ -227,7 +235,7 @@ class Registry:
         retry: RetryPolicy | None = None,
         priority: int | None = None,
         tags: Sequence[str] = (),
-        dead_letter: str | None = None,
+        dead_letter: str | Workflow[Any, Any] | None = None,
         force_kill_on_timeout: bool = False,
     ) -> WorkflowDecorator: ...
     def workflow(
@@ -240,7 +248,7 @@ class Registry:
         retry: RetryPolicy | None = None,
         priority: int | None = None,
         tags: Sequence[str] = (),
-        dead_letter: str | None = None,
+        dead_letter: str | Workflow[Any, Any] | None = None,
         force_kill_on_timeout: bool = False,
     ) -> Any:
         """Register a handler as a workflow, bare (``@workflow``) or with options.

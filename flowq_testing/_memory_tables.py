@@ -15,27 +15,12 @@ from typing import Any
 
 from flowq import codec
 from flowq.clock import Clock
-from flowq.errors import ValidationError
-from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus, TagQuery
+from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
 from flowq.store import records
-from flowq.store.base import EDITABLE_FIELDS, JobFilter, Lease, NewJob
+from flowq.store.base import JobFilter, Lease
 
-__all__ = [
-    "CANCELLABLE",
-    "EventRow",
-    "MemoryTables",
-    "column_values",
-    "dead_letter_job",
-    "edited_fields",
-    "matches",
-    "stored",
-    "utc",
-]
+__all__ = ["EventRow", "MemoryTables", "matches", "utc"]
 
-LIVE = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.WAITING)
-CANCELLABLE = (JobStatus.PENDING, JobStatus.WAITING)
-_FIELD_OF_COLUMN = {"group_name": "group", "timeout_ms": "timeout"}
-_COLUMN_OF_FIELD = {field: column for column, field in _FIELD_OF_COLUMN.items()}
 _RUN_AT_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
     "eq": operator.eq,
     "gt": operator.gt,
@@ -116,8 +101,12 @@ class MemoryTables:
             if (wanted is None or row["status"] in wanted) and matches(row, where)
         ]
 
-    def _live_ids_with_tags(self, tags: tuple[str, ...]) -> list[int]:
-        return self._select(JobFilter(tags=TagQuery(tags, "all")), LIVE)
+    def _unfinished_ids_with_tags(self, tags: tuple[str, ...]) -> list[int]:
+        return [
+            job_id
+            for job_id in self._select(JobFilter(tags=TagQuery(tags, "all")))
+            if self._rows[job_id]["finished_at"] is None
+        ]
 
     def _leased(self, lease: Lease) -> dict[str, Any] | None:
         """The row if ``lease`` still holds it (same lease id, still processing)."""
@@ -141,12 +130,12 @@ class MemoryTables:
             return
         now = self._now()
         for job_id in ids:
-            self._set(job_id, now, **_cancelled(now))
+            self._rows[job_id].update(records.cancelled_values(now))
         self._add_events([(job_id, EventType.CANCELLED, metadata) for job_id in ids], now)
         self._cancel_dependants(ids, "dependency_cancelled")
 
     def _cancel_dependants(self, prerequisites: Iterable[int], reason: str) -> None:
-        """Cancel, transitively, pending and waiting jobs that depend on ``prerequisites``.
+        """Cancel, transitively, upcoming jobs that depend on ``prerequisites``.
 
         Direct dependants' events carry ``reason`` (``dependency_cancelled`` or
         ``dependency_failed``); jobs further down get ``dependency_cancelled``.
@@ -158,13 +147,13 @@ class MemoryTables:
                 for job_id, edges in self._edges.items()
                 if (found := edges & causes_of)
                 and job_id in self._rows
-                and self._rows[job_id]["status"] in CANCELLABLE
+                and records.is_upcoming(self._rows[job_id])
             }
             if not causes:
                 return
             now = self._now()
             for job_id in causes:
-                self._set(job_id, now, **_cancelled(now))
+                self._rows[job_id].update(records.cancelled_values(now))
             self._add_events(
                 [
                     (job_id, EventType.CANCELLED, {"reason": reason, "dependency": cause})
@@ -179,11 +168,6 @@ class MemoryTables:
 def utc(value: datetime) -> datetime:
     """A datetime as the database returns it: converted to UTC (``UtcDateTime``)."""
     return value.astimezone(UTC)
-
-
-def stored(value: Any) -> Any:
-    """A value as a column holds it, for change detection (lists become tuples)."""
-    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 def tags_match(tags: tuple[str, ...], query: TagQuery) -> bool:
@@ -208,70 +192,3 @@ def matches(row: Mapping[str, Any], where: JobFilter) -> bool:
     if where.priority is not None and row["priority"] != where.priority:
         return False
     return all(_RUN_AT_OPS[op](row["run_at"], utc(value)) for op, value in where.run_at)
-
-
-def column_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``edit_job`` changes (Job field names, checked values) as column values.
-
-    Raises:
-        ValidationError: A field is not in :data:`flowq.store.base.EDITABLE_FIELDS`.
-    """
-    unknown = sorted(set(changes) - EDITABLE_FIELDS)
-    if unknown:
-        raise ValidationError(
-            f"edit_job cannot change {', '.join(unknown)}; editable: "
-            f"{', '.join(sorted(EDITABLE_FIELDS))}"
-        )
-    values: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name == "timeout":
-            value = records.to_ms(value)
-        elif name == "retry":
-            value = records.encode_retry(value)
-        elif name == "tags":
-            value = tuple(value)
-        elif name == "run_at":
-            value = utc(value)
-        values[_COLUMN_OF_FIELD.get(name, name)] = value
-    return values
-
-
-def edited_fields(values: Mapping[str, Any]) -> list[str]:
-    """The Job field names of changed columns, for the ``edited`` event."""
-    return sorted(_FIELD_OF_COLUMN.get(column, column) for column in values if column != "ready_at")
-
-
-def dead_letter_job(
-    row: Mapping[str, Any], error: ErrorEntry, reason: FailureReason, now: datetime
-) -> NewJob:
-    """The job enqueued on the dead-letter workflow of a permanently failed ``row``."""
-    from flowq.options import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
-
-    return NewJob(
-        workflow=row["dead_letter"],
-        payload=records.dead_letter_payload(row, error, reason),
-        priority=row["priority"],
-        max_attempts=DEFAULT_MAX_ATTEMPTS,
-        run_at=now,
-        retry=DEFAULT_RETRY,
-        timeout=None,
-        force_kill_on_timeout=False,
-        tags=(),
-        idempotency_key=None,
-        group=None,
-        depends_on=(),
-        depends_on_tags=(),
-        dead_letter=None,
-    )
-
-
-def _cancelled(now: datetime) -> dict[str, Any]:
-    return {
-        "status": JobStatus.CANCELLED.value,
-        "ready_at": None,
-        "wait_until": None,
-        "wait_token_id": None,
-        "pending_reason": None,
-        "last_cancelled_at": now,
-        "finished_at": now,
-    }

@@ -22,19 +22,11 @@ from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, Jo
 from flowq.store import records
 from flowq.store.base import ClaimedJob, JobFilter, Lease, NewJob
 from flowq.store.batch import plan_batch
-from flowq_testing._memory_tables import (
-    CANCELLABLE,
-    MemoryTables,
-    column_values,
-    dead_letter_job,
-    edited_fields,
-    stored,
-    utc,
-)
+from flowq_testing._memory_tables import MemoryTables, utc
 
 __all__ = ["InMemoryStore"]
 
-_UNLOCKED = {"locked_by": None, "locked_at": None}
+_UNLOCKED = records.UNLOCKED
 
 
 class InMemoryStore(MemoryTables):
@@ -119,7 +111,7 @@ class InMemoryStore(MemoryTables):
             if job_id in self._rows
         }
         tag_matches = {
-            tags: self._live_ids_with_tags(tags)
+            tags: self._unfinished_ids_with_tags(tags)
             for tags in {job.depends_on_tags for job in jobs if job.depends_on_tags}
         }
         fresh_ids = itertools.count(self._last_job_id + 1)
@@ -157,16 +149,17 @@ class InMemoryStore(MemoryTables):
     # -- changing -------------------------------------------------------------------
 
     async def cancel_job(self, job_id: int) -> bool:
-        """Cancel a pending or waiting job and its dependants; False if nothing changed."""
+        """Cancel an upcoming job (pending, waiting, or failed and due to retry) and its
+        dependants; False if nothing changed."""
         row = self._rows.get(job_id)
-        if row is None or row["status"] not in CANCELLABLE:
+        if row is None or not records.is_upcoming(row):
             return False
         self._cancel([job_id], {"reason": "cancel_job"})
         return True
 
     async def cancel_jobs(self, where: JobFilter) -> int:
-        """Cancel every pending or waiting job matching ``where``; return the count."""
-        ids = self._select(where, CANCELLABLE)
+        """Cancel every upcoming job matching ``where``; return the count."""
+        ids = [job_id for job_id in self._select(where) if records.is_upcoming(self._rows[job_id])]
         self._cancel(ids, {"reason": "cancel_all_upcoming_jobs"})
         return len(ids)
 
@@ -176,18 +169,10 @@ class InMemoryStore(MemoryTables):
         if row is None or row["status"] != JobStatus.FAILED:
             return False
         now = self._now()
-        max_attempts = max(row["max_attempts"], row["attempts"] + 1)
-        self._set(
-            job_id,
-            now,
-            status=JobStatus.PENDING.value,
-            ready_at=now,
-            next_attempt_at=None,
-            max_attempts=max_attempts,
-            last_retried_at=now,
-            finished_at=None,
-        )
-        self._add_events([(job_id, EventType.RETRIED, {"max_attempts": max_attempts})], now)
+        values = records.retried_values(row, now)
+        row.update(values)
+        meta = {"max_attempts": values["max_attempts"]}
+        self._add_events([(job_id, EventType.RETRIED, meta)], now)
         return True
 
     async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
@@ -196,41 +181,38 @@ class InMemoryStore(MemoryTables):
         Raises:
             ValidationError: A field of ``changes`` is not editable.
         """
+        values = _utc_values(records.column_values(changes))
         row = self._rows.get(job_id)
         if row is None or row["status"] != JobStatus.PENDING:
             return False
-        changed = {
-            column: value
-            for column, value in column_values(changes).items()
-            if stored(row[column]) != stored(value)
-        }
+        changed = records.changed_columns(row, values)
         if not changed:
             return False
         now = self._now()
-        if "run_at" in changed:
-            changed["ready_at"] = changed["run_at"]
         self._set(job_id, now, **changed)
-        self._add_events([(job_id, EventType.EDITED, {"fields": edited_fields(changed)})], now)
+        self._add_events(
+            [(job_id, EventType.EDITED, {"fields": records.edited_fields(changed)})], now
+        )
         return True
 
     async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
-        """Apply ``changes`` to every pending job matching ``where``; return the count.
+        """Apply ``changes`` to every pending job matching ``where`` where a value
+        differs; return how many changed.
 
         Raises:
             ValidationError: A field of ``changes`` is not editable.
         """
-        values = column_values(changes)
-        if not values:
-            return 0
-        if "run_at" in values:
-            values["ready_at"] = values["run_at"]
+        values = _utc_values(records.column_values(changes))
         now = self._now()
-        ids = self._select(where, [JobStatus.PENDING])
-        for job_id in ids:
-            self._set(job_id, now, **values)
-        meta = {"fields": edited_fields(values)}
-        self._add_events([(job_id, EventType.EDITED, meta) for job_id in ids], now)
-        return len(ids)
+        events = []
+        for job_id in self._select(where, [JobStatus.PENDING]):
+            changed = records.changed_columns(self._rows[job_id], values)
+            if changed:
+                self._set(job_id, now, **changed)
+                meta = {"fields": records.edited_fields(changed)}
+                events.append((job_id, EventType.EDITED, meta))
+        self._add_events(events, now)
+        return len(events)
 
     # -- running --------------------------------------------------------------------
 
@@ -292,6 +274,7 @@ class InMemoryStore(MemoryTables):
             now,
             status=JobStatus.COMPLETED.value,
             output=output,
+            failure_reason=None,
             completed_at=now,
             finished_at=now,
             **_UNLOCKED,
@@ -311,44 +294,33 @@ class InMemoryStore(MemoryTables):
         row = self._leased(lease)
         if row is None:
             return False
+        self._fail_row(row, error, reason, retry_at)
+        return True
+
+    def _fail_row(
+        self,
+        row: dict[str, Any],
+        error: ErrorEntry,
+        reason: FailureReason,
+        retry_at: datetime | None,
+    ) -> None:
         now = self._now()
-        will_retry = retry_at is not None and row["attempts"] < row["max_attempts"]
-        next_at = utc(retry_at) if will_retry and retry_at is not None else None
-        history = (*records.decode_errors(row["error_history"]), error)
-        values: dict[str, Any] = {
-            "status": JobStatus.FAILED.value,
-            "failure_reason": reason.value,
-            "error_history": records.encode_errors(history),
-            "last_failed_at": now,
-            "next_attempt_at": next_at,
-            "ready_at": next_at,
-            "finished_at": None if will_retry else now,
-            **_UNLOCKED,
-        }
+        values, will_retry = records.failure_values(
+            row, error, reason, None if retry_at is None else utc(retry_at), now
+        )
         dead_letter_id = None
         if not will_retry and row["dead_letter"] is not None:
             dead_letter_id = self._last_job_id + 1
-            self._insert(
-                records.new_job_row(dead_letter_job(row, error, reason, now), dead_letter_id, now)
-            )
-            self._add_events(
-                [(dead_letter_id, EventType.ADDED, {"dead_letter_for": row["id"]})], now
-            )
+            letter = records.dead_letter_job(row, error, reason, now)
+            self._insert(records.new_job_row(letter, dead_letter_id, now))
+            meta = {"dead_letter_for": row["id"]}
+            self._add_events([(dead_letter_id, EventType.ADDED, meta)], now)
             values["dead_letter_job_id"] = dead_letter_id
-        meta = {
-            "message": error.message,
-            "type": error.type,
-            "attempt": row["attempts"],
-            "reason": reason.value,
-            "will_retry": will_retry,
-            "retry_at": retry_at.isoformat() if will_retry and retry_at else None,
-            "dead_letter_job_id": dead_letter_id,
-        }
-        self._set(lease.job_id, now, **values)
-        self._add_events([(lease.job_id, EventType.FAILED, meta)], now)
+        row.update(values)
+        meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
+        self._add_events([(row["id"], EventType.FAILED, meta)], now)
         if not will_retry:
-            self._cancel_dependants([lease.job_id], "dependency_failed")
-        return True
+            self._cancel_dependants([row["id"]], "dependency_failed")
 
     async def suspend_job(
         self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
@@ -374,34 +346,40 @@ class InMemoryStore(MemoryTables):
     # -- maintenance ----------------------------------------------------------------
 
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
-        """Return processing jobs locked longer than max(older_than, timeout) to pending."""
+        """Take back processing jobs locked longer than max(older_than, their timeout).
+
+        A job with attempts left returns to pending; one whose lost attempt was its
+        last fails permanently (reason ``timeout``). Returns how many were taken back.
+        """
         now = self._now()
         stuck = [
-            (job_id, row["locked_by"])
-            for job_id, row in sorted(self._rows.items())
-            if row["status"] == JobStatus.PROCESSING
-            and row["locked_at"] is not None
-            and row["locked_at"]
-            <= now - max(older_than, records.from_ms(row["timeout_ms"]) or timedelta(0))
+            row
+            for _, row in sorted(self._rows.items())
+            if row["status"] == JobStatus.PROCESSING and records.is_stuck(row, older_than, now)
         ]
-        for job_id, _ in stuck:
-            self._set(job_id, now, status=JobStatus.PENDING.value, ready_at=now, **_UNLOCKED)
-        self._add_events(
-            [(job_id, EventType.RECLAIMED, {"worker_id": worker}) for job_id, worker in stuck],
-            now,
-        )
+        events = [
+            (row["id"], EventType.RECLAIMED, records.reclaimed_metadata(row)) for row in stuck
+        ]
+        for row in stuck:
+            if row["attempts"] < row["max_attempts"]:
+                self._set(row["id"], now, status=JobStatus.PENDING.value, ready_at=now, **_UNLOCKED)
+        self._add_events(events, now)
+        for row in stuck:
+            if row["status"] == JobStatus.PROCESSING:
+                error = records.lost_worker_error(row, now)
+                self._fail_row(row, error, FailureReason.TIMEOUT, None)
         return len(stuck)
 
-    async def cleanup_old_jobs(self, older_than: timedelta | None) -> int:
-        """Delete finished jobs that finished at or before now - ``older_than`` (None: all).
+    async def cleanup_old_jobs(self, older_than: timedelta) -> int:
+        """Delete finished jobs that finished at or before now - ``older_than``.
 
         Their events and dependency edges go with them; their ids are never reused.
         """
-        cutoff = None if older_than is None else self._now() - older_than
+        cutoff = self._now() - older_than
         ids = {
             job_id
             for job_id, row in self._rows.items()
-            if row["finished_at"] is not None and (cutoff is None or row["finished_at"] <= cutoff)
+            if row["finished_at"] is not None and row["finished_at"] <= cutoff
         }
         for job_id in ids:
             row = self._rows.pop(job_id)
@@ -411,10 +389,15 @@ class InMemoryStore(MemoryTables):
         self._events = {key: e for key, e in self._events.items() if e.job_id not in ids}
         return len(ids)
 
-    async def cleanup_old_job_events(self, older_than: timedelta | None) -> int:
-        """Delete events written at or before now - ``older_than`` (None: all)."""
-        cutoff = None if older_than is None else self._now() - older_than
-        kept = {key: e for key, e in self._events.items() if cutoff is not None and e.at > cutoff}
+    async def cleanup_old_job_events(self, older_than: timedelta) -> int:
+        """Delete events written at or before now - ``older_than``; return the count."""
+        cutoff = self._now() - older_than
+        kept = {key: e for key, e in self._events.items() if e.at > cutoff}
         deleted = len(self._events) - len(kept)
         self._events = kept
         return deleted
+
+
+def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values with datetimes in UTC, as a database would store them."""
+    return {c: utc(v) if isinstance(v, datetime) else v for c, v in values.items()}

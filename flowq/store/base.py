@@ -60,13 +60,14 @@ CLEANUP_BATCH_SIZE = 1000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewJob:
-    """A validated job ready to insert. ``payload`` is JSON text."""
+    """A validated job ready to insert. ``payload`` is JSON text; ``run_at`` None
+    means "now" by the store's clock (so ``run_at == created_at``)."""
 
     workflow: str
     payload: str
     priority: int
     max_attempts: int
-    run_at: datetime
+    run_at: datetime | None
     retry: RetryPolicy
     timeout: timedelta | None
     force_kill_on_timeout: bool

@@ -31,7 +31,7 @@ from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.models import TagQuery
 from flowq.store.schema import jobs
 
-ErrorKind = Literal["missing_table", "unavailable"] | None
+ErrorKind = Literal["missing_table", "unavailable", "locked"] | None
 _PG_UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
 _SQLITE_UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
 
@@ -203,4 +203,6 @@ class SqliteDialect:
             return "missing_table"
         if error.connection_invalidated or any(m in message for m in _SQLITE_UNAVAILABLE):
             return "unavailable"
+        if "database is locked" in message:
+            return "locked"
         return None

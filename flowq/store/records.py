@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from flowq import codec
+from flowq.errors import ValidationError
 from flowq.models import ErrorEntry, FailureReason, Job, JobStatus, RetryPolicy
-from flowq.store.base import NewJob
+from flowq.store.base import EDITABLE_FIELDS, NewJob
 
 __all__ = [
+    "EVENT_FIELD_OF_COLUMN",
+    "UNLOCKED",
+    "cancelled_values",
+    "changed_columns",
+    "column_values",
+    "count_new_jobs",
+    "dead_letter_job",
     "dead_letter_payload",
     "decode_errors",
     "decode_retry",
+    "edited_fields",
     "encode_errors",
     "encode_retry",
+    "failed_metadata",
+    "failure_values",
     "from_ms",
+    "is_stuck",
+    "is_upcoming",
     "job_from_row",
+    "lost_worker_error",
     "new_job_row",
+    "reclaimed_metadata",
+    "retried_values",
     "to_ms",
 ]
+
+EVENT_FIELD_OF_COLUMN = {"group_name": "group", "timeout_ms": "timeout"}
+"""Columns whose Job field has another name (used in ``edited`` events)."""
+_COLUMN_OF_FIELD = {field: column for column, field in EVENT_FIELD_OF_COLUMN.items()}
+
+UNLOCKED: dict[str, Any] = {"locked_by": None, "locked_at": None}
+"""Column values of a job no worker holds."""
 
 
 def to_ms(value: timedelta | None) -> int | None:
@@ -69,8 +92,65 @@ def decode_errors(text: str) -> tuple[ErrorEntry, ...]:
     return msgspec.json.decode(text, type=tuple[ErrorEntry, ...])
 
 
+def count_new_jobs(jobs: Sequence[NewJob], existing_keys: Mapping[str | None, int]) -> int:
+    """How many of ``jobs`` will be inserted (not duplicates of stored or earlier keys)."""
+    keys = {job.idempotency_key for job in jobs if job.idempotency_key is not None}
+    return sum(1 for job in jobs if job.idempotency_key is None) + len(keys - set(existing_keys))
+
+
+def is_upcoming(row: Mapping[Any, Any]) -> bool:
+    """Whether a job is still to run: pending, waiting, or failed and due to retry.
+
+    Upcoming jobs can be cancelled; ``finished_at`` is NULL exactly for jobs that
+    are upcoming or processing.
+    """
+    return row["finished_at"] is None and row["status"] != JobStatus.PROCESSING
+
+
+def is_stuck(row: Mapping[Any, Any], older_than: timedelta, now: datetime) -> bool:
+    """Whether a processing job's lock is older than max(``older_than``, its timeout)."""
+    limit = max(older_than, from_ms(row["timeout_ms"]) or timedelta(0))
+    return row["locked_at"] is not None and row["locked_at"] <= now - limit
+
+
+def reclaimed_metadata(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """Metadata of the ``reclaimed`` event."""
+    return {
+        "worker_id": row["locked_by"],
+        "attempt": row["attempts"],
+        "requeued": row["attempts"] < row["max_attempts"],
+    }
+
+
+def lost_worker_error(row: Mapping[Any, Any], now: datetime) -> ErrorEntry:
+    """The error recorded when a reclaimed job had used its last attempt."""
+    return ErrorEntry(
+        message=(
+            f"worker {row['locked_by']!r} stopped renewing its lock (taken at "
+            f"{row['locked_at'].isoformat()}); the job was reclaimed with no attempts left"
+        ),
+        type="WorkerLost",
+        at=now,
+        attempt=row["attempts"],
+    )
+
+
+def retried_values(row: Mapping[Any, Any], now: datetime) -> dict[str, Any]:
+    """Column values of a failed job made runnable again by ``retry_job``."""
+    return {
+        "status": JobStatus.PENDING.value,
+        "ready_at": now,
+        "next_attempt_at": None,
+        "max_attempts": max(row["max_attempts"], row["attempts"] + 1),
+        "last_retried_at": now,
+        "finished_at": None,
+        "updated_at": now,
+    }
+
+
 def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
-    """Column values of a freshly added job."""
+    """Column values of a freshly added job (``run_at`` None means ``now``)."""
+    run_at = now if job.run_at is None else job.run_at
     return {
         "id": job_id,
         "workflow": job.workflow,
@@ -79,8 +159,8 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
         "priority": job.priority,
         "attempts": 0,
         "max_attempts": job.max_attempts,
-        "run_at": job.run_at,
-        "ready_at": job.run_at,
+        "run_at": run_at,
+        "ready_at": run_at,
         "next_attempt_at": None,
         "tags": job.tags,
         "idempotency_key": job.idempotency_key,
@@ -164,3 +244,134 @@ def dead_letter_payload(row: Mapping[Any, Any], error: ErrorEntry, reason: Failu
         },
         what="dead-letter payload",
     )
+
+
+def dead_letter_job(
+    row: Mapping[Any, Any], error: ErrorEntry, reason: FailureReason, now: datetime
+) -> NewJob:
+    """The job enqueued on the dead-letter workflow of a permanently failed ``row``."""
+    from flowq.options import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
+
+    return NewJob(
+        workflow=row["dead_letter"],
+        payload=dead_letter_payload(row, error, reason),
+        priority=row["priority"],
+        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        run_at=now,
+        retry=DEFAULT_RETRY,
+        timeout=None,
+        force_kill_on_timeout=False,
+        tags=(),
+        idempotency_key=None,
+        group=None,
+        depends_on=(),
+        depends_on_tags=(),
+        dead_letter=None,
+    )
+
+
+def cancelled_values(now: datetime) -> dict[str, Any]:
+    """Column values of a job being cancelled."""
+    return {
+        "status": JobStatus.CANCELLED.value,
+        "ready_at": None,
+        "next_attempt_at": None,
+        "wait_until": None,
+        "wait_token_id": None,
+        "pending_reason": None,
+        "last_cancelled_at": now,
+        "finished_at": now,
+        "updated_at": now,
+    }
+
+
+def failure_values(
+    row: Mapping[Any, Any],
+    error: ErrorEntry,
+    reason: FailureReason,
+    retry_at: datetime | None,
+    now: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """Column values of a failed attempt, and whether the job will retry.
+
+    The job retries at ``retry_at`` when that is set and attempts remain; otherwise
+    it has failed permanently.
+    """
+    will_retry = retry_at is not None and row["attempts"] < row["max_attempts"]
+    next_at = retry_at if will_retry else None
+    history = (*decode_errors(row["error_history"]), error)
+    values = {
+        "status": JobStatus.FAILED.value,
+        "failure_reason": reason.value,
+        "error_history": encode_errors(history),
+        "last_failed_at": now,
+        "next_attempt_at": next_at,
+        "ready_at": next_at,
+        "finished_at": None if will_retry else now,
+        "updated_at": now,
+        **UNLOCKED,
+    }
+    return values, will_retry
+
+
+def failed_metadata(
+    row: Mapping[Any, Any],
+    error: ErrorEntry,
+    reason: FailureReason,
+    values: Mapping[str, Any],
+    dead_letter_job_id: int | None,
+) -> dict[str, Any]:
+    """Metadata of the ``failed`` event."""
+    next_at = values["next_attempt_at"]
+    return {
+        "message": error.message,
+        "type": error.type,
+        "attempt": row["attempts"],
+        "reason": reason.value,
+        "will_retry": next_at is not None,
+        "retry_at": next_at.isoformat() if next_at is not None else None,
+        "dead_letter_job_id": dead_letter_job_id,
+    }
+
+
+def column_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked ``edit_job`` changes (Job field names) as column values.
+
+    Raises:
+        ValidationError: A field is not in :data:`flowq.store.base.EDITABLE_FIELDS`.
+    """
+    unknown = sorted(set(changes) - EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"edit_job cannot change {', '.join(unknown)}; editable: "
+            f"{', '.join(sorted(EDITABLE_FIELDS))}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "timeout":
+            value = to_ms(value)
+        elif name == "retry":
+            value = encode_retry(value)
+        elif name == "tags":
+            value = tuple(value)
+        values[_COLUMN_OF_FIELD.get(name, name)] = value
+    if "run_at" in values:
+        values["ready_at"] = values["run_at"]
+    return values
+
+
+def changed_columns(row: Mapping[Any, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``values`` that differs from ``row`` (lists compare as tuples)."""
+
+    def stored(value: Any) -> Any:
+        return tuple(value) if isinstance(value, list | tuple) else value
+
+    changed = {c: v for c, v in values.items() if c != "ready_at" and stored(row[c]) != stored(v)}
+    if "run_at" in changed:
+        changed["ready_at"] = changed["run_at"]
+    return changed
+
+
+def edited_fields(columns: Mapping[str, Any]) -> list[str]:
+    """The Job field names of changed columns, for the ``edited`` event."""
+    return sorted(EVENT_FIELD_OF_COLUMN.get(c, c) for c in columns if c != "ready_at")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
 from flowq.store import records
-from flowq.store.base import CLEANUP_BATCH_SIZE, ClaimedJob, Lease, NewJob
+from flowq.store.base import CLEANUP_BATCH_SIZE, ClaimedJob, Lease
 from flowq.store.schema import job_dependencies, job_events, jobs, steps, tokens
 from flowq.store.sqljobs import SqlJobVerbs
 
@@ -119,6 +119,7 @@ class SqlStore(SqlJobVerbs):
                 .values(
                     status=JobStatus.COMPLETED.value,
                     output=output,
+                    failure_reason=None,
                     completed_at=now,
                     finished_at=now,
                     locked_by=None,
@@ -142,81 +143,33 @@ class SqlStore(SqlJobVerbs):
             ).first()
             if row is None:
                 return False
-            now = self.clock.now()
-            will_retry = retry_at is not None and row.attempts < row.max_attempts
-            history = (*records.decode_errors(row.error_history), error)
-            values: dict[str, Any] = {
-                "status": JobStatus.FAILED.value,
-                "failure_reason": reason.value,
-                "error_history": records.encode_errors(history),
-                "last_failed_at": now,
-                "next_attempt_at": retry_at if will_retry else None,
-                "ready_at": retry_at if will_retry else None,
-                "finished_at": None if will_retry else now,
-                "locked_by": None,
-                "locked_at": None,
-                "updated_at": now,
-            }
-            dead_letter_id = None
-            if not will_retry and row.dead_letter is not None:
-                dead_letter_id = await self._add_dead_letter(conn, row._mapping, error, reason, now)
-                values["dead_letter_job_id"] = dead_letter_id
-            await conn.execute(update(jobs).where(jobs.c.id == lease.job_id).values(**values))
-            await self._add_events(
-                conn,
-                [
-                    (
-                        lease.job_id,
-                        EventType.FAILED,
-                        {
-                            "message": error.message,
-                            "type": error.type,
-                            "attempt": row.attempts,
-                            "reason": reason.value,
-                            "will_retry": will_retry,
-                            "retry_at": retry_at.isoformat() if will_retry and retry_at else None,
-                            "dead_letter_job_id": dead_letter_id,
-                        },
-                    )
-                ],
-                now,
-            )
-            if not will_retry:
-                await self._cancel_dependants(conn, [lease.job_id], "dependency_failed")
+            await self._fail_row(conn, row._mapping, error, reason, retry_at)
             return True
 
-    async def _add_dead_letter(
+    async def _fail_row(
         self,
         conn: AsyncConnection,
         row: Mapping[Any, Any],
         error: ErrorEntry,
         reason: FailureReason,
-        now: datetime,
-    ) -> int:
-        from flowq.options import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
-
-        [job_id] = await self.dialect.allocate_ids(conn, 1)
-        job = NewJob(
-            workflow=row["dead_letter"],
-            payload=records.dead_letter_payload(row, error, reason),
-            priority=row["priority"],
-            max_attempts=DEFAULT_MAX_ATTEMPTS,
-            run_at=now,
-            retry=DEFAULT_RETRY,
-            timeout=None,
-            force_kill_on_timeout=False,
-            tags=(),
-            idempotency_key=None,
-            group=None,
-            depends_on=(),
-            depends_on_tags=(),
-            dead_letter=None,
-        )
-        await conn.execute(insert(jobs), [records.new_job_row(job, job_id, now)])
-        await self._add_events(
-            conn, [(job_id, EventType.ADDED, {"dead_letter_for": row["id"]})], now
-        )
-        return job_id
+        retry_at: datetime | None,
+    ) -> None:
+        """Write a failed attempt of a locked job row, with everything that follows."""
+        now = self.clock.now()
+        values, will_retry = records.failure_values(row, error, reason, retry_at, now)
+        dead_letter_id = None
+        if not will_retry and row["dead_letter"] is not None:
+            [dead_letter_id] = await self.dialect.allocate_ids(conn, 1)
+            letter = records.dead_letter_job(row, error, reason, now)
+            await conn.execute(insert(jobs), [records.new_job_row(letter, dead_letter_id, now)])
+            meta = {"dead_letter_for": row["id"]}
+            await self._add_events(conn, [(dead_letter_id, EventType.ADDED, meta)], now)
+            values["dead_letter_job_id"] = dead_letter_id
+        await conn.execute(update(jobs).where(jobs.c.id == row["id"]).values(**values))
+        meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
+        await self._add_events(conn, [(row["id"], EventType.FAILED, meta)], now)
+        if not will_retry:
+            await self._cancel_dependants(conn, [row["id"]], "dependency_failed")
 
     async def suspend_job(
         self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
@@ -247,41 +200,51 @@ class SqlStore(SqlJobVerbs):
     # -- maintenance ----------------------------------------------------------------
 
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
-        """Return processing jobs locked longer than max(older_than, timeout) to pending."""
+        """Take back processing jobs locked longer than max(older_than, their timeout).
+
+        A job with attempts left returns to pending (its next claim is a new attempt);
+        one whose lost attempt was its last fails permanently (reason ``timeout``).
+        Each gets a ``reclaimed`` event. Returns how many jobs were taken back.
+        """
         async with self._transaction() as conn:
             now = self.clock.now()
             result = await conn.execute(
-                select(jobs.c.id, jobs.c.locked_at, jobs.c.locked_by, jobs.c.timeout_ms)
+                select(jobs)
                 .where(
                     jobs.c.status == JobStatus.PROCESSING.value,
                     jobs.c.locked_at <= now - older_than,
                 )
+                .order_by(jobs.c.id)
                 .with_for_update(skip_locked=True)
             )
-            stuck = [
-                (row.id, row.locked_by)
-                for row in result
-                if row.locked_at
-                <= now - max(older_than, records.from_ms(row.timeout_ms) or timedelta(0))
-            ]
+            stuck = [row for row in result.mappings() if records.is_stuck(row, older_than, now)]
             if not stuck:
                 return 0
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_([job_id for job_id, _ in stuck]))
-                .values(
-                    status=JobStatus.PENDING.value,
-                    ready_at=now,
-                    locked_by=None,
-                    locked_at=None,
-                    updated_at=now,
+            requeue = [row["id"] for row in stuck if row["attempts"] < row["max_attempts"]]
+            if requeue:
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(requeue))
+                    .values(
+                        status=JobStatus.PENDING.value,
+                        ready_at=now,
+                        updated_at=now,
+                        **records.UNLOCKED,
+                    )
                 )
-            )
             await self._add_events(
                 conn,
-                [(job_id, EventType.RECLAIMED, {"worker_id": worker}) for job_id, worker in stuck],
+                [
+                    (row["id"], EventType.RECLAIMED, records.reclaimed_metadata(row))
+                    for row in stuck
+                ],
                 now,
             )
+            for row in stuck:
+                if row["attempts"] >= row["max_attempts"]:
+                    await self._fail_row(
+                        conn, row, records.lost_worker_error(row, now), FailureReason.TIMEOUT, None
+                    )
             return len(stuck)
 
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:

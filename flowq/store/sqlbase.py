@@ -14,16 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowq import codec
 from flowq.clock import Clock, SystemClock
-from flowq.errors import DatabaseUnavailableError, SchemaError, ValidationError
+from flowq.errors import DatabaseError, DatabaseUnavailableError, SchemaError, ValidationError
 from flowq.models import EventType, JobStatus
-from flowq.store import migrate
+from flowq.store import migrate, records
 from flowq.store.base import JobFilter
 from flowq.store.dialects import SqlDialect, dialect_for_url, normalize_url
 from flowq.store.schema import job_dependencies, job_events, jobs
 
-__all__ = ["CANCELLABLE", "SqlBase"]
+__all__ = ["UPCOMING", "SqlBase"]
 
-CANCELLABLE = (JobStatus.PENDING.value, JobStatus.WAITING.value)
+UPCOMING = and_(jobs.c.finished_at.is_(None), jobs.c.status != JobStatus.PROCESSING.value)
+"""Jobs still to run: pending, waiting, or failed and due to retry (see records.is_upcoming)."""
 _RUN_AT_OPS = {
     "eq": lambda c, v: c == v,
     "gt": lambda c, v: c > v,
@@ -105,20 +106,11 @@ class SqlBase:
         self, connection: AsyncConnection | None = None
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction (or the caller's), with driver errors made readable."""
-        if connection is not None:
-            if not isinstance(connection, AsyncConnection):
-                raise ValidationError(
-                    f"connection= takes a SQLAlchemy AsyncConnection, got {connection!r}"
-                )
-            kind = connection.engine.dialect.name
-            if kind != self.dialect.name:
-                raise ValidationError(
-                    f"connection= is a {kind} connection but this App stores jobs in "
-                    f"{self.dialect.name}"
-                )
-            yield connection
-            return
         try:
+            if connection is not None:
+                self._check_connection(connection)
+                yield connection
+                return
             async with self.engine.begin() as conn:
                 yield conn
         except DBAPIError as exc:
@@ -129,12 +121,30 @@ class SqlBase:
                 raise DatabaseUnavailableError(
                     f"cannot use the database at {self._safe_url()}: {exc.orig}"
                 ) from exc
+            if kind == "locked":
+                raise DatabaseError(
+                    f"{self._safe_url()} stayed locked by another connection's transaction: "
+                    f"{exc.orig}. On SQLite, do not call the App while your own connection "
+                    "holds an open write transaction (except with connection=)."
+                ) from exc
             raise
         except (OSError, TimeoutError) as exc:
             raise DatabaseUnavailableError(
                 f"cannot connect to {self._safe_url()}: {exc}. Is the server running and the "
                 "URL right?"
             ) from exc
+
+    def _check_connection(self, connection: Any) -> None:
+        if not isinstance(connection, AsyncConnection):
+            raise ValidationError(
+                f"connection= takes a SQLAlchemy AsyncConnection, got {connection!r}"
+            )
+        kind = connection.engine.dialect.name
+        if kind != self.dialect.name:
+            raise ValidationError(
+                f"connection= is a {kind} connection but this App stores jobs in "
+                f"{self.dialect.name}"
+            )
 
     # -- helpers shared by the verbs --------------------------------------------------
 
@@ -180,18 +190,7 @@ class SqlBase:
             return
         now = self.clock.now()
         await conn.execute(
-            update(jobs)
-            .where(jobs.c.id.in_(ids))
-            .values(
-                status=JobStatus.CANCELLED.value,
-                ready_at=None,
-                wait_until=None,
-                wait_token_id=None,
-                pending_reason=None,
-                last_cancelled_at=now,
-                finished_at=now,
-                updated_at=now,
-            )
+            update(jobs).where(jobs.c.id.in_(ids)).values(records.cancelled_values(now))
         )
         await self._add_events(conn, [(i, EventType.CANCELLED, metadata) for i in ids], now)
         await self._cancel_dependants(conn, ids, "dependency_cancelled")
@@ -199,7 +198,7 @@ class SqlBase:
     async def _cancel_dependants(
         self, conn: AsyncConnection, prerequisites: list[int], reason: str
     ) -> None:
-        """Cancel, transitively, pending and waiting jobs that depend on ``prerequisites``.
+        """Cancel, transitively, upcoming jobs that depend on ``prerequisites``.
 
         ``reason`` (``dependency_cancelled`` or ``dependency_failed``) and the
         prerequisite go into the ``cancelled`` events of direct dependants; jobs further
@@ -211,7 +210,7 @@ class SqlBase:
                 .join(jobs, jobs.c.id == job_dependencies.c.job_id)
                 .where(
                     job_dependencies.c.depends_on_id.in_(prerequisites),
-                    jobs.c.status.in_(CANCELLABLE),
+                    UPCOMING,
                 )
                 .group_by(job_dependencies.c.job_id)
             )
@@ -222,16 +221,7 @@ class SqlBase:
             await conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(list(causes)))
-                .values(
-                    status=JobStatus.CANCELLED.value,
-                    ready_at=None,
-                    wait_until=None,
-                    wait_token_id=None,
-                    pending_reason=None,
-                    last_cancelled_at=now,
-                    finished_at=now,
-                    updated_at=now,
-                )
+                .values(records.cancelled_values(now))
             )
             await self._add_events(
                 conn,

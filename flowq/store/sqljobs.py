@@ -15,11 +15,10 @@ from flowq.store import records
 from flowq.store.base import JobFilter, NewJob
 from flowq.store.batch import plan_batch
 from flowq.store.schema import job_dependencies, job_events, jobs
-from flowq.store.sqlbase import CANCELLABLE, SqlBase
+from flowq.store.sqlbase import UPCOMING, SqlBase
 
 __all__ = ["SqlJobVerbs"]
 
-_LIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value, JobStatus.WAITING.value)
 _RACE_RETRIES = 5
 
 
@@ -54,14 +53,9 @@ class SqlJobVerbs(SqlBase):
                 tags: await self._live_ids_with_tags(conn, tags)
                 for tags in {job.depends_on_tags for job in new_jobs if job.depends_on_tags}
             }
-            fresh_count = sum(1 for job in new_jobs if job.idempotency_key not in existing) or 1
-            plan = plan_batch(
-                new_jobs,
-                existing,
-                statuses,
-                tag_matches,
-                await self.dialect.allocate_ids(conn, fresh_count),
-            )
+            fresh_count = records.count_new_jobs(new_jobs, existing)
+            fresh_ids = await self.dialect.allocate_ids(conn, fresh_count) if fresh_count else []
+            plan = plan_batch(new_jobs, existing, statuses, tag_matches, fresh_ids)
             if plan.rows:
                 inserted = await self._insert_rows(
                     conn, [records.new_job_row(job, job_id, now) for job_id, job in plan.rows]
@@ -108,7 +102,7 @@ class SqlJobVerbs(SqlBase):
     async def _live_ids_with_tags(self, conn: AsyncConnection, tags: tuple[str, ...]) -> list[int]:
         result = await conn.execute(
             select(jobs.c.id)
-            .where(jobs.c.status.in_(_LIVE), self.dialect.tag_condition(TagQuery(tags, "all")))
+            .where(jobs.c.finished_at.is_(None), self.dialect.tag_condition(TagQuery(tags, "all")))
             .order_by(jobs.c.id)
             .with_for_update(read=True)
         )
@@ -180,23 +174,24 @@ class SqlJobVerbs(SqlBase):
     # -- changing -------------------------------------------------------------------
 
     async def cancel_job(self, job_id: int) -> bool:
-        """Cancel a pending or waiting job and its dependants."""
+        """Cancel an upcoming job (pending, waiting, or failed and due to retry)."""
         async with self._transaction() as conn:
             row = await self._lock_job(conn, job_id)
-            if row is None or row.status not in CANCELLABLE:
+            if row is None or not records.is_upcoming(row._mapping):
                 return False
             await self._cancel(conn, [job_id], {"reason": "cancel_job"})
             return True
 
     async def cancel_jobs(self, where: JobFilter) -> int:
-        """Cancel every pending or waiting job matching ``where``."""
+        """Cancel every upcoming job matching ``where``; return the count."""
         async with self._transaction() as conn:
-            condition = and_(self._condition(where), jobs.c.status.in_(CANCELLABLE))
-            ids = list(
-                (await conn.execute(select(jobs.c.id).where(condition).with_for_update())).scalars()
-            )
+            ids = await self._lock_ids(conn, and_(self._condition(where), UPCOMING))
             await self._cancel(conn, ids, {"reason": "cancel_all_upcoming_jobs"})
             return len(ids)
+
+    async def _lock_ids(self, conn: AsyncConnection, condition: ColumnElement[bool]) -> list[int]:
+        query = select(jobs.c.id).where(condition).order_by(jobs.c.id).with_for_update()
+        return list((await conn.execute(query)).scalars())
 
     async def retry_job(self, job_id: int) -> bool:
         """Make a failed job runnable now, granting at least one more attempt."""
@@ -205,97 +200,59 @@ class SqlJobVerbs(SqlBase):
             if row is None or row.status != JobStatus.FAILED.value:
                 return False
             now = self.clock.now()
-            max_attempts = max(row.max_attempts, row.attempts + 1)
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    status=JobStatus.PENDING.value,
-                    ready_at=now,
-                    next_attempt_at=None,
-                    max_attempts=max_attempts,
-                    last_retried_at=now,
-                    finished_at=None,
-                    updated_at=now,
-                )
-            )
-            await self._add_events(
-                conn, [(job_id, EventType.RETRIED, {"max_attempts": max_attempts})], now
-            )
+            values = records.retried_values(row._mapping, now)
+            await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            meta = {"max_attempts": values["max_attempts"]}
+            await self._add_events(conn, [(job_id, EventType.RETRIED, meta)], now)
             return True
 
     async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
         """Apply ``changes`` to a pending job; False if not pending or nothing changed."""
+        values = records.column_values(changes)
         async with self._transaction() as conn:
             row = await self._lock_job(conn, job_id)
             if row is None or row.status != JobStatus.PENDING.value:
                 return False
-            values = _column_values(changes)
-            current = row._mapping
-            changed = {
-                column: value
-                for column, value in values.items()
-                if _stored(current[column]) != _stored(value)
-            }
+            changed = records.changed_columns(row._mapping, values)
             if not changed:
                 return False
             now = self.clock.now()
-            if "run_at" in changed:
-                changed["ready_at"] = changed["run_at"]
             await conn.execute(
                 update(jobs).where(jobs.c.id == job_id).values(**changed, updated_at=now)
             )
-            fields = sorted(
-                _FIELD_OF_COLUMN.get(column, column) for column in changed if column != "ready_at"
-            )
-            await self._add_events(conn, [(job_id, EventType.EDITED, {"fields": fields})], now)
+            meta = {"fields": records.edited_fields(changed)}
+            await self._add_events(conn, [(job_id, EventType.EDITED, meta)], now)
             return True
 
     async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
-        """Apply ``changes`` to every pending job matching ``where``."""
-        values = _column_values(changes)
+        """Apply ``changes`` to every pending job matching ``where`` where a value
+        differs; return how many changed."""
+        values = records.column_values(changes)
         if not values:
             return 0
-        if "run_at" in values:
-            values["ready_at"] = values["run_at"]
         async with self._transaction() as conn:
             now = self.clock.now()
             condition = and_(self._condition(where), jobs.c.status == JobStatus.PENDING.value)
-            ids = list(
-                (await conn.execute(select(jobs.c.id).where(condition).with_for_update())).scalars()
+            rows = await conn.execute(
+                select(jobs).where(condition).order_by(jobs.c.id).with_for_update()
             )
-            if not ids:
-                return 0
-            await conn.execute(
-                update(jobs).where(jobs.c.id.in_(ids)).values(**values, updated_at=now)
-            )
-            fields = sorted(_FIELD_OF_COLUMN.get(c, c) for c in values if c != "ready_at")
-            await self._add_events(
-                conn, [(i, EventType.EDITED, {"fields": fields}) for i in ids], now
-            )
-            return len(ids)
+            by_columns: dict[tuple[str, ...], list[int]] = {}
+            events = []
+            for row in rows.mappings():
+                changed = records.changed_columns(row, values)
+                if changed:
+                    by_columns.setdefault(tuple(sorted(changed)), []).append(row["id"])
+                    events.append(
+                        (row["id"], EventType.EDITED, {"fields": records.edited_fields(changed)})
+                    )
+            for columns, ids in by_columns.items():
+                update_values = {column: values[column] for column in columns}
+                await conn.execute(
+                    update(jobs).where(jobs.c.id.in_(ids)).values(**update_values, updated_at=now)
+                )
+            await self._add_events(conn, events, now)
+            return len(events)
 
 
 class _IdempotencyRace(Exception):
     """A concurrent insert took an idempotency key between our check and our insert."""
-
-
-_FIELD_OF_COLUMN = {"group_name": "group", "timeout_ms": "timeout"}
-_COLUMN_OF_FIELD = {field: column for column, field in _FIELD_OF_COLUMN.items()}
-
-
-def _column_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name == "timeout":
-            value = records.to_ms(value)
-        elif name == "retry":
-            value = records.encode_retry(value)
-        elif name == "tags":
-            value = tuple(value)
-        values[_COLUMN_OF_FIELD.get(name, name)] = value
-    return values
-
-
-def _stored(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list | tuple) else value

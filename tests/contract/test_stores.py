@@ -11,16 +11,16 @@ import pytest
 from flowq.store.base import Store
 from flowq.store.sql import SqlStore
 from flowq_testing import FakeClock, InMemoryStore
-from flowq_testing.contract import StoreContract
+from flowq_testing import StoreContract
 
 
 class TestInMemoryStore(StoreContract):
     """The in-memory store users run their unit tests on."""
 
     @pytest.fixture
-    async def store(self, clock: FakeClock) -> AsyncIterator[Store]:
+    async def store(self, clock: FakeClock) -> Store:
         """A fresh in-memory store."""
-        yield InMemoryStore(clock=clock)
+        return InMemoryStore(clock=clock)
 
 
 class TestSqliteStore(StoreContract):

@@ -90,3 +90,28 @@ def test_bad_max_attempts_is_refused() -> None:
     """max_attempts below 1 is refused when the workflow is declared."""
     with pytest.raises(flowq.ValidationError, match="max_attempts"):
         flowq.Registry().workflow(name="x", max_attempts=0)(lambda payload: None)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tags": "email"},
+        {"tags": ["ok", ""]},
+        {"priority": "high"},
+        {"retry": "fast"},
+        {"timeout": "soon"},
+        {"dead_letter": ""},
+    ],
+)
+def test_workflow_options_are_checked_at_decoration(options: dict[str, Any]) -> None:
+    """Malformed workflow defaults fail when the workflow is declared, not at start()."""
+    with pytest.raises(flowq.ValidationError):
+        flowq.Registry().workflow(name="checked", **options)(lambda payload: None)
+
+
+def test_dead_letter_may_be_a_workflow_object() -> None:
+    """dead_letter accepts the dead-letter workflow object and stores its name."""
+    registry = flowq.Registry()
+    letters = registry.workflow(name="letters")(lambda payload: None)
+    main = registry.workflow(name="main", dead_letter=letters)(lambda payload: None)
+    assert main.dead_letter == "letters"

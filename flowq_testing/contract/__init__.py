@@ -1,0 +1,29 @@
+"""``StoreContract``: the behaviour suite every :class:`flowq.store.base.Store` passes.
+
+Subclass it in a test module and provide a ``store`` fixture that yields a fresh,
+migrated, empty store using the ``clock`` fixture::
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        async def store(self, clock):
+            store = MyStore(clock=clock)
+            await store.migrate()
+            yield store
+            await store.close()
+
+Stores that can join a caller's transaction also override :meth:`connection` to open
+a SQLAlchemy ``AsyncConnection`` on the same database. The tests drive the store
+through :class:`flowq.App`, so they check what a user sees.
+"""
+
+from __future__ import annotations
+
+from flowq_testing.contract.base import contract_registry as contract_registry
+from flowq_testing.contract.jobs import JobVerbsContract
+from flowq_testing.contract.runs import RunVerbsContract
+
+__all__ = ["StoreContract", "contract_registry"]
+
+
+class StoreContract(JobVerbsContract, RunVerbsContract):
+    """Behaviours every store must show, checked through :class:`flowq.App`."""

@@ -1,0 +1,109 @@
+"""Fixtures, helpers and workflows shared by the store contract tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+
+import flowq
+from flowq.models import ErrorEntry, FailureReason
+from flowq.store.base import ClaimedJob, Store
+from flowq_testing.clock import FakeClock
+
+__all__ = [
+    "ContractBase",
+    "Signup",
+    "contract_registry",
+    "dead_letters",
+    "echo",
+    "event_types",
+    "signup",
+]
+
+contract_registry = flowq.Registry()
+"""The workflows the contract adds jobs for."""
+
+
+class Signup(msgspec.Struct):
+    """A typed payload."""
+
+    user_id: int
+    email: str
+
+
+@contract_registry.workflow(name="contract.echo")
+async def echo(payload: dict[str, Any]) -> Any:
+    """Returns its payload."""
+    return payload
+
+
+@contract_registry.workflow(name="contract.signup", max_attempts=5, tags=["users"])
+async def signup(payload: Signup) -> None:
+    """Takes a typed payload."""
+
+
+@contract_registry.workflow(name="contract.dead_letters")
+async def dead_letters(payload: dict[str, Any]) -> None:
+    """Receives jobs that failed permanently."""
+
+
+def event_types(events: list[flowq.JobEvent]) -> list[str]:
+    return [event.event_type.value for event in events]
+
+
+class ContractBase:
+    """Fixtures and helpers of the contract; subclasses hold the tests."""
+
+    pytestmark = pytest.mark.anyio
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        """flowq runs on asyncio."""
+        return "asyncio"
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """The fake clock every test starts with."""
+        return FakeClock(datetime(2030, 1, 1, 12, tzinfo=UTC))
+
+    @pytest.fixture
+    async def app(self, store: Store, clock: FakeClock) -> AsyncIterator[flowq.App]:
+        """An App on the store under test."""
+        app = flowq.App(store=store, clock=clock, registry=contract_registry)
+        async with app:
+            yield app
+
+    def connection(self, store: Store) -> AbstractAsyncContextManager[Any] | None:
+        """An ``AsyncConnection`` on the store's database, or None if it has none."""
+        return None
+
+    async def claim(
+        self, app: flowq.App, limit: int = 10, workflows: Any = None
+    ) -> list[ClaimedJob]:
+        """Claim like a worker would."""
+        return await app.store.claim_jobs("contract-worker", limit, workflows)
+
+    async def fail(
+        self, app: flowq.App, claimed: ClaimedJob, *, retry_in: timedelta | None
+    ) -> bool:
+        """Fail a claimed job, retrying after ``retry_in`` (None: no retry)."""
+        now = app.clock.now()
+        error = ErrorEntry(
+            message="boom", type="RuntimeError", at=now, attempt=claimed.job.attempts
+        )
+        return await app.store.fail_job(
+            claimed.lease,
+            error,
+            reason=FailureReason.HANDLER_ERROR,
+            retry_at=None if retry_in is None else now + retry_in,
+        )
+
+    async def run_to_completion(self, app: flowq.App, job_id: int) -> None:
+        """Claim ``job_id`` and complete it."""
+        [claimed] = [c for c in await self.claim(app, 100) if c.job.id == job_id]
+        assert await app.store.complete_job(claimed.lease, '"done"')

@@ -1,0 +1,369 @@
+"""Contract tests of dependencies, claiming, failures and maintenance."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import flowq
+from flowq import JobStatus
+from flowq.models import FailureReason
+from flowq.store.base import Store
+from flowq_testing.clock import FakeClock
+from flowq_testing.contract.base import (
+    ContractBase,
+    Signup,
+    dead_letters,
+    echo,
+    event_types,
+    signup,
+)
+
+__all__ = ["RunVerbsContract"]
+
+
+class RunVerbsContract(ContractBase):
+    """What workers and operators rely on."""
+
+    # -- dependencies -----------------------------------------------------------------
+
+    async def test_depends_on_rejects_bad_references(self, app: flowq.App) -> None:
+        """Unknown ids, self-references and cycles raise DependencyError; nothing is written."""
+        with pytest.raises(flowq.DependencyError, match="999"):
+            await app.start(echo, {}, depends_on=[999])
+        with pytest.raises(flowq.DependencyError, match="itself"):
+            await app.add_jobs([flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(0)])])
+        with pytest.raises(flowq.DependencyError, match="cycle"):
+            await app.add_jobs(
+                [
+                    flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(2)]),
+                    flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(0)]),
+                    flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(1)]),
+                ]
+            )
+        with pytest.raises(flowq.DependencyError, match="batch"):
+            await app.add_jobs([flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(5)])])
+        assert await app.get_jobs() == []
+
+    async def test_depends_on_a_dead_job_is_rejected(self, app: flowq.App) -> None:
+        """Depending on a cancelled job raises DependencyError (it can never complete)."""
+        dead = await app.start(echo, {})
+        await app.cancel_job(dead)
+        with pytest.raises(flowq.DependencyError, match=str(dead)):
+            await app.start(echo, {}, depends_on=[dead])
+
+    async def test_batch_references_resolve_to_real_ids(self, app: flowq.App) -> None:
+        """batch_dep_ref(i) becomes the id of the i-th job of the same add_jobs call."""
+        earlier = await app.start(echo, {})
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(1), earlier]),
+                flowq.JobSpec(echo, {}),
+                flowq.JobSpec(echo, {}, depends_on=flowq.DependsOn([flowq.batch_dep_ref(0)])),
+            ]
+        )
+        first, last = await app.get_job(ids[0]), await app.get_job(ids[2])
+        assert first is not None and last is not None
+        assert set(first.depends_on) == {ids[1], earlier}
+        assert last.depends_on == (ids[0],)
+
+    async def test_dependants_run_only_after_prerequisites(self, app: flowq.App) -> None:
+        """A dependant is not claimed until every prerequisite completed."""
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}),
+                flowq.JobSpec(echo, {}),
+                flowq.JobSpec(
+                    echo, {}, depends_on=[flowq.batch_dep_ref(0), flowq.batch_dep_ref(1)]
+                ),
+            ]
+        )
+        first = await self.claim(app)
+        assert sorted(c.job.id for c in first) == ids[:2]
+        assert await app.store.complete_job(first[0].lease, None)
+        assert await self.claim(app) == []
+        assert await app.store.complete_job(first[1].lease, None)
+        [dependant] = await self.claim(app)
+        assert dependant.job.id == ids[2]
+
+    async def test_depends_on_tags(self, app: flowq.App) -> None:
+        """DependsOn(tags=...) waits for the unfinished jobs carrying all those tags."""
+        done = await app.start(echo, {}, tags=["import"])
+        await self.run_to_completion(app, done)
+        a = await app.start(echo, {}, tags=["import", "eu"])
+        b = await app.start(echo, {}, tags=["import"])
+        await app.start(echo, {}, tags=["eu"])
+        report = await app.start(echo, {}, depends_on=flowq.DependsOn(tags=["import"]))
+        job = await app.get_job(report)
+        assert job is not None and job.depends_on == (a, b)
+
+    async def test_tag_dependencies_include_jobs_due_to_retry(self, app: flowq.App) -> None:
+        """DependsOn(tags=...) also waits for tagged jobs that failed and will retry."""
+        flaky = await app.start(echo, {}, tags=["etl"])
+        [claimed] = await self.claim(app)
+        await self.fail(app, claimed, retry_in=timedelta(minutes=1))
+        report = await app.start(echo, {}, depends_on=flowq.DependsOn(tags=["etl"]))
+        job = await app.get_job(report)
+        assert job is not None and job.depends_on == (flaky,)
+
+    async def test_completion_clears_the_failure_reason(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A job that failed once and then completed shows no failure reason."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        await self.fail(app, claimed, retry_in=timedelta(seconds=1))
+        clock.advance(timedelta(seconds=1))
+        [claimed] = await self.claim(app)
+        assert await app.store.complete_job(claimed.lease, None)
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED
+        assert job.failure_reason is None and len(job.error_history) == 1
+
+    async def test_permanent_failure_cancels_dependants(self, app: flowq.App) -> None:
+        """A prerequisite that will retry keeps dependants; one that fails for good cancels them."""
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}, max_attempts=2),
+                flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(0)]),
+            ]
+        )
+        [claimed] = await self.claim(app)
+        await self.fail(app, claimed, retry_in=timedelta(0))
+        dependant = await app.get_job(ids[1])
+        assert dependant is not None and dependant.status is JobStatus.PENDING
+        [claimed] = await self.claim(app)
+        await self.fail(app, claimed, retry_in=timedelta(0))
+        dependant = await app.get_job(ids[1])
+        assert dependant is not None and dependant.status is JobStatus.CANCELLED
+        cancelled = (await app.get_job_events(ids[1]))[-1]
+        assert cancelled.metadata == {"reason": "dependency_failed", "dependency": ids[0]}
+
+    # -- running ----------------------------------------------------------------------
+
+    async def test_claim_order_and_future_jobs(self, app: flowq.App, clock: FakeClock) -> None:
+        """Claims take higher priority first, then older; future run_at waits."""
+        low = await app.start(echo, {}, priority=1)
+        high = await app.start(echo, {}, priority=9)
+        low2 = await app.start(echo, {}, priority=1)
+        future = await app.start(echo, {}, priority=99, delay=60)
+        assert [c.job.id for c in await self.claim(app, 2)] == [high, low]
+        assert [c.job.id for c in await self.claim(app)] == [low2]
+        clock.advance(timedelta(seconds=60))
+        [claimed] = await self.claim(app)
+        assert claimed.job.id == future and claimed.job.status is JobStatus.PROCESSING
+
+    async def test_claim_only_listed_workflows(self, app: flowq.App) -> None:
+        """A claim restricted to some workflows leaves other jobs alone."""
+        await app.start(echo, {})
+        mine = await app.start(signup, Signup(1, "s@example.com"))
+        [claimed] = await self.claim(app, workflows=["contract.signup"])
+        assert claimed.job.id == mine
+        assert await self.claim(app, workflows=["contract.signup"]) == []
+
+    async def test_run_once_events(self, app: flowq.App, clock: FakeClock) -> None:
+        """A job that runs once has exactly added, processing, completed; output stored."""
+        job_id = await app.start(echo, {"x": 1})
+        [claimed] = await self.claim(app)
+        assert claimed.job.attempts == 1 and claimed.job.started_at == clock.now()
+        clock.advance(timedelta(seconds=5))
+        assert await app.store.complete_job(claimed.lease, '{"answer": 42}')
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED
+        assert job.output == {"answer": 42} and job.completed_at == clock.now()
+        assert event_types(await app.get_job_events(job_id)) == ["added", "processing", "completed"]
+
+    async def test_stale_lease_writes_are_refused(self, app: flowq.App, clock: FakeClock) -> None:
+        """After a reclaim, the old holder cannot complete, fail or suspend the job."""
+        job_id = await app.start(echo, {})
+        [old] = await self.claim(app)
+        clock.advance(timedelta(minutes=30))
+        assert await app.reclaim_stuck_jobs(10) == 1
+        [new] = await self.claim(app)
+        assert new.lease != old.lease
+        assert await app.store.complete_job(old.lease, '"stale"') is False
+        assert await self.fail(app, old, retry_in=None) is False
+        assert await app.store.suspend_job(old.lease, wait_until=None, token_id="t") is False
+        assert await app.store.complete_job(new.lease, '"fresh"') is True
+        job = await app.get_job(job_id)
+        assert job is not None and job.output == "fresh"
+        assert event_types(await app.get_job_events(job_id)).count("completed") == 1
+
+    async def test_failures_retry_then_fail_permanently(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """Failed attempts are recorded; with attempts left the job retries at the given time."""
+        job_id = await app.start(echo, {}, max_attempts=2)
+        [claimed] = await self.claim(app)
+        await self.fail(app, claimed, retry_in=timedelta(seconds=30))
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.FAILED
+        assert job.next_attempt_at == clock.now() + timedelta(seconds=30)
+        assert job.failure_reason is FailureReason.HANDLER_ERROR
+        assert await self.claim(app) == []
+        clock.advance(timedelta(seconds=30))
+        [claimed] = await self.claim(app)
+        assert claimed.job.attempts == 2
+        await self.fail(app, claimed, retry_in=timedelta(seconds=30))
+        job = await app.get_job(job_id)
+        assert job is not None and job.next_attempt_at is None and job.last_failed_at == clock.now()
+        assert [e.attempt for e in job.error_history] == [1, 2]
+        assert (
+            job.error_history[0].message == "boom" and job.error_history[0].type == "RuntimeError"
+        )
+        clock.advance(timedelta(days=1))
+        assert await self.claim(app) == []
+
+    async def test_dead_letter_job_is_added_on_permanent_failure(self, app: flowq.App) -> None:
+        """A permanently failed job with dead_letter enqueues a job carrying the original."""
+        job_id = await app.start(
+            echo, {"order": 7}, max_attempts=1, dead_letter="contract.dead_letters"
+        )
+        [claimed] = await self.claim(app)
+        await self.fail(app, claimed, retry_in=timedelta(seconds=1))
+        job = await app.get_job(job_id)
+        assert job is not None and job.dead_letter_job_id is not None
+        letter = await app.get_job(job.dead_letter_job_id)
+        assert letter is not None and letter.workflow == "contract.dead_letters"
+        assert letter.payload["job_id"] == job_id
+        assert letter.payload["workflow"] == "contract.echo"
+        assert letter.payload["payload"] == {"order": 7}
+        assert letter.payload["error"]["message"] == "boom"
+
+    async def test_resuming_from_a_wait_keeps_the_attempt(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A job woken from a timer is claimed again without consuming an attempt."""
+        job_id = await app.start(echo, {}, max_attempts=1)
+        for _ in range(3):
+            [claimed] = await self.claim(app)
+            until = clock.now() + timedelta(hours=1)
+            assert await app.store.suspend_job(claimed.lease, wait_until=until, token_id=None)
+            assert await self.claim(app) == []
+            clock.advance(timedelta(hours=1))
+        [claimed] = await self.claim(app)
+        assert claimed.resumed and claimed.job.attempts == 1
+        assert await app.store.complete_job(claimed.lease, None)
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED and job.attempts == 1
+
+    # -- maintenance ------------------------------------------------------------------
+
+    async def test_reclaim_respects_minutes_and_job_timeout(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """reclaim_stuck_jobs takes jobs locked longer than max(minutes, their timeout)."""
+        short = await app.start(echo, {})
+        long = await app.start(echo, {}, timeout=timedelta(hours=1))
+        await self.claim(app)
+        clock.advance(timedelta(minutes=15))
+        assert await app.reclaim_stuck_jobs(10) == 1
+        job = await app.get_job(short)
+        assert job is not None and job.status is JobStatus.PENDING
+        assert event_types(await app.get_job_events(short))[-1] == "reclaimed"
+        still = await app.get_job(long)
+        assert still is not None and still.status is JobStatus.PROCESSING
+        clock.advance(timedelta(hours=1))
+        assert await app.reclaim_stuck_jobs(0) == 1
+        assert await app.reclaim_stuck_jobs(0) == 0
+
+    async def test_reclaiming_the_last_attempt_fails_the_job(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A reclaimed job with no attempts left fails permanently (reason timeout)."""
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}, max_attempts=1, dead_letter=dead_letters),
+                flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(0)]),
+            ]
+        )
+        await self.claim(app)
+        clock.advance(timedelta(minutes=20))
+        assert await app.reclaim_stuck_jobs(10) == 1
+        job = await app.get_job(ids[0])
+        assert job is not None and job.status is JobStatus.FAILED and job.attempts == 1
+        assert job.failure_reason is FailureReason.TIMEOUT and job.next_attempt_at is None
+        assert job.error_history[-1].type == "WorkerLost"
+        assert job.dead_letter_job_id is not None
+        assert event_types(await app.get_job_events(ids[0]))[-2:] == ["reclaimed", "failed"]
+        dependant = await app.get_job(ids[1])
+        assert dependant is not None and dependant.status is JobStatus.CANCELLED
+        [letter] = await self.claim(app)
+        assert letter.job.id == job.dead_letter_job_id
+
+    async def test_reclaim_zero_minutes_takes_every_running_job(self, app: flowq.App) -> None:
+        """reclaim_stuck_jobs(0) returns every running job without a timeout to pending."""
+        await app.add_jobs([flowq.JobSpec(echo, {}) for _ in range(3)])
+        await self.claim(app)
+        assert await app.reclaim_stuck_jobs(0) == 3
+        assert [c.job.attempts for c in await self.claim(app)] == [2, 2, 2]
+
+    async def test_cleanup_old_jobs(self, app: flowq.App, clock: FakeClock) -> None:
+        """cleanup_old_jobs deletes finished jobs older than the cutoff with their events."""
+        old_done = await app.start(echo, {}, idempotency_key="nightly")
+        await self.run_to_completion(app, old_done)
+        old_cancelled = await app.start(echo, {})
+        await app.cancel_job(old_cancelled)
+        clock.advance(timedelta(days=10))
+        recent_done = await app.start(echo, {})
+        await self.run_to_completion(app, recent_done)
+        pending = await app.start(echo, {})
+        clock.advance(timedelta(days=1))
+        assert await app.cleanup_old_jobs(days=5) == 2
+        assert await app.get_job(old_done) is None and await app.get_job(old_cancelled) is None
+        assert await app.get_job_events(old_done) == []
+        assert {job.id for job in await app.get_jobs()} == {recent_done, pending}
+        again = await app.start(echo, {"fresh": True}, idempotency_key="nightly")
+        assert again != old_done
+        assert await app.cleanup_old_jobs(days=0) == 1
+        assert {job.id for job in await app.get_jobs()} == {pending, again}
+
+    async def test_cleanup_deletes_in_batches(self, app: flowq.App) -> None:
+        """cleanup_old_jobs deletes more jobs than one batch holds and counts them all."""
+        await app.add_jobs([flowq.JobSpec(echo, {"n": n}) for n in range(1050)])
+        assert await app.cancel_all_upcoming_jobs() == 1050
+        assert await app.cleanup_old_jobs(days=0) == 1050
+        assert await app.get_jobs() == []
+
+    async def test_cleanup_old_job_events(self, app: flowq.App, clock: FakeClock) -> None:
+        """cleanup_old_job_events deletes events older than the cutoff and counts them."""
+        job_id = await app.start(echo, {})
+        clock.advance(timedelta(days=3))
+        await app.cancel_job(job_id)
+        assert await app.cleanup_old_job_events(days=2) == 1
+        assert event_types(await app.get_job_events(job_id)) == ["cancelled"]
+        assert await app.cleanup_old_job_events(days=0) == 1
+
+    async def test_maintenance_rejects_negative_ages(self, app: flowq.App) -> None:
+        """Negative minutes or days raise ValidationError."""
+        with pytest.raises(flowq.ValidationError):
+            await app.reclaim_stuck_jobs(-1)
+        with pytest.raises(flowq.ValidationError):
+            await app.cleanup_old_jobs(days=-1)
+
+    # -- transactions -----------------------------------------------------------------
+
+    async def test_enqueue_joins_the_callers_transaction(
+        self, app: flowq.App, store: Store
+    ) -> None:
+        """With connection=, the job commits or rolls back with the caller's transaction."""
+        opener = self.connection(store)
+        if opener is None:
+            with pytest.raises(flowq.ValidationError, match="connection"):
+                await app.start(echo, {}, connection=object())  # type: ignore[arg-type]
+            assert await app.get_jobs() == []
+            return
+        async with opener as connection:
+            transaction = await connection.begin()
+            rolled_back = await app.start(echo, {"n": 1}, connection=connection)
+            await transaction.rollback()
+        assert await app.get_job(rolled_back) is None
+        assert await app.get_job_events(rolled_back) == []
+        async with self.connection(store) as connection:  # type: ignore[union-attr]
+            transaction = await connection.begin()
+            [kept] = await app.add_jobs([flowq.JobSpec(echo, {"n": 2})], connection=connection)
+            await transaction.commit()
+        job = await app.get_job(kept)
+        assert job is not None and job.payload == {"n": 2}
+        assert event_types(await app.get_job_events(kept)) == ["added"]
