@@ -10,8 +10,7 @@ import pytest
 
 from flowq.store.base import Store
 from flowq.store.sql import SqlStore
-from flowq_testing import FakeClock, InMemoryStore
-from flowq_testing import StoreContract
+from flowq_testing import FakeClock, InMemoryStore, StoreContract
 
 
 class TestInMemoryStore(StoreContract):
