@@ -5,11 +5,14 @@ from __future__ import annotations
 from flowq.client import App as App
 from flowq.clock import Clock as Clock
 from flowq.clock import SystemClock as SystemClock
+from flowq.context import Context as Context
+from flowq.context import JobInfo as JobInfo
 from flowq.durations import Duration as Duration
 from flowq.errors import DatabaseError as DatabaseError
 from flowq.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from flowq.errors import DependencyError as DependencyError
 from flowq.errors import FlowqError as FlowqError
+from flowq.errors import JobFailedError as JobFailedError
 from flowq.errors import PayloadError as PayloadError
 from flowq.errors import RegistrationError as RegistrationError
 from flowq.errors import ScheduleError as ScheduleError
@@ -18,6 +21,7 @@ from flowq.errors import SerializationError as SerializationError
 from flowq.errors import TokenError as TokenError
 from flowq.errors import UnknownWorkflowError as UnknownWorkflowError
 from flowq.errors import ValidationError as ValidationError
+from flowq.hooks import HookEvent as HookEvent
 from flowq.models import BatchDepRef as BatchDepRef
 from flowq.models import DependsOn as DependsOn
 from flowq.models import ErrorEntry as ErrorEntry
@@ -35,6 +39,7 @@ from flowq.registry import Registry as Registry
 from flowq.registry import Workflow as Workflow
 from flowq.registry import default_registry as default_registry
 from flowq.registry import workflow as workflow
+from flowq.worker import Worker as Worker
 
 __version__ = "0.1.0.dev0"
 
@@ -42,6 +47,7 @@ __all__ = [
     "App",
     "BatchDepRef",
     "Clock",
+    "Context",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
@@ -51,8 +57,11 @@ __all__ = [
     "EventType",
     "FailureReason",
     "FlowqError",
+    "HookEvent",
     "Job",
     "JobEvent",
+    "JobFailedError",
+    "JobInfo",
     "JobOptions",
     "JobSpec",
     "JobStatus",
@@ -68,6 +77,7 @@ __all__ = [
     "TokenError",
     "UnknownWorkflowError",
     "ValidationError",
+    "Worker",
     "Workflow",
     "batch_dep_ref",
     "default_registry",

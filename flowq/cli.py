@@ -1,9 +1,10 @@
-"""The ``flowq`` command: ``flowq migrate``, ``flowq demo``."""
+"""The ``flowq`` command: ``flowq migrate``, ``flowq worker``, ``flowq demo``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,25 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", help=url_help)
     demo = commands.add_parser("demo", help="add a few example jobs and show what happened")
     demo.add_argument("--database-url", help=url_help)
+    worker = commands.add_parser("worker", help="run the workflows of a module until stopped")
+    worker.add_argument(
+        "target",
+        metavar="MODULE[:ATTR]",
+        help="module defining the workflows; ATTR names a flowq.Registry or flowq.App in it "
+        "(default: the workflows registered with @flowq.workflow)",
+    )
+    worker.add_argument("--database-url", help=url_help)
+    worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (10)")
+    worker.add_argument(
+        "--drain-timeout", type=float, default=30.0,
+        help="seconds running jobs get to finish after SIGINT/SIGTERM (30)",
+    )  # fmt: skip
+    worker.add_argument("--worker-id", help="name used in locks and events")
+    worker.add_argument("--no-notify", action="store_true", help="poll only (no LISTEN/NOTIFY)")
+    worker.add_argument(
+        "--until-idle", action="store_true",
+        help="run what is runnable now, then exit (scripts, cron, serverless)",
+    )  # fmt: skip
     return parser
 
 
@@ -43,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             asyncio.run(_migrate(args.database_url))
+        elif args.command == "worker":
+            from flowq import runner
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+            asyncio.run(runner.run_worker(args))
         else:
             from flowq import demo
 

@@ -8,17 +8,20 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq import options as job_options
 from flowq.clock import Clock, SystemClock
-from flowq.durations import to_utc
-from flowq.errors import ValidationError
+from flowq.durations import Duration, parse_duration, to_utc
+from flowq.errors import JobFailedError, ValidationError
+from flowq.hooks import HookCallback, Hooks
 from flowq.models import Job, JobEvent, JobStatus, TagQuery
 from flowq.options import JobOptions, JobSpec
 from flowq.registry import Registry, Workflow, default_registry
 from flowq.store.base import JobFilter, NewJob, RunAtOp, Store
 from flowq.store.sql import SqlStore
+from flowq.worker import Worker
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -68,6 +71,7 @@ class App:
             self.store = store
         self.registry = registry if registry is not None else default_registry
         self.auto_migrate = auto_migrate
+        self.hooks = Hooks()
         self._opened = False
 
     # -- life cycle -----------------------------------------------------------------
@@ -118,6 +122,66 @@ class App:
         if not self._opened and connection is None:
             await self.open()
         return self.store
+
+    # -- workers and hooks ------------------------------------------------------------
+
+    def create_worker(
+        self,
+        *,
+        concurrency: int = 10,
+        batch_size: int | None = None,
+        poll_interval: Duration | None = None,
+        workflows: Sequence[Workflow[Any, Any] | str] | None = None,
+        worker_id: str | None = None,
+        group_concurrency: int | Mapping[str, int] | None = None,
+        heartbeat_interval: Duration = 5,
+        drain_timeout: Duration = 30,
+        notify: bool = True,
+    ) -> Worker:
+        """A :class:`flowq.Worker` for this App (see its arguments)."""
+        return Worker(
+            self,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            workflows=workflows,
+            worker_id=worker_id,
+            group_concurrency=group_concurrency,
+            heartbeat_interval=heartbeat_interval,
+            drain_timeout=drain_timeout,
+            notify=notify,
+        )
+
+    def on(self, event: str, callback: HookCallback) -> None:
+        """Call ``callback(flowq.HookEvent)`` (sync or async) when this process's
+        workers see ``event``: ``job:started``, ``job:completed``, ``job:failed``
+        (with ``error`` and ``will_retry``) or ``job:cancelled``."""
+        self.hooks.on(event, callback)
+
+    async def result(self, job_id: int, *, timeout: Duration | None = None) -> Any:  # noqa: ASYNC109 (DESIGN names it)
+        """Wait until the job completes and return its output.
+
+        Raises:
+            JobFailedError: The job failed permanently or was cancelled.
+            TimeoutError: ``timeout`` passed first.
+            ValidationError: No such job.
+        """
+        store = await self._ready()
+        limit = None if timeout is None else parse_duration(timeout, name="timeout")
+        delay = 0.005
+        with anyio.fail_after(None if limit is None else limit.total_seconds()):
+            while True:
+                job = await store.get_job(_job_id(job_id))
+                if job is None:
+                    raise ValidationError(f"there is no job {job_id}")
+                if job.status is JobStatus.COMPLETED:
+                    return job.output
+                if job.status is JobStatus.CANCELLED or (
+                    job.status is JobStatus.FAILED and job.next_attempt_at is None
+                ):
+                    raise JobFailedError(job)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     # -- adding jobs ----------------------------------------------------------------
 

@@ -13,7 +13,8 @@ The tree::
     ├── DatabaseError                         the database cannot serve flowq
     │   ├── DatabaseUnavailableError          cannot connect
     │   └── SchemaError                       flowq's tables are missing or too old
-    └── TokenError                            completing an unknown or finished token
+    ├── TokenError                            completing an unknown or finished token
+    └── JobFailedError                        app.result() of a job that failed or was cancelled
 
 All of them carry a message that names the value that is wrong and, where there is
 one, what to do about it.
@@ -21,11 +22,14 @@ one, what to do about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
     "FlowqError",
+    "JobFailedError",
     "PayloadError",
     "RegistrationError",
     "ScheduleError",
@@ -91,3 +95,17 @@ class SchemaError(DatabaseError):
 
 class TokenError(FlowqError):
     """A token is unknown, already completed or timed out, so it cannot be completed."""
+
+
+class JobFailedError(FlowqError):
+    """``App.result()`` waited for a job that failed permanently or was cancelled.
+
+    Attributes:
+        job: The job as stored (``status``, ``error_history``, ``failure_reason``).
+    """
+
+    def __init__(self, job: Any) -> None:
+        last = job.error_history[-1].message if job.error_history else None
+        detail = f": {last}" if last else ""
+        super().__init__(f"job {job.id} ({job.workflow}) is {job.status}{detail}")
+        self.job = job

@@ -8,18 +8,18 @@ here mirror the SQL of :class:`flowq.store.sql.SqlStore`.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowq import codec
 from flowq.clock import Clock
-from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
+from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus, TagQuery
 from flowq.store import records
-from flowq.store.base import JobFilter, Lease
+from flowq.store.base import ClaimedJob, GroupLimits, JobFilter, Lease
 
-__all__ = ["EventRow", "MemoryTables", "matches", "utc"]
+__all__ = ["EventRow", "MemoryTables", "matches", "utc", "utc_values"]
 
 _RUN_AT_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
     "eq": operator.eq,
@@ -50,6 +50,13 @@ class EventRow:
             at=self.at,
             metadata=codec.decode(self.metadata) if self.metadata else {},
         )
+
+
+class _Candidate(NamedTuple):
+    """A runnable job as the group helpers of :mod:`flowq.store.records` see it."""
+
+    id: int
+    group_name: str | None
 
 
 class MemoryTables:
@@ -115,6 +122,83 @@ class MemoryTables:
             return None
         return row if row["status"] == JobStatus.PROCESSING else None
 
+    def _held(self, leases: Iterable[Lease]) -> dict[int, dict[str, Any]]:
+        """The rows still held by ``leases``, by job id (as SqlStore's ``_held``)."""
+        return {lease.job_id: row for lease in leases if (row := self._leased(lease)) is not None}
+
+    def _has_dependants(self, job_ids: Collection[int]) -> bool:
+        """Whether any job depends on one of ``job_ids`` (whatever its status)."""
+        return any(not edges.isdisjoint(job_ids) for edges in self._edges.values())
+
+    def _claimable(
+        self,
+        now: datetime,
+        limit: int,
+        workflows: Collection[str] | None,
+        groups: GroupLimits | None,
+    ) -> list[dict[str, Any]]:
+        """The rows a claim takes, in claim order, as SqlStore's ``claim_jobs`` picks them.
+
+        Like the SQL: runnable jobs minus those of full groups, the first ``limit`` by
+        priority then id, then (with ``groups``) only while their group has room.
+        """
+        rows = [
+            row
+            for row in self._rows.values()
+            if self._runnable(row, now) and (workflows is None or row["workflow"] in workflows)
+        ]
+        running: dict[str, int] = {}
+        if groups is not None:
+            for row in self._rows.values():
+                if row["status"] == JobStatus.PROCESSING and row["group_name"] is not None:
+                    running[row["group_name"]] = running.get(row["group_name"], 0) + 1
+            full = {
+                group
+                for group, count in running.items()
+                if (group_limit := groups.limit(group)) is not None and count >= group_limit
+            }
+            rows = [row for row in rows if row["group_name"] not in full]
+        rows.sort(key=lambda row: (-row["priority"], row["id"]))
+        candidates = [_Candidate(row["id"], row["group_name"]) for row in rows[: max(limit, 0)]]
+        limited = [] if groups is None else records.limited_groups(candidates, groups)
+        if groups is not None and limited:
+            counted = {group: running[group] for group in limited if group in running}
+            candidates = records.fit_groups(candidates, counted, groups)
+        return [self._rows[candidate.id] for candidate in candidates]
+
+    def _claim_row(self, row: dict[str, Any], worker_id: str, now: datetime) -> ClaimedJob:
+        """Lock a runnable row for ``worker_id`` (a new attempt unless it resumes)."""
+        resumed = row["status"] == JobStatus.WAITING
+        self._set(
+            row["id"],
+            now,
+            status=JobStatus.PROCESSING.value,
+            attempts=row["attempts"] + (0 if resumed else 1),
+            started_at=row["started_at"] if resumed else now,
+            lease_id=row["lease_id"] + 1,
+            locked_by=worker_id,
+            locked_at=now,
+            ready_at=None,
+            next_attempt_at=None,
+            wait_until=None,
+            wait_token_id=None,
+            pending_reason=None,
+        )
+        job = records.job_from_row(row, ())  # as SqlStore: depends_on is not loaded
+        return ClaimedJob(job, Lease(job.id, row["lease_id"], worker_id), resumed, row["payload"])
+
+    def _unclaimed_ids(self, workflows: Collection[str], now: datetime) -> list[int]:
+        """Ids (ascending) of due pending jobs without a reason, outside ``workflows``."""
+        return [
+            job_id
+            for job_id, row in sorted(self._rows.items())
+            if row["status"] == JobStatus.PENDING
+            and row["ready_at"] is not None
+            and row["ready_at"] <= now
+            and row["pending_reason"] is None
+            and row["workflow"] not in workflows
+        ]
+
     def _runnable(self, row: Mapping[str, Any], now: datetime) -> bool:
         if row["ready_at"] is None or row["ready_at"] > now:
             return False
@@ -124,6 +208,31 @@ class MemoryTables:
             for p in self._edges.get(row["id"], ())
             if p in self._rows
         )
+
+    def _fail_row(
+        self,
+        row: dict[str, Any],
+        error: ErrorEntry,
+        reason: FailureReason,
+        retry_at: datetime | None,
+    ) -> None:
+        now = self._now()
+        values, will_retry = records.failure_values(
+            row, error, reason, None if retry_at is None else utc(retry_at), now
+        )
+        dead_letter_id = None
+        if not will_retry and row["dead_letter"] is not None:
+            dead_letter_id = self._last_job_id + 1
+            letter = records.dead_letter_job(row, error, reason, now)
+            self._insert(records.new_job_row(letter, dead_letter_id, now))
+            meta = {"dead_letter_for": row["id"]}
+            self._add_events([(dead_letter_id, EventType.ADDED, meta)], now)
+            values["dead_letter_job_id"] = dead_letter_id
+        row.update(values)
+        meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
+        self._add_events([(row["id"], EventType.FAILED, meta)], now)
+        if not will_retry:
+            self._cancel_dependants([row["id"]], "dependency_failed")
 
     def _cancel(self, ids: list[int], metadata: dict[str, Any]) -> None:
         if not ids:
@@ -192,3 +301,8 @@ def matches(row: Mapping[str, Any], where: JobFilter) -> bool:
     if where.priority is not None and row["priority"] != where.priority:
         return False
     return all(_RUN_AT_OPS[op](row["run_at"], utc(value)) for op, value in where.run_at)
+
+
+def utc_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values with datetimes in UTC, as a database would store them."""
+    return {c: utc(v) if isinstance(v, datetime) else v for c, v in values.items()}

@@ -6,23 +6,27 @@ and lease fencing, without a database.
 
 Every verb runs synchronously inside its coroutine (it never awaits half way), so a
 verb is atomic with respect to other tasks and needs no lock; the store works from
-any number of event loops.
+any number of event loops. Verbs wake this process's listeners (:meth:`listen`)
+exactly where the SQL store does.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+
+import anyio
 
 from flowq.clock import Clock, SystemClock
 from flowq.errors import ValidationError
 from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus
 from flowq.store import records
-from flowq.store.base import ClaimedJob, JobFilter, Lease, NewJob
+from flowq.store.base import ClaimedJob, Completion, GroupLimits, JobFilter, Lease, NewJob, Release
 from flowq.store.batch import plan_batch
-from flowq_testing._memory_tables import MemoryTables, utc
+from flowq.store.wakeups import LocalWakeups
+from flowq_testing._memory_tables import MemoryTables, utc, utc_values
 
 __all__ = ["InMemoryStore"]
 
@@ -48,6 +52,7 @@ class InMemoryStore(MemoryTables):
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.wakeups = LocalWakeups()
         self._reset_tables()
 
     def __repr__(self) -> str:
@@ -80,6 +85,18 @@ class InMemoryStore(MemoryTables):
     async def migrate(self) -> list[str]:
         """There is no schema: nothing to apply."""
         return []
+
+    async def listen(self, on_wake: Callable[[str], None], *, remote: bool = True) -> None:
+        """Call ``on_wake(hint)`` after this store's writes that may wake workers,
+        until cancelled. There are no other processes, so ``remote`` changes nothing."""
+        self.wakeups.add_listener(on_wake)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.wakeups.remove_listener(on_wake)
+
+    def _wake(self, hint: str) -> None:
+        self.wakeups.wake(hint)
 
     # -- adding ---------------------------------------------------------------------
 
@@ -124,6 +141,7 @@ class InMemoryStore(MemoryTables):
             [(job_id, EventType.ADDED, plan.added_metadata.get(job_id)) for job_id, _ in plan.rows],
             now,
         )
+        self._wake("jobs")
         return plan.ids
 
     # -- reading --------------------------------------------------------------------
@@ -149,12 +167,24 @@ class InMemoryStore(MemoryTables):
     # -- changing -------------------------------------------------------------------
 
     async def cancel_job(self, job_id: int) -> bool:
-        """Cancel an upcoming job (pending, waiting, or failed and due to retry) and its
-        dependants; False if nothing changed."""
+        """Cancel an upcoming or running job and its dependants; False if finished.
+
+        A running job's lease ends at once: its worker's later writes are refused.
+        """
         row = self._rows.get(job_id)
-        if row is None or not records.is_upcoming(row):
+        if row is None:
             return False
-        self._cancel([job_id], {"reason": "cancel_job"})
+        if row["status"] == JobStatus.PROCESSING:
+            now = self._now()
+            meta = {"reason": "cancel_job", "worker_id": row["locked_by"], "was_running": True}
+            row.update(records.cancelled_values(now), **_UNLOCKED, lease_id=row["lease_id"] + 1)
+            self._add_events([(job_id, EventType.CANCELLED, meta)], now)
+            self._cancel_dependants([job_id], "dependency_cancelled")
+        elif records.is_upcoming(row):
+            self._cancel([job_id], {"reason": "cancel_job"})
+        else:
+            return False
+        self._wake(f"cancel:{job_id}")
         return True
 
     async def cancel_jobs(self, where: JobFilter) -> int:
@@ -173,6 +203,7 @@ class InMemoryStore(MemoryTables):
         row.update(values)
         meta = {"max_attempts": values["max_attempts"]}
         self._add_events([(job_id, EventType.RETRIED, meta)], now)
+        self._wake("jobs")
         return True
 
     async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
@@ -181,7 +212,7 @@ class InMemoryStore(MemoryTables):
         Raises:
             ValidationError: A field of ``changes`` is not editable.
         """
-        values = _utc_values(records.column_values(changes))
+        values = utc_values(records.column_values(changes))
         row = self._rows.get(job_id)
         if row is None or row["status"] != JobStatus.PENDING:
             return False
@@ -193,6 +224,8 @@ class InMemoryStore(MemoryTables):
         self._add_events(
             [(job_id, EventType.EDITED, {"fields": records.edited_fields(changed)})], now
         )
+        if "run_at" in changed:
+            self._wake("jobs")
         return True
 
     async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
@@ -202,7 +235,7 @@ class InMemoryStore(MemoryTables):
         Raises:
             ValidationError: A field of ``changes`` is not editable.
         """
-        values = _utc_values(records.column_values(changes))
+        values = utc_values(records.column_values(changes))
         now = self._now()
         events = []
         for job_id in self._select(where, [JobStatus.PENDING]):
@@ -217,70 +250,112 @@ class InMemoryStore(MemoryTables):
     # -- running --------------------------------------------------------------------
 
     async def claim_jobs(
-        self, worker_id: str, limit: int, workflows: Collection[str] | None = None
+        self,
+        worker_id: str,
+        limit: int,
+        workflows: Collection[str] | None = None,
+        groups: GroupLimits | None = None,
     ) -> list[ClaimedJob]:
         """Lock up to ``limit`` runnable jobs for ``worker_id``, highest priority first.
 
-        Runnable: ``ready_at`` is due and every prerequisite completed. A job resuming
+        Runnable: ``ready_at`` is due, every prerequisite completed, the workflow is in
+        ``workflows`` (if given) and its group has room (``groups``). A job resuming
         from a wait keeps its attempt count; any other claim starts a new attempt.
         """
         now = self._now()
-        rows = [
-            row
-            for row in self._rows.values()
-            if self._runnable(row, now) and (workflows is None or row["workflow"] in workflows)
+        claimed = [
+            self._claim_row(row, worker_id, now)
+            for row in self._claimable(now, limit, workflows, groups)
         ]
-        rows.sort(key=lambda row: (-row["priority"], row["id"]))
-        claimed = []
-        for row in rows[: max(limit, 0)]:
-            resumed = row["status"] == JobStatus.WAITING
-            self._set(
-                row["id"],
-                now,
-                status=JobStatus.PROCESSING.value,
-                attempts=row["attempts"] + (0 if resumed else 1),
-                started_at=row["started_at"] if resumed else now,
-                lease_id=row["lease_id"] + 1,
-                locked_by=worker_id,
-                locked_at=now,
-                ready_at=None,
-                next_attempt_at=None,
-                wait_until=None,
-                wait_token_id=None,
-                pending_reason=None,
-            )
-            job = records.job_from_row(row, ())  # as SqlStore: depends_on is not loaded
-            claimed.append(ClaimedJob(job, Lease(job.id, row["lease_id"], worker_id), resumed))
         self._add_events(
-            [
-                (
-                    c.job.id,
-                    EventType.PROCESSING,
-                    {"worker_id": worker_id, "attempt": c.job.attempts, "resumed": c.resumed},
-                )
-                for c in claimed
-            ],
+            [(c.job.id, EventType.PROCESSING, records.processing_metadata(c)) for c in claimed],
             now,
         )
         return claimed
 
-    async def complete_job(self, lease: Lease, output: str | None) -> bool:
-        """Mark the job completed with ``output`` (JSON text); False on a stale lease."""
-        if self._leased(lease) is None:
-            return False
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        """Mark jobs completed in one step; False for each stale lease (input order)."""
+        if not completions:
+            return []
         now = self._now()
-        self._set(
-            lease.job_id,
+        outputs = {c.lease.job_id: c.output for c in completions}
+        done = self._held([c.lease for c in completions])
+        for job_id in done:
+            self._set(
+                job_id,
+                now,
+                status=JobStatus.COMPLETED.value,
+                output=outputs[job_id],
+                failure_reason=None,
+                completed_at=now,
+                finished_at=now,
+                **_UNLOCKED,
+            )
+        self._add_events([(job_id, EventType.COMPLETED, None) for job_id in sorted(done)], now)
+        if self._has_dependants(done.keys()):
+            self._wake("jobs")
+        return [c.lease.job_id in done for c in completions]
+
+    async def heartbeat(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Refresh the locks of running jobs; return the leases no longer held."""
+        now = self._now()
+        held = self._held(leases)
+        for row in held.values():
+            row["locked_at"] = now  # as SqlStore: updated_at stays
+        return [lease for lease in leases if lease.job_id not in held]
+
+    async def release_jobs(self, releases: Sequence[Release]) -> int:
+        """Hand running jobs back as pending at once, not counting a new attempt."""
+        if not releases:
+            return 0
+        now = self._now()
+        refund = {r.lease.job_id: 1 if r.new_attempt else 0 for r in releases}
+        released = self._held([r.lease for r in releases])
+        for job_id, row in released.items():
+            self._set(
+                job_id,
+                now,
+                status=JobStatus.PENDING.value,
+                attempts=row["attempts"] - refund[job_id],
+                lease_id=row["lease_id"] + 1,
+                ready_at=now,
+                **_UNLOCKED,
+            )
+        worker = releases[0].lease.worker_id
+        self._add_events(
+            [
+                (job_id, EventType.RECLAIMED, records.released_metadata(worker, row["attempts"]))
+                for job_id, row in sorted(released.items())
+            ],
             now,
-            status=JobStatus.COMPLETED.value,
-            output=output,
-            failure_reason=None,
-            completed_at=now,
-            finished_at=now,
-            **_UNLOCKED,
         )
-        self._add_events([(lease.job_id, EventType.COMPLETED, None)], now)
-        return True
+        if released:
+            self._wake("jobs")
+        return len(released)
+
+    async def next_ready_at(self, workflows: Collection[str] | None = None) -> datetime | None:
+        """When the earliest job not yet runnable becomes due (None: no such job)."""
+        now = self._now()
+        return min(
+            (
+                row["ready_at"]
+                for row in self._rows.values()
+                if row["ready_at"] is not None
+                and row["ready_at"] > now
+                and (workflows is None or row["workflow"] in workflows)
+            ),
+            default=None,
+        )
+
+    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
+        """Set ``pending_reason`` on due pending jobs of workflows other than
+        ``workflows`` that have none (lowest ids first, a batch at most); return the
+        count. As SqlStore: no event, ``updated_at`` stays."""
+        now = self._now()
+        ids = self._unclaimed_ids(workflows, now)[: records.UNCLAIMED_BATCH_SIZE]
+        for job_id in ids:
+            self._rows[job_id]["pending_reason"] = reason
+        return len(ids)
 
     async def fail_job(
         self, lease: Lease, error: ErrorEntry, *, reason: FailureReason, retry_at: datetime | None
@@ -296,31 +371,6 @@ class InMemoryStore(MemoryTables):
             return False
         self._fail_row(row, error, reason, retry_at)
         return True
-
-    def _fail_row(
-        self,
-        row: dict[str, Any],
-        error: ErrorEntry,
-        reason: FailureReason,
-        retry_at: datetime | None,
-    ) -> None:
-        now = self._now()
-        values, will_retry = records.failure_values(
-            row, error, reason, None if retry_at is None else utc(retry_at), now
-        )
-        dead_letter_id = None
-        if not will_retry and row["dead_letter"] is not None:
-            dead_letter_id = self._last_job_id + 1
-            letter = records.dead_letter_job(row, error, reason, now)
-            self._insert(records.new_job_row(letter, dead_letter_id, now))
-            meta = {"dead_letter_for": row["id"]}
-            self._add_events([(dead_letter_id, EventType.ADDED, meta)], now)
-            values["dead_letter_job_id"] = dead_letter_id
-        row.update(values)
-        meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
-        self._add_events([(row["id"], EventType.FAILED, meta)], now)
-        if not will_retry:
-            self._cancel_dependants([row["id"]], "dependency_failed")
 
     async def suspend_job(
         self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
@@ -360,14 +410,16 @@ class InMemoryStore(MemoryTables):
         events = [
             (row["id"], EventType.RECLAIMED, records.reclaimed_metadata(row)) for row in stuck
         ]
-        for row in stuck:
-            if row["attempts"] < row["max_attempts"]:
-                self._set(row["id"], now, status=JobStatus.PENDING.value, ready_at=now, **_UNLOCKED)
+        requeue = [row["id"] for row in stuck if row["attempts"] < row["max_attempts"]]
+        for job_id in requeue:
+            self._set(job_id, now, status=JobStatus.PENDING.value, ready_at=now, **_UNLOCKED)
         self._add_events(events, now)
         for row in stuck:
             if row["status"] == JobStatus.PROCESSING:
                 error = records.lost_worker_error(row, now)
                 self._fail_row(row, error, FailureReason.TIMEOUT, None)
+        if requeue:
+            self._wake("jobs")
         return len(stuck)
 
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:
@@ -396,8 +448,3 @@ class InMemoryStore(MemoryTables):
         deleted = len(self._events) - len(kept)
         self._events = kept
         return deleted
-
-
-def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Column values with datetimes in UTC, as a database would store them."""
-    return {c: utc(v) if isinstance(v, datetime) else v for c, v in values.items()}

@@ -8,8 +8,8 @@ behaviour suite all of them pass.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -29,9 +29,12 @@ __all__ = [
     "CLEANUP_BATCH_SIZE",
     "EDITABLE_FIELDS",
     "ClaimedJob",
+    "Completion",
+    "GroupLimits",
     "JobFilter",
     "Lease",
     "NewJob",
+    "Release",
     "RunAtOp",
     "Store",
 ]
@@ -101,12 +104,53 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
-    """A job handed to a worker, with the lease its writes must carry."""
+    """A job handed to a worker, with the lease its writes must carry.
+
+    ``job.depends_on`` is not loaded (empty): the prerequisites have completed.
+    """
 
     job: Job
     lease: Lease
     resumed: bool
     """True when the job continues after a wait instead of starting a new attempt."""
+    payload_json: str
+    """The payload as stored (JSON text), for decoding into the handler's type."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A successful run to record: ``output`` is JSON text (or None)."""
+
+    lease: Lease
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A running job handed back unfinished (worker shutdown).
+
+    ``new_attempt`` is True when the run started a new attempt, which is then not
+    counted (the job is pending again with its attempt count restored).
+    """
+
+    lease: Lease
+    new_attempt: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLimits:
+    """How many jobs of one concurrency group may run at once, across all workers.
+
+    ``default`` applies to every group not named in ``per_group``; ``None`` means
+    groups without an explicit limit are unlimited.
+    """
+
+    default: int | None = None
+    per_group: Mapping[str, int] = field(default_factory=dict)
+
+    def limit(self, group: str) -> int | None:
+        """The limit of ``group`` (None: unlimited)."""
+        return self.per_group.get(group, self.default)
 
 
 class Store(Protocol):
@@ -155,10 +199,14 @@ class Store(Protocol):
         """The job's events, oldest first (``[]`` for an unknown job)."""
 
     async def cancel_job(self, job_id: int) -> bool:
-        """Cancel a pending or waiting job and its dependants; False if nothing changed."""
+        """Cancel an upcoming or running job and its dependants; False if finished.
+
+        A running job's lease ends at once: its worker learns it at its next heartbeat
+        (or notification) and cancels the handler; nothing it writes later is kept.
+        """
 
     async def cancel_jobs(self, where: JobFilter) -> int:
-        """Cancel every pending or waiting job matching ``where``; return the count."""
+        """Cancel every upcoming job matching ``where``; return the count."""
 
     async def retry_job(self, job_id: int) -> bool:
         """Make a failed job runnable now, granting an attempt; False if not failed."""
@@ -170,12 +218,50 @@ class Store(Protocol):
         """Apply ``changes`` to every pending job matching ``where``; return the count."""
 
     async def claim_jobs(
-        self, worker_id: str, limit: int, workflows: Collection[str] | None = None
+        self,
+        worker_id: str,
+        limit: int,
+        workflows: Collection[str] | None = None,
+        groups: GroupLimits | None = None,
     ) -> list[ClaimedJob]:
-        """Lock up to ``limit`` runnable jobs for ``worker_id``, highest priority first."""
+        """Lock up to ``limit`` runnable jobs for ``worker_id``.
 
-    async def complete_job(self, lease: Lease, output: str | None) -> bool:
-        """Mark the job completed with ``output`` (JSON text); False on a stale lease."""
+        Runnable: due, every prerequisite completed, workflow in ``workflows`` (if
+        given) and a free slot in its concurrency group (``groups``), counted across
+        every worker. Highest priority first, then oldest. A job resuming from a wait
+        keeps its attempt count; any other claim starts a new attempt.
+        """
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        """Mark jobs completed in one transaction; False for each stale lease."""
+
+    async def heartbeat(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Refresh the locks of running jobs; return the leases no longer held
+        (the job was cancelled or reclaimed)."""
+
+    async def release_jobs(self, releases: Sequence[Release]) -> int:
+        """Hand running jobs back as pending at once (worker shutdown); return the count."""
+
+    async def next_ready_at(self, workflows: Collection[str] | None = None) -> datetime | None:
+        """When the earliest job not yet runnable becomes due (None: no such job)."""
+
+    async def listen(self, on_wake: Callable[[str], None], *, remote: bool = True) -> None:
+        """Call ``on_wake(hint)`` whenever work may be waiting, until cancelled.
+
+        Hints: ``"jobs"`` (something may be runnable) and ``"cancel:<id>"`` (a
+        running job was cancelled). ``remote=False`` ignores other processes (pure
+        polling, e.g. behind a transaction-pooling PgBouncer).
+        """
+
+    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
+        """Set ``pending_reason`` on due jobs of workflows other than ``workflows``
+        that have none; return how many were marked."""
+
+    async def record_progress(self, lease: Lease, percent: int) -> bool:
+        """Store a running job's progress with a ``progress`` event; False if not held."""
+
+    async def record_output(self, lease: Lease, output: str) -> bool:
+        """Store a running job's output (JSON text) before it ends; False if not held."""
 
     async def fail_job(
         self,

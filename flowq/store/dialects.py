@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import anyio
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Text,
@@ -30,6 +34,10 @@ from sqlalchemy.pool import StaticPool
 from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.models import TagQuery
 from flowq.store.schema import jobs
+
+CHANNEL = "flowq_jobs"
+"""The PostgreSQL notification channel workers LISTEN on."""
+log = logging.getLogger("flowq")
 
 ErrorKind = Literal["missing_table", "unavailable", "locked"] | None
 _PG_UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
@@ -64,6 +72,15 @@ class SqlDialect(Protocol):
 
     def classify(self, error: DBAPIError) -> ErrorKind:
         """Whether ``error`` means a missing table, an unreachable database, or else."""
+
+    async def notify(self, connection: AsyncConnection, hint: str) -> None:
+        """Tell other processes' workers ``hint`` when this transaction commits."""
+
+    async def lock_groups(self, connection: AsyncConnection, groups: list[str]) -> None:
+        """Serialize claims of ``groups`` (sorted) until this transaction ends."""
+
+    async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
+        """Deliver other processes' hints to ``on_wake`` until cancelled."""
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -118,6 +135,48 @@ class PostgresDialect:
 
     def insert(self) -> postgresql.Insert:
         return postgresql.insert(jobs)
+
+    async def notify(self, connection: AsyncConnection, hint: str) -> None:
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :hint)"), {"channel": CHANNEL, "hint": hint}
+        )
+
+    async def lock_groups(self, connection: AsyncConnection, groups: list[str]) -> None:
+        for group in groups:
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                {"key": f"flowq.group.{group}"},
+            )
+
+    async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
+        """LISTEN on a dedicated connection; reconnect with backoff when it drops.
+
+        After every (re)connection ``on_wake("jobs")`` is called, since hints sent
+        while disconnected were lost.
+        """
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        backoff = 0.1
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn, timeout=10)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("flowq: cannot LISTEN on %s (%s); retrying in %.1fs", url, exc, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            lost = anyio.Event()
+            try:
+                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+                await connection.add_listener(
+                    CHANNEL, lambda _c, _pid, _channel, payload: on_wake(payload)
+                )
+                backoff = 0.1
+                on_wake("jobs")
+                await lost.wait()
+                log.warning("flowq: the LISTEN connection to %s dropped; reconnecting", url)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await connection.close(timeout=2)
 
     def classify(self, error: DBAPIError) -> ErrorKind:
         state = str(getattr(error.orig, "sqlstate", "") or "")
@@ -196,6 +255,16 @@ class SqliteDialect:
 
     def insert(self) -> sqlite.Insert:
         return sqlite.insert(jobs)
+
+    async def notify(self, connection: AsyncConnection, hint: str) -> None:
+        """SQLite has no notifications: other processes poll."""
+
+    async def lock_groups(self, connection: AsyncConnection, groups: list[str]) -> None:
+        """BEGIN IMMEDIATE already serializes every writer."""
+
+    async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
+        """Nothing to listen to: other processes' work is found by polling."""
+        await anyio.sleep_forever()
 
     def classify(self, error: DBAPIError) -> ErrorKind:
         message = str(error.orig)

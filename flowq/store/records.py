@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from flowq import codec
 from flowq.errors import ValidationError
 from flowq.models import ErrorEntry, FailureReason, Job, JobStatus, RetryPolicy
-from flowq.store.base import EDITABLE_FIELDS, NewJob
+from flowq.store.base import EDITABLE_FIELDS, ClaimedJob, GroupLimits, NewJob
 
 __all__ = [
     "EVENT_FIELD_OF_COLUMN",
+    "UNCLAIMED_BATCH_SIZE",
     "UNLOCKED",
     "cancelled_values",
     "changed_columns",
@@ -29,13 +30,17 @@ __all__ = [
     "encode_retry",
     "failed_metadata",
     "failure_values",
+    "fit_groups",
     "from_ms",
     "is_stuck",
     "is_upcoming",
     "job_from_row",
+    "limited_groups",
     "lost_worker_error",
     "new_job_row",
+    "processing_metadata",
     "reclaimed_metadata",
+    "released_metadata",
     "retried_values",
     "to_ms",
 ]
@@ -46,6 +51,9 @@ _COLUMN_OF_FIELD = {field: column for column, field in EVENT_FIELD_OF_COLUMN.ite
 
 UNLOCKED: dict[str, Any] = {"locked_by": None, "locked_at": None}
 """Column values of a job no worker holds."""
+
+UNCLAIMED_BATCH_SIZE = 100
+"""At most this many jobs get a ``pending_reason`` per ``mark_unclaimed`` call."""
 
 
 def to_ms(value: timedelta | None) -> int | None:
@@ -375,3 +383,53 @@ def changed_columns(row: Mapping[Any, Any], values: Mapping[str, Any]) -> dict[s
 def edited_fields(columns: Mapping[str, Any]) -> list[str]:
     """The Job field names of changed columns, for the ``edited`` event."""
     return sorted(EVENT_FIELD_OF_COLUMN.get(c, c) for c in columns if c != "ready_at")
+
+
+def processing_metadata(claimed: ClaimedJob) -> dict[str, Any]:
+    """Metadata of the ``processing`` event of a claim."""
+    return {
+        "worker_id": claimed.lease.worker_id,
+        "attempt": claimed.job.attempts,
+        "resumed": claimed.resumed,
+    }
+
+
+def released_metadata(worker_id: str, attempts: int) -> dict[str, Any]:
+    """Metadata of the ``reclaimed`` event of a job its worker handed back at shutdown."""
+    return {"worker_id": worker_id, "attempt": attempts, "requeued": True, "reason": "released"}
+
+
+RowT = TypeVar("RowT")
+
+
+def limited_groups(candidates: Sequence[Any], groups: GroupLimits) -> list[str]:
+    """The groups of ``candidates`` (objects with a ``group_name``) that have a limit,
+    sorted: the groups whose running jobs a claim must count."""
+    return sorted(
+        {
+            group
+            for row in candidates
+            if (group := getattr(row, "group_name", None)) and groups.limit(group)
+        }
+    )
+
+
+def fit_groups(
+    candidates: Sequence[RowT], running: Mapping[str, int], groups: GroupLimits
+) -> list[RowT]:
+    """Keep candidates (in order) while their group has room next to ``running`` jobs.
+
+    Each candidate has a ``group_name`` attribute; groups without a limit always
+    have room.
+    """
+    taken = dict(running)
+    kept = []
+    for row in candidates:
+        group: str | None = getattr(row, "group_name", None)
+        limit = None if group is None else groups.limit(group)
+        if group is not None and limit is not None:
+            if taken.get(group, 0) >= limit:
+                continue
+            taken[group] = taken.get(group, 0) + 1
+        kept.append(row)
+    return kept

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    event,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -185,6 +187,19 @@ Index(
 )
 Index("ix_flowq_jobs_status_id", jobs.c.status, jobs.c.id)
 Index("ix_flowq_jobs_tags", jobs.c.tags, postgresql_using="gin").ddl_if(dialect="postgresql")
+
+NOTIFY_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION flowq_notify_new_jobs() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_notify('flowq_jobs', 'jobs'); RETURN NULL; END $$"
+)
+NOTIFY_TRIGGER = (
+    "CREATE OR REPLACE TRIGGER flowq_jobs_notify_insert AFTER INSERT ON flowq_jobs "
+    "FOR EACH STATEMENT EXECUTE FUNCTION flowq_notify_new_jobs()"
+)
+# New jobs wake LISTENing workers on PostgreSQL without an extra round trip per enqueue.
+for _statement in (NOTIFY_FUNCTION, NOTIFY_TRIGGER):
+    _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
+    event.listen(jobs, "after_create", _ddl.execute_if(dialect="postgresql"))
 
 job_events = Table(
     "flowq_job_events",

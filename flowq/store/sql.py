@@ -2,22 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
 from flowq.store import records
-from flowq.store.base import CLEANUP_BATCH_SIZE, ClaimedJob, Lease
+from flowq.store.base import (
+    CLEANUP_BATCH_SIZE,
+    ClaimedJob,
+    Completion,
+    GroupLimits,
+    Lease,
+    Release,
+)
 from flowq.store.schema import job_dependencies, job_events, jobs, steps, tokens
 from flowq.store.sqljobs import SqlJobVerbs
 
 __all__ = ["SqlStore"]
 
 _prerequisite = jobs.alias("prerequisite")
+_UNFINISHED_PREREQUISITE = exists(
+    select(job_dependencies.c.job_id)
+    .join(_prerequisite, _prerequisite.c.id == job_dependencies.c.depends_on_id)
+    .where(
+        job_dependencies.c.job_id == jobs.c.id,
+        _prerequisite.c.status != JobStatus.COMPLETED.value,
+    )
+)
+_HAS_DEPENDANTS = (
+    exists(select(job_dependencies.c.job_id).where(job_dependencies.c.depends_on_id == jobs.c.id))
+    .correlate(jobs)
+    .label("has_dependants")
+)
+_NO_LIMIT = 2**31 - 1
+
+
+def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
+    """Rows still held by these leases (same lease id, still processing)."""
+    return and_(
+        tuple_(jobs.c.id, jobs.c.lease_id).in_([(x.job_id, x.lease_id) for x in leases]),
+        jobs.c.status == JobStatus.PROCESSING.value,
+    )
+
+
+def _group_has_room(groups: GroupLimits) -> ColumnElement[bool]:
+    """Jobs without a group, or whose group runs fewer jobs than its limit."""
+    running = jobs.alias("running")
+    full = (
+        select(running.c.group_name)
+        .where(running.c.status == JobStatus.PROCESSING.value, running.c.group_name.is_not(None))
+        .group_by(running.c.group_name)
+        .having(func.count() >= _limit_of(running, groups))
+    )
+    return or_(jobs.c.group_name.is_(None), jobs.c.group_name.not_in(full))
+
+
+def _limit_of(table: Any, groups: GroupLimits) -> Any:
+    default = _NO_LIMIT if groups.default is None else groups.default
+    if not groups.per_group:
+        return default
+    return case(dict(groups.per_group), value=table.c.group_name, else_=default)
 
 
 class SqlStore(SqlJobVerbs):
@@ -31,39 +91,38 @@ class SqlStore(SqlJobVerbs):
     # -- running --------------------------------------------------------------------
 
     async def claim_jobs(
-        self, worker_id: str, limit: int, workflows: Collection[str] | None = None
+        self,
+        worker_id: str,
+        limit: int,
+        workflows: Collection[str] | None = None,
+        groups: GroupLimits | None = None,
     ) -> list[ClaimedJob]:
         """Lock up to ``limit`` runnable jobs, highest priority first, then oldest."""
         async with self._transaction() as conn:
             now = self.clock.now()
-            unfinished_prerequisite = exists(
-                select(job_dependencies.c.job_id)
-                .join(_prerequisite, _prerequisite.c.id == job_dependencies.c.depends_on_id)
-                .where(
-                    job_dependencies.c.job_id == jobs.c.id,
-                    _prerequisite.c.status != JobStatus.COMPLETED.value,
-                )
-            )
-            candidates = select(jobs.c.id, jobs.c.status).where(
-                jobs.c.ready_at <= now, ~unfinished_prerequisite
+            candidates = select(jobs.c.id, jobs.c.status, jobs.c.group_name).where(
+                jobs.c.ready_at <= now, ~_UNFINISHED_PREREQUISITE
             )
             if workflows is not None:
                 candidates = candidates.where(jobs.c.workflow.in_(sorted(workflows)))
-            chosen = dict(
-                (
-                    await conn.execute(
-                        candidates.order_by(jobs.c.priority.desc(), jobs.c.id)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
-            if not chosen:
+            if groups is not None:
+                candidates = candidates.where(_group_has_room(groups))
+            rows: Sequence[Any] = (
+                await conn.execute(
+                    candidates.order_by(jobs.c.priority.desc(), jobs.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if groups is not None:
+                rows = await self._within_group_limits(conn, rows, groups)
+            if not rows:
                 return []
+            previous = {row.id: row.status for row in rows}
             resumed = jobs.c.status == JobStatus.WAITING.value
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(list(chosen)))
+                .where(jobs.c.id.in_(list(previous)))
                 .values(
                     status=JobStatus.PROCESSING.value,
                     attempts=jobs.c.attempts + case((resumed, 0), else_=1),
@@ -80,58 +139,185 @@ class SqlStore(SqlJobVerbs):
                 )
                 .returning(*jobs.c)
             )
-            rows = sorted(result.mappings().all(), key=lambda r: (-r["priority"], r["id"]))
-            claimed = []
-            for row in rows:
-                was_waiting = chosen[row["id"]] == JobStatus.WAITING.value
-                job = records.job_from_row(row, ())
-                claimed.append(
-                    ClaimedJob(job, Lease(job.id, row["lease_id"], worker_id), was_waiting)
+            claimed = [
+                ClaimedJob(
+                    records.job_from_row(row, ()),
+                    Lease(row["id"], row["lease_id"], worker_id),
+                    previous[row["id"]] == JobStatus.WAITING.value,
+                    row["payload"],
                 )
+                for row in sorted(result.mappings(), key=lambda r: (-r["priority"], r["id"]))
+            ]
             await self._add_events(
                 conn,
-                [
-                    (
-                        c.job.id,
-                        EventType.PROCESSING,
-                        {"worker_id": worker_id, "attempt": c.job.attempts, "resumed": c.resumed},
-                    )
-                    for c in claimed
-                ],
+                [(c.job.id, EventType.PROCESSING, records.processing_metadata(c)) for c in claimed],
                 now,
             )
             return claimed
 
-    def _leased(self, lease: Lease) -> ColumnElement[bool]:
-        return and_(
-            jobs.c.id == lease.job_id,
-            jobs.c.lease_id == lease.lease_id,
-            jobs.c.status == JobStatus.PROCESSING.value,
-        )
+    async def _within_group_limits(
+        self, conn: AsyncConnection, rows: Sequence[Any], groups: GroupLimits
+    ) -> list[Any]:
+        """Drop candidates that would overfill their group, counting every worker's jobs.
 
-    async def complete_job(self, lease: Lease, output: str | None) -> bool:
-        """Mark the job completed; False when the lease is stale."""
+        The group locks make concurrent claimers of one group take turns, so the
+        count below includes every claim committed before ours.
+        """
+        limited = records.limited_groups(rows, groups)
+        if not limited:
+            return list(rows)
+        await self.dialect.lock_groups(conn, limited)
+        running: dict[str, int] = dict(
+            (
+                await conn.execute(
+                    select(jobs.c.group_name, func.count())
+                    .where(
+                        jobs.c.status == JobStatus.PROCESSING.value,
+                        jobs.c.group_name.in_(limited),
+                    )
+                    .group_by(jobs.c.group_name)
+                )
+            ).all()
+        )
+        return records.fit_groups(rows, running, groups)
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        """Mark jobs completed in one transaction; False for each stale lease."""
+        if not completions:
+            return []
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            outputs = {c.lease.job_id: c.output for c in completions}
+            result = await conn.execute(
+                update(jobs)
+                .where(_held([c.lease for c in completions]))
+                .values(
+                    status=JobStatus.COMPLETED.value,
+                    output=case(outputs, value=jobs.c.id),
+                    failure_reason=None,
+                    completed_at=now,
+                    finished_at=now,
+                    updated_at=now,
+                    **records.UNLOCKED,
+                )
+                .returning(jobs.c.id, _HAS_DEPENDANTS)
+            )
+            done: dict[int, bool] = dict(result.all())
+            await self._add_events(
+                conn, [(job_id, EventType.COMPLETED, None) for job_id in sorted(done)], now
+            )
+            unblocked = any(done.values())
+            if unblocked:
+                await self.dialect.notify(conn, "jobs")
+        if unblocked:
+            self._wake("jobs")
+        return [c.lease.job_id in done for c in completions]
+
+    async def heartbeat(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Refresh the locks of running jobs; return the leases no longer held."""
+        if not leases:
+            return []
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            result = await conn.execute(
+                update(jobs).where(_held(leases)).values(locked_at=now).returning(jobs.c.id)
+            )
+            held = set(result.scalars())
+        return [lease for lease in leases if lease.job_id not in held]
+
+    async def release_jobs(self, releases: Sequence[Release]) -> int:
+        """Hand running jobs back as pending at once, not counting their attempt."""
+        if not releases:
+            return 0
+        refund = {r.lease.job_id: 1 if r.new_attempt else 0 for r in releases}
         async with self._transaction() as conn:
             now = self.clock.now()
             result = await conn.execute(
                 update(jobs)
-                .where(self._leased(lease))
+                .where(_held([r.lease for r in releases]))
                 .values(
-                    status=JobStatus.COMPLETED.value,
-                    output=output,
-                    failure_reason=None,
-                    completed_at=now,
-                    finished_at=now,
-                    locked_by=None,
-                    locked_at=None,
+                    status=JobStatus.PENDING.value,
+                    attempts=jobs.c.attempts - case(refund, value=jobs.c.id, else_=0),
+                    lease_id=jobs.c.lease_id + 1,
+                    ready_at=now,
                     updated_at=now,
+                    **records.UNLOCKED,
                 )
+                .returning(jobs.c.id, jobs.c.attempts)
+            )
+            released = sorted(result.all())
+            worker = releases[0].lease.worker_id
+            await self._add_events(
+                conn,
+                [
+                    (job_id, EventType.RECLAIMED, records.released_metadata(worker, attempts))
+                    for job_id, attempts in released
+                ],
+                now,
+            )
+            if released:
+                await self.dialect.notify(conn, "jobs")
+        if released:
+            self._wake("jobs")
+        return len(released)
+
+    async def next_ready_at(self, workflows: Collection[str] | None = None) -> datetime | None:
+        """When the earliest job not yet runnable becomes due."""
+        async with self._transaction() as conn:
+            query = select(func.min(jobs.c.ready_at)).where(jobs.c.ready_at > self.clock.now())
+            if workflows is not None:
+                query = query.where(jobs.c.workflow.in_(sorted(workflows)))
+            found: datetime | None = (await conn.execute(query)).scalar()
+            return found
+
+    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
+        """Explain, on due pending jobs no worker here handles, why they wait."""
+        async with self._transaction() as conn:
+            ids = (
+                select(jobs.c.id)
+                .where(
+                    jobs.c.ready_at <= self.clock.now(),
+                    jobs.c.status == JobStatus.PENDING.value,
+                    jobs.c.pending_reason.is_(None),
+                    jobs.c.workflow.not_in(sorted(workflows)),
+                )
+                .limit(records.UNCLAIMED_BATCH_SIZE)
+                .scalar_subquery()
+            )
+            result = await conn.execute(
+                update(jobs).where(jobs.c.id.in_(ids)).values(pending_reason=reason)
+            )
+            return int(result.rowcount or 0)
+
+    async def record_progress(self, lease: Lease, percent: int) -> bool:
+        """Store a running job's progress with a ``progress`` event."""
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            result = await conn.execute(
+                update(jobs)
+                .where(_held([lease]))
+                .values(progress=percent, updated_at=now)
                 .returning(jobs.c.id)
             )
             if result.first() is None:
                 return False
-            await self._add_events(conn, [(lease.job_id, EventType.COMPLETED, None)], now)
+            meta = {"progress": percent}
+            await self._add_events(conn, [(lease.job_id, EventType.PROGRESS, meta)], now)
             return True
+
+    async def record_output(self, lease: Lease, output: str) -> bool:
+        """Store a running job's output before it ends."""
+        async with self._transaction() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(_held([lease]))
+                .values(output=output, updated_at=self.clock.now())
+                .returning(jobs.c.id)
+            )
+            return result.first() is not None
+
+    def _leased(self, lease: Lease) -> ColumnElement[bool]:
+        return _held([lease])
 
     async def fail_job(
         self, lease: Lease, error: ErrorEntry, *, reason: FailureReason, retry_at: datetime | None
@@ -240,12 +426,17 @@ class SqlStore(SqlJobVerbs):
                 ],
                 now,
             )
+            if requeue:
+                await self.dialect.notify(conn, "jobs")
             for row in stuck:
                 if row["attempts"] >= row["max_attempts"]:
                     await self._fail_row(
                         conn, row, records.lost_worker_error(row, now), FailureReason.TIMEOUT, None
                     )
-            return len(stuck)
+            count = len(stuck)
+        if requeue:
+            self._wake("jobs")
+        return count
 
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:
         """Delete finished jobs (with their events, steps, edges and tokens) in batches."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import ColumnElement, Row, and_, func, insert, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -20,6 +21,7 @@ from flowq.store import migrate, records
 from flowq.store.base import JobFilter
 from flowq.store.dialects import SqlDialect, dialect_for_url, normalize_url
 from flowq.store.schema import job_dependencies, job_events, jobs
+from flowq.store.wakeups import LocalWakeups
 
 __all__ = ["UPCOMING", "SqlBase"]
 
@@ -47,6 +49,7 @@ class SqlBase:
         self.clock: Clock = clock or SystemClock()
         self.dialect: SqlDialect = dialect_for_url(self.url)
         self._engine: AsyncEngine | None = None
+        self.wakeups = LocalWakeups()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
@@ -80,6 +83,25 @@ class SqlBase:
                 f"the flowq schema in {self._safe_url()} is at version {found}, newer than this "
                 f"flowq knows ({wanted}): upgrade flowq"
             )
+
+    async def listen(self, on_wake: Callable[[str], None], *, remote: bool = True) -> None:
+        """Call ``on_wake(hint)`` whenever work may be waiting, until cancelled.
+
+        Hints come from this process's own writes and, on PostgreSQL with
+        ``remote``, from other processes through LISTEN/NOTIFY (reconnecting when
+        the listening connection drops).
+        """
+        self.wakeups.add_listener(on_wake)
+        try:
+            if remote:
+                await self.dialect.listen(self.url, on_wake)
+            else:
+                await anyio.sleep_forever()
+        finally:
+            self.wakeups.remove_listener(on_wake)
+
+    def _wake(self, hint: str) -> None:
+        self.wakeups.wake(hint)
 
     async def close(self) -> None:
         """Dispose of the connection pool."""

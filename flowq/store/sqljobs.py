@@ -33,7 +33,9 @@ class SqlJobVerbs(SqlBase):
             return []
         for _ in range(_RACE_RETRIES):
             try:
-                return await self._add_jobs_once(new_jobs, connection)
+                ids = await self._add_jobs_once(new_jobs, connection)
+                self._wake("jobs")
+                return ids
             except _IdempotencyRace:
                 if connection is not None:
                     raise DatabaseError(
@@ -174,13 +176,29 @@ class SqlJobVerbs(SqlBase):
     # -- changing -------------------------------------------------------------------
 
     async def cancel_job(self, job_id: int) -> bool:
-        """Cancel an upcoming job (pending, waiting, or failed and due to retry)."""
+        """Cancel an upcoming or running job (and its dependants); False if finished."""
         async with self._transaction() as conn:
             row = await self._lock_job(conn, job_id)
-            if row is None or not records.is_upcoming(row._mapping):
+            if row is None:
                 return False
-            await self._cancel(conn, [job_id], {"reason": "cancel_job"})
-            return True
+            if row.status == JobStatus.PROCESSING.value:
+                now = self.clock.now()
+                values = {**records.cancelled_values(now), **records.UNLOCKED}
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(**values, lease_id=jobs.c.lease_id + 1)
+                )
+                meta = {"reason": "cancel_job", "worker_id": row.locked_by, "was_running": True}
+                await self._add_events(conn, [(job_id, EventType.CANCELLED, meta)], now)
+                await self._cancel_dependants(conn, [job_id], "dependency_cancelled")
+                await self.dialect.notify(conn, f"cancel:{job_id}")
+            elif records.is_upcoming(row._mapping):
+                await self._cancel(conn, [job_id], {"reason": "cancel_job"})
+            else:
+                return False
+        self._wake(f"cancel:{job_id}")
+        return True
 
     async def cancel_jobs(self, where: JobFilter) -> int:
         """Cancel every upcoming job matching ``where``; return the count."""
@@ -204,7 +222,9 @@ class SqlJobVerbs(SqlBase):
             await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
             meta = {"max_attempts": values["max_attempts"]}
             await self._add_events(conn, [(job_id, EventType.RETRIED, meta)], now)
-            return True
+            await self.dialect.notify(conn, "jobs")
+        self._wake("jobs")
+        return True
 
     async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
         """Apply ``changes`` to a pending job; False if not pending or nothing changed."""
@@ -222,7 +242,11 @@ class SqlJobVerbs(SqlBase):
             )
             meta = {"fields": records.edited_fields(changed)}
             await self._add_events(conn, [(job_id, EventType.EDITED, meta)], now)
-            return True
+            if "run_at" in changed:
+                await self.dialect.notify(conn, "jobs")
+        if "run_at" in changed:
+            self._wake("jobs")
+        return True
 
     async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
         """Apply ``changes`` to every pending job matching ``where`` where a value

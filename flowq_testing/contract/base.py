@@ -12,7 +12,7 @@ import pytest
 
 import flowq
 from flowq.models import ErrorEntry, FailureReason
-from flowq.store.base import ClaimedJob, Store
+from flowq.store.base import ClaimedJob, Completion, Store
 from flowq_testing.clock import FakeClock
 
 __all__ = [
@@ -103,7 +103,12 @@ class ContractBase:
             retry_at=None if retry_in is None else now + retry_in,
         )
 
+    async def complete(self, app: flowq.App, claimed: ClaimedJob, output: str | None) -> bool:
+        """Complete one claimed job with ``output`` (JSON text)."""
+        [done] = await app.store.complete_jobs([Completion(claimed.lease, output)])
+        return done
+
     async def run_to_completion(self, app: flowq.App, job_id: int) -> None:
         """Claim ``job_id`` and complete it."""
         [claimed] = [c for c in await self.claim(app, 100) if c.job.id == job_id]
-        assert await app.store.complete_job(claimed.lease, '"done"')
+        assert await self.complete(app, claimed, '"done"')

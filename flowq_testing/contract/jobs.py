@@ -284,7 +284,7 @@ class JobVerbsContract(ContractBase):
         done = await app.start(echo, {})
         failed = await app.start(echo, {}, max_attempts=1)
         first, second = await self.claim(app)
-        assert await app.store.complete_job(first.lease, None)
+        assert await self.complete(app, first, None)
         assert await self.fail(app, second, retry_in=None)
         for job_id in (done, failed):
             before = await app.get_job_events(job_id)
@@ -294,13 +294,20 @@ class JobVerbsContract(ContractBase):
         done_job = await app.get_job(done)
         assert done_job is not None and done_job.status is JobStatus.COMPLETED
 
-    async def test_cancel_processing_job_is_refused(self, app: flowq.App) -> None:
-        """cancel_job on a running job returns False (the worker owns it)."""
+    async def test_cancel_running_job_ends_its_lease(self, app: flowq.App) -> None:
+        """Cancelling a running job cancels it at once; its worker's writes are refused."""
         job_id = await app.start(echo, {})
-        await self.claim(app)
-        assert await app.cancel_job(job_id) is False
+        [claimed] = await self.claim(app)
+        assert await app.cancel_job(job_id) is True
         job = await app.get_job(job_id)
-        assert job is not None and job.status is JobStatus.PROCESSING
+        assert job is not None and job.status is JobStatus.CANCELLED and job.locked_by is None
+        assert await app.store.heartbeat([claimed.lease]) == [claimed.lease]
+        assert await self.complete(app, claimed, '"late"') is False
+        cancelled = (await app.get_job_events(job_id))[-1]
+        assert cancelled.event_type is EventType.CANCELLED
+        assert cancelled.metadata["was_running"] is True
+        assert cancelled.metadata["worker_id"] == "contract-worker"
+        assert await app.cancel_job(job_id) is False
 
     async def test_cancel_cascades_to_dependants(self, app: flowq.App) -> None:
         """Cancelling a prerequisite cancels its dependants transitively, naming the cause."""

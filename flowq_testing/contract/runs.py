@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 import flowq
-from flowq import JobStatus
+from flowq import EventType, JobStatus
 from flowq.models import FailureReason
-from flowq.store.base import Store
+from flowq.store.base import Completion, GroupLimits, Release, Store
 from flowq_testing.clock import FakeClock
 from flowq_testing.contract.base import (
     ContractBase,
@@ -81,9 +82,9 @@ class RunVerbsContract(ContractBase):
         )
         first = await self.claim(app)
         assert sorted(c.job.id for c in first) == ids[:2]
-        assert await app.store.complete_job(first[0].lease, None)
+        assert await self.complete(app, first[0], None)
         assert await self.claim(app) == []
-        assert await app.store.complete_job(first[1].lease, None)
+        assert await self.complete(app, first[1], None)
         [dependant] = await self.claim(app)
         assert dependant.job.id == ids[2]
 
@@ -116,7 +117,7 @@ class RunVerbsContract(ContractBase):
         await self.fail(app, claimed, retry_in=timedelta(seconds=1))
         clock.advance(timedelta(seconds=1))
         [claimed] = await self.claim(app)
-        assert await app.store.complete_job(claimed.lease, None)
+        assert await self.complete(app, claimed, None)
         job = await app.get_job(job_id)
         assert job is not None and job.status is JobStatus.COMPLETED
         assert job.failure_reason is None and len(job.error_history) == 1
@@ -168,7 +169,7 @@ class RunVerbsContract(ContractBase):
         [claimed] = await self.claim(app)
         assert claimed.job.attempts == 1 and claimed.job.started_at == clock.now()
         clock.advance(timedelta(seconds=5))
-        assert await app.store.complete_job(claimed.lease, '{"answer": 42}')
+        assert await self.complete(app, claimed, '{"answer": 42}')
         job = await app.get_job(job_id)
         assert job is not None and job.status is JobStatus.COMPLETED
         assert job.output == {"answer": 42} and job.completed_at == clock.now()
@@ -182,10 +183,10 @@ class RunVerbsContract(ContractBase):
         assert await app.reclaim_stuck_jobs(10) == 1
         [new] = await self.claim(app)
         assert new.lease != old.lease
-        assert await app.store.complete_job(old.lease, '"stale"') is False
+        assert await self.complete(app, old, '"stale"') is False
         assert await self.fail(app, old, retry_in=None) is False
         assert await app.store.suspend_job(old.lease, wait_until=None, token_id="t") is False
-        assert await app.store.complete_job(new.lease, '"fresh"') is True
+        assert await self.complete(app, new, '"fresh"') is True
         job = await app.get_job(job_id)
         assert job is not None and job.output == "fresh"
         assert event_types(await app.get_job_events(job_id)).count("completed") == 1
@@ -244,9 +245,121 @@ class RunVerbsContract(ContractBase):
             clock.advance(timedelta(hours=1))
         [claimed] = await self.claim(app)
         assert claimed.resumed and claimed.job.attempts == 1
-        assert await app.store.complete_job(claimed.lease, None)
+        assert await self.complete(app, claimed, None)
         job = await app.get_job(job_id)
         assert job is not None and job.status is JobStatus.COMPLETED and job.attempts == 1
+
+    async def test_claimed_job_carries_its_stored_payload(self, app: flowq.App) -> None:
+        """A claim hands the worker the payload exactly as stored (JSON text)."""
+        await app.start(signup, Signup(7, "p@example.com"))
+        [claimed] = await self.claim(app)
+        assert msgspec.json.decode(claimed.payload_json) == {"user_id": 7, "email": "p@example.com"}
+        assert claimed.lease.worker_id == "contract-worker" and not claimed.resumed
+
+    async def test_completions_in_one_batch_check_each_lease(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """complete_jobs records every held job and refuses the stale one, in input order."""
+        ids = await app.add_jobs([flowq.JobSpec(echo, {"n": n}) for n in range(3)])
+        first, second, third = await self.claim(app)
+        assert await app.cancel_job(ids[1]) is True
+        done = await app.store.complete_jobs(
+            [
+                Completion(first.lease, '"a"'),
+                Completion(second.lease, '"b"'),
+                Completion(third.lease, None),
+            ]
+        )
+        assert done == [True, False, True]
+        outputs = [(await app.get_job(i)).output for i in ids]  # type: ignore[union-attr]
+        assert outputs == ["a", None, None]
+        assert event_types(await app.get_job_events(ids[0])) == ["added", "processing", "completed"]
+        assert await app.store.complete_jobs([]) == []
+
+    async def test_heartbeat_keeps_a_long_job_from_being_reclaimed(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A job whose lock is refreshed is never reclaimed, however long it runs."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        for _ in range(6):
+            clock.advance(timedelta(minutes=5))
+            assert await app.store.heartbeat([claimed.lease]) == []
+            assert await app.reclaim_stuck_jobs(10) == 0
+        job = await app.get_job(job_id)
+        assert job is not None and job.locked_at == clock.now()
+        clock.advance(timedelta(minutes=11))
+        assert await app.reclaim_stuck_jobs(10) == 1
+        assert await app.store.heartbeat([claimed.lease]) == [claimed.lease]
+
+    async def test_release_hands_jobs_back_without_using_an_attempt(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """Released jobs are pending and claimable at once, with their attempt restored."""
+        ids = await app.add_jobs([flowq.JobSpec(echo, {}, max_attempts=1) for _ in range(2)])
+        first, second = await self.claim(app)
+        released = [Release(first.lease, new_attempt=True), Release(second.lease, new_attempt=True)]
+        assert await app.store.release_jobs(released) == 2
+        for job_id in ids:
+            job = await app.get_job(job_id)
+            assert job is not None and job.status is JobStatus.PENDING and job.attempts == 0
+            last = (await app.get_job_events(job_id))[-1]
+            assert last.event_type is EventType.RECLAIMED and last.metadata["reason"] == "released"
+        assert await self.complete(app, first, None) is False
+        again = await self.claim(app)
+        assert [c.job.attempts for c in again] == [1, 1]
+        assert await app.store.release_jobs([Release(first.lease, new_attempt=True)]) == 0
+
+    async def test_next_ready_at_is_the_earliest_future_job(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """next_ready_at gives the earliest due time of jobs not yet runnable."""
+        assert await app.store.next_ready_at() is None
+        await app.start(echo, {})
+        await app.start(echo, {}, delay=60)
+        await app.start(signup, Signup(1, "n@example.com"), delay=30)
+        assert await app.store.next_ready_at() == clock.now() + timedelta(seconds=30)
+        assert await app.store.next_ready_at(["contract.echo"]) == clock.now() + timedelta(
+            seconds=60
+        )
+        clock.advance(timedelta(seconds=45))
+        assert await app.store.next_ready_at() == clock.now() + timedelta(seconds=15)
+
+    async def test_unclaimed_jobs_say_why(self, app: flowq.App) -> None:
+        """Due jobs of workflows no worker here handles get a pending_reason once."""
+        mine = await app.start(echo, {})
+        theirs = await app.start(signup, Signup(1, "u@example.com"))
+        reason = "no worker here handles it"
+        assert await app.store.mark_unclaimed(["contract.echo"], reason) == 1
+        assert await app.store.mark_unclaimed(["contract.echo"], reason) == 0
+        job = await app.get_job(theirs)
+        assert job is not None and job.pending_reason == reason
+        other = await app.get_job(mine)
+        assert other is not None and other.pending_reason is None
+        [claimed] = await self.claim(app, workflows=["contract.signup"])
+        assert claimed.job.pending_reason is None
+
+    async def test_group_limit_counts_running_jobs_of_every_worker(self, app: flowq.App) -> None:
+        """With a group limit of 1: A1 and B run together; A2 only after A1 finished."""
+        a1 = await app.start(echo, {"n": "a1"}, group="A")
+        a2 = await app.start(echo, {"n": "a2"}, group="A")
+        b = await app.start(echo, {"n": "b"}, group="B")
+        limits = GroupLimits(default=1)
+        first = await app.store.claim_jobs("w1", 10, None, limits)
+        assert [c.job.id for c in first] == [a1, b]
+        assert await app.store.claim_jobs("w2", 10, None, limits) == []
+        assert await self.complete(app, first[0], None)
+        [second] = await app.store.claim_jobs("w2", 10, None, limits)
+        assert second.job.id == a2
+
+    async def test_group_limits_per_group(self, app: flowq.App) -> None:
+        """Per-group limits apply by name; other groups follow the default (None: no limit)."""
+        await app.add_jobs([flowq.JobSpec(echo, {}, group="pair") for _ in range(3)])
+        await app.add_jobs([flowq.JobSpec(echo, {}, group="free") for _ in range(3)])
+        limits = GroupLimits(per_group={"pair": 2})
+        claimed = await app.store.claim_jobs("w1", 10, None, limits)
+        assert sorted(c.job.group or "" for c in claimed) == ["free"] * 3 + ["pair"] * 2
+        assert await app.store.claim_jobs("w2", 10, None, limits) == []
 
     # -- maintenance ------------------------------------------------------------------
 

@@ -89,6 +89,10 @@ CREATE INDEX IF NOT EXISTS ix_flowq_jobs_status_id ON flowq_jobs (status, id);
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_tags ON flowq_jobs USING gin (tags);
 CREATE UNIQUE INDEX IF NOT EXISTS ux_flowq_jobs_idempotency_key ON flowq_jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 
+-- New jobs wake LISTENing workers (PostgreSQL 14 or newer for CREATE OR REPLACE TRIGGER).
+CREATE OR REPLACE FUNCTION flowq_notify_new_jobs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('flowq_jobs', 'jobs'); RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER flowq_jobs_notify_insert AFTER INSERT ON flowq_jobs FOR EACH STATEMENT EXECUTE FUNCTION flowq_notify_new_jobs();
+
 CREATE TABLE IF NOT EXISTS flowq_schema_version (
     version INTEGER NOT NULL,
     name TEXT NOT NULL,

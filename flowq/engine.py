@@ -1,0 +1,187 @@
+"""Running one claimed job: decode the payload, call the handler, record the outcome."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import msgspec
+
+from flowq import context as context_module
+from flowq.clock import Clock
+from flowq.context import Context, JobInfo
+from flowq.hooks import HookEvent, Hooks
+from flowq.models import ErrorEntry, FailureReason, Job
+from flowq.registry import Workflow
+from flowq.store.base import ClaimedJob, Completion, Store
+
+__all__ = ["Engine", "RunningJob"]
+
+log = logging.getLogger("flowq.worker")
+
+Complete = Callable[[Completion], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """A job a worker is running: what it needs to cancel or release it."""
+
+    claimed: ClaimedJob
+    context: Context
+    scope: anyio.CancelScope
+    stop_reason: str | None = None
+    """Why the worker cancelled it: ``"cancelled"`` (job cancelled or lease lost) or
+    ``"shutdown"`` (drain timeout); None while it runs on its own."""
+
+
+class Engine:
+    """Runs claimed jobs and writes what happened, through the store only.
+
+    Args:
+        store: Where outcomes go.
+        clock: For retry times and error timestamps.
+        hooks: In-process callbacks.
+        complete: Records a completion (the worker batches them into shared commits).
+    """
+
+    def __init__(self, store: Store, clock: Clock, hooks: Hooks, complete: Complete) -> None:
+        self.store = store
+        self.clock = clock
+        self.hooks = hooks
+        self.complete = complete
+
+    def prepare(self, claimed: ClaimedJob) -> RunningJob:
+        """The running-job record (context and cancel scope) of a claimed job."""
+        job = claimed.job
+        info = JobInfo(
+            id=job.id,
+            workflow=job.workflow,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            tags=job.tags,
+            group=job.group,
+        )
+        return RunningJob(claimed, Context(info, claimed.lease, self.store), anyio.CancelScope())
+
+    async def run(self, running: RunningJob, definition: Workflow[Any, Any] | None) -> None:
+        """Run the handler and record completion or failure (not cancellation: the
+        worker cancels ``running.scope`` and handles that itself)."""
+        claimed = running.claimed
+        job = claimed.job
+        await self._emit("job:started", job)
+        if definition is None:
+            await self._fail(
+                claimed,
+                f"no workflow named {job.workflow!r} is registered in this worker",
+                "UnknownWorkflowError",
+                FailureReason.NO_HANDLER,
+            )
+            return
+        try:
+            payload = msgspec.json.decode(claimed.payload_json, type=definition.payload_type)
+        except msgspec.ValidationError as exc:
+            await self._fail(
+                claimed,
+                f"the stored payload does not fit {definition.payload_type!r}: {exc}",
+                "PayloadError",
+                FailureReason.HANDLER_ERROR,
+                retry=False,
+            )
+            return
+        timeout = job.timeout
+        deadline = anyio.CancelScope(
+            deadline=anyio.current_time() + timeout.total_seconds() if timeout else float("inf")
+        )
+        token = context_module.bind(running.context)
+        try:
+            with deadline:
+                returned = await self._call(definition, payload, running.context)
+            if deadline.cancelled_caught:
+                await self._fail(
+                    claimed,
+                    f"attempt {job.attempts} ran longer than its timeout of {_seconds(timeout)}",
+                    "TimeoutError",
+                    FailureReason.TIMEOUT,
+                )
+                return
+            output = running.context.output_for(returned)
+        except Exception as exc:
+            await self._fail(claimed, _message(exc), _type_name(exc), FailureReason.HANDLER_ERROR)
+            return
+        finally:
+            context_module._current.reset(token)
+        if await self.complete(Completion(claimed.lease, output)):
+            await self._emit("job:completed", job)
+        else:
+            log.warning("flowq: job %s finished but its lease was lost; result discarded", job.id)
+
+    async def _call(self, definition: Workflow[Any, Any], payload: Any, ctx: Context) -> Any:
+        args = (payload, ctx) if definition.takes_context else (payload,)
+        if definition.is_async:
+            return await definition.fn(*args)
+        return await anyio.to_thread.run_sync(
+            functools.partial(definition.fn, *args), abandon_on_cancel=True
+        )
+
+    async def _fail(
+        self,
+        claimed: ClaimedJob,
+        message: str,
+        type_name: str,
+        reason: FailureReason,
+        *,
+        retry: bool = True,
+    ) -> None:
+        job = claimed.job
+        now = self.clock.now()
+        error = ErrorEntry(message=message, type=type_name, at=now, attempt=job.attempts)
+        retry_at = None
+        if retry and job.attempts < job.max_attempts:
+            retry_at = now + job.retry.wait_after(job.attempts, random.random())  # noqa: S311
+        if not await self.store.fail_job(claimed.lease, error, reason=reason, retry_at=retry_at):
+            log.warning("flowq: job %s failed but its lease was lost; failure discarded", job.id)
+            return
+        await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
+
+    async def _emit(
+        self,
+        event: str,
+        job: Job,
+        *,
+        error: ErrorEntry | None = None,
+        will_retry: bool | None = None,
+    ) -> None:
+        await self.hooks.emit(
+            HookEvent(
+                event=event,
+                job_id=job.id,
+                workflow=job.workflow,
+                attempt=job.attempts,
+                error=error,
+                will_retry=will_retry,
+            )
+        )
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else repr(exc)
+
+
+def _type_name(exc: BaseException) -> str:
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _seconds(value: timedelta | None) -> str:
+    return "none" if value is None else f"{value.total_seconds():g}s"

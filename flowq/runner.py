@@ -1,0 +1,87 @@
+"""``flowq worker MODULE[:ATTR]``: import user code, run a worker, stop on signals."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import anyio
+
+from flowq.client import App
+from flowq.errors import ValidationError
+from flowq.registry import Registry, default_registry
+
+__all__ = ["load_target", "run_worker"]
+
+log = logging.getLogger("flowq.worker")
+
+
+def load_target(target: str, database_url: str | None) -> App:
+    """Import ``MODULE[:ATTR]`` and return the App to run.
+
+    ``ATTR`` may name a :class:`flowq.App` (used as is, unless ``database_url`` is
+    given) or a :class:`flowq.Registry`; without it, the module's ``@flowq.workflow``
+    functions on ``flowq.default_registry`` are run.
+
+    Raises:
+        ValidationError: The module or attribute cannot be found or is of another kind.
+    """
+    module_name, _, attribute = target.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValidationError(f"cannot import {module_name!r}: {exc}") from exc
+    if not attribute:
+        return App(database_url, registry=default_registry)
+    found: Any = getattr(module, attribute, None)
+    if isinstance(found, App):
+        return found if database_url is None else App(database_url, registry=found.registry)
+    if isinstance(found, Registry):
+        return App(database_url, registry=found)
+    raise ValidationError(
+        f"{target!r} should name a flowq.App or flowq.Registry, found {type(found).__name__}"
+    )
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    """Run one worker until SIGINT/SIGTERM (or until idle with ``--until-idle``)."""
+    app = load_target(args.target, args.database_url)
+    if not len(app.registry):
+        raise ValidationError(f"{args.target!r} registers no workflows")
+    worker = app.create_worker(
+        concurrency=args.concurrency,
+        drain_timeout=args.drain_timeout,
+        worker_id=args.worker_id,
+        notify=not args.no_notify,
+    )
+    async with app:
+        log.info(
+            "flowq: worker %s on %r runs %s (concurrency %d)",
+            worker.worker_id, app.store, ", ".join(app.registry.names()), worker.concurrency,
+        )  # fmt: skip
+        if args.until_idle:
+            await worker.run_until_idle()
+            return
+        async with anyio.create_task_group() as tasks:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for received in signals:
+                        log.info(
+                            "flowq: %s received; draining for up to %.0fs",
+                            signal.Signals(received).name, worker.drain_timeout,
+                        )  # fmt: skip
+                        await worker.stop()
+                        return
+
+            tasks.start_soon(stop_on_signal)
+            await worker.run()
+            tasks.cancel_scope.cancel()
+        log.info("flowq: worker %s stopped", worker.worker_id)

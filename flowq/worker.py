@@ -1,0 +1,324 @@
+"""The worker: claims jobs and runs them, ``concurrency`` at a time, until stopped.
+
+One anyio task group holds: the claim loop, one task per running job, the
+completion batcher (completions of concurrent jobs share one commit), the
+heartbeat (refreshes locks, notices cancelled jobs) and the wake-up listener
+(LISTEN/NOTIFY on PostgreSQL, in-process hints everywhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from flowq.batcher import Batcher
+from flowq.durations import Duration, parse_duration
+from flowq.engine import Engine, RunningJob
+from flowq.errors import ValidationError
+from flowq.hooks import HookEvent
+from flowq.registry import Workflow
+from flowq.store.base import ClaimedJob, GroupLimits, Release
+
+if TYPE_CHECKING:
+    from flowq.client import App
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("flowq.worker")
+
+UNCLAIMED_CHECK_EVERY = 30.0
+"""Seconds between two looks for due jobs that no worker here can run."""
+
+
+class Worker:
+    """Runs jobs of the App's workflows. Made by :meth:`flowq.App.create_worker`.
+
+    Args:
+        app: The App whose store and registry the worker uses.
+        concurrency: Jobs run at once.
+        batch_size: Most jobs claimed per round trip (default: ``concurrency``).
+        poll_interval: Longest sleep between looks for work when no wake-up
+            arrives (default 0.2 s on SQLite and in memory, 2 s on PostgreSQL).
+        workflows: Workflow objects or names to run (default: every workflow of the
+            App's registry, read at each claim).
+        worker_id: Name in locks and events (default ``host-pid-random``).
+        group_concurrency: Running jobs per concurrency group across all workers:
+            one limit for every group, or ``{"group": limit}``.
+        heartbeat_interval: How often running jobs' locks are refreshed.
+        drain_timeout: On stop, how long running jobs may take to finish before
+            they are cancelled and handed back.
+        notify: Listen to other processes' wake-ups (PostgreSQL LISTEN/NOTIFY).
+            ``False`` polls only (e.g. behind a transaction-pooling PgBouncer).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        concurrency: int = 10,
+        batch_size: int | None = None,
+        poll_interval: Duration | None = None,
+        workflows: Sequence[Workflow[Any, Any] | str] | None = None,
+        worker_id: str | None = None,
+        group_concurrency: int | Mapping[str, int] | None = None,
+        heartbeat_interval: Duration = 5,
+        drain_timeout: Duration = 30,
+        notify: bool = True,
+    ) -> None:
+        self.app = app
+        self.concurrency = _positive_int(concurrency, "concurrency")
+        self.batch_size = _positive_int(batch_size or self.concurrency, "batch_size")
+        default_poll = 2.0 if _dialect(app) == "postgresql" else 0.2
+        self.poll_interval = _seconds(poll_interval, "poll_interval", default_poll)
+        self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", 5)
+        self.drain_timeout = _seconds(drain_timeout, "drain_timeout", 30)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.groups = _group_limits(group_concurrency)
+        self.notify = notify
+        self._only = None if workflows is None else [_name(w) for w in workflows]
+        self._running: dict[int, RunningJob] = {}
+        self._work_hint = anyio.Event()
+        self._slot_freed = anyio.Event()
+        self._stop_requested = anyio.Event()
+        self._batcher = Batcher(app.store.complete_jobs)
+        self._engine = Engine(app.store, app.clock, app.hooks, self._batcher.submit)
+        self._active = False
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} concurrency={self.concurrency}>"
+
+    # -- public ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called or the task is cancelled."""
+        await self._serve(until_idle=False)
+
+    async def run_until_idle(self) -> None:
+        """Run every job that is runnable now, including ones that become runnable
+        meanwhile (dependants, retries due now, dead letters), then return. Never
+        waits for a future run time."""
+        await self._serve(until_idle=True)
+
+    async def stop(self, drain_timeout: Duration | None = None) -> None:
+        """Stop claiming; let running jobs finish for up to ``drain_timeout``, then
+        cancel the rest and hand them back so another worker takes them at once."""
+        if drain_timeout is not None:
+            self.drain_timeout = _seconds(drain_timeout, "drain_timeout", self.drain_timeout)
+        self._stop_requested.set()
+        self._work_hint.set()
+        self._slot_freed.set()
+
+    @property
+    def running_jobs(self) -> list[int]:
+        """Ids of the jobs running now."""
+        return sorted(self._running)
+
+    # -- the loops ------------------------------------------------------------------
+
+    async def _serve(self, *, until_idle: bool) -> None:
+        if self._active:
+            raise ValidationError(f"{self!r} is already running")
+        self._active = True
+        self._stop_requested = anyio.Event()
+        await self.app.open()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._batcher.run)
+                tasks.start_soon(self._heartbeats)
+                if not until_idle:
+                    tasks.start_soon(self._listen)
+                await self._claim_loop(tasks, until_idle=until_idle)
+                await self._drain()
+                tasks.cancel_scope.cancel()
+        finally:
+            self._active = False
+
+    async def _claim_loop(self, tasks: anyio.abc.TaskGroup, *, until_idle: bool) -> None:
+        store = self.app.store
+        last_unclaimed_check = -math.inf
+        while not self._stop_requested.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait(self._slot_freed, math.inf)
+                continue
+            asked = min(free, self.batch_size)
+            self._work_hint = anyio.Event()
+            self._slot_freed = anyio.Event()
+            workflows = self._workflow_names()
+            claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
+            for job in claimed:
+                self._start(tasks, job)
+            if len(claimed) == asked:
+                continue
+            if until_idle:
+                if not claimed and not self._running:
+                    return
+                await self._wait(self._slot_freed, math.inf)
+                continue
+            if anyio.current_time() - last_unclaimed_check > UNCLAIMED_CHECK_EVERY:
+                last_unclaimed_check = anyio.current_time()
+                await self._explain_unclaimed(workflows)
+            await self._wait(self._work_hint, await self._idle_delay(workflows))
+
+    async def _idle_delay(self, workflows: Collection[str]) -> float:
+        """Seconds until the next look: the poll interval, or sooner for a due job."""
+        next_at = await self.app.store.next_ready_at(workflows)
+        if next_at is None:
+            return self.poll_interval
+        until = (next_at - self.app.clock.now()).total_seconds()
+        return max(0.0, min(self.poll_interval, until))
+
+    async def _wait(self, event: anyio.Event, seconds: float) -> None:
+        if self._stop_requested.is_set():
+            return
+        with anyio.move_on_after(seconds):
+            await event.wait()
+
+    def _start(self, tasks: anyio.abc.TaskGroup, claimed: ClaimedJob) -> None:
+        running = self._engine.prepare(claimed)
+        self._running[claimed.job.id] = running
+        tasks.start_soon(self._run_job, running)
+
+    async def _run_job(self, running: RunningJob) -> None:
+        job = running.claimed.job
+        definition = self.app.registry.get(job.workflow)
+        try:
+            with running.scope:
+                await self._engine.run(running, definition)
+        finally:
+            del self._running[job.id]
+            self._slot_freed.set()
+        if running.stop_reason == "cancelled":
+            await self.app.hooks.emit(
+                HookEvent(
+                    event="job:cancelled",
+                    job_id=job.id,
+                    workflow=job.workflow,
+                    attempt=job.attempts,
+                )
+            )
+
+    async def _drain(self) -> None:
+        """Give running jobs ``drain_timeout`` to finish, then cancel and release them."""
+        if self._running:
+            with anyio.move_on_after(self.drain_timeout):
+                while self._running:
+                    self._slot_freed = anyio.Event()
+                    await self._slot_freed.wait()
+        leftovers = list(self._running.values())
+        if not leftovers:
+            return
+        for running in leftovers:
+            running.stop_reason = "shutdown"
+            running.context.cancelled.set()
+            running.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            while self._running:
+                self._slot_freed = anyio.Event()
+                await self._slot_freed.wait()
+            releases = [Release(r.claimed.lease, not r.claimed.resumed) for r in leftovers]
+            released = await self.app.store.release_jobs(releases)
+        log.warning(
+            "flowq: worker %s stopped with %d job(s) unfinished after %.1fs; %d handed back",
+            self.worker_id,
+            len(leftovers),
+            self.drain_timeout,
+            released,
+        )
+
+    async def _heartbeats(self) -> None:
+        """Refresh running jobs' locks; cancel the ones this worker no longer holds."""
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            await self._check_leases(list(self._running.values()))
+
+    async def _check_leases(self, running: list[RunningJob]) -> None:
+        if not running:
+            return
+        try:
+            lost = await self.app.store.heartbeat([r.claimed.lease for r in running])
+        except Exception:
+            log.exception("flowq: heartbeat of worker %s failed; retrying", self.worker_id)
+            return
+        for lease in lost:
+            entry = self._running.get(lease.job_id)
+            if entry is not None and entry.claimed.lease == lease:
+                log.info("flowq: job %s was cancelled or taken back; stopping it", lease.job_id)
+                entry.stop_reason = "cancelled"
+                entry.context.cancelled.set()
+                entry.scope.cancel()
+
+    async def _listen(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            checks: set[int] = set()
+
+            def on_wake(hint: str) -> None:
+                if hint.startswith("cancel:"):
+                    job_id = int(hint.partition(":")[2])
+                    entry = self._running.get(job_id)
+                    if entry is not None and job_id not in checks:
+                        checks.add(job_id)
+                        tasks.start_soon(self._check_cancelled, entry, checks)
+                else:
+                    self._work_hint.set()
+
+            await self.app.store.listen(on_wake, remote=self.notify)
+
+    async def _check_cancelled(self, entry: RunningJob, checks: set[int]) -> None:
+        try:
+            await self._check_leases([entry])
+        finally:
+            checks.discard(entry.claimed.job.id)
+
+    async def _explain_unclaimed(self, workflows: Collection[str]) -> None:
+        names = ", ".join(sorted(workflows)[:10]) or "none"
+        reason = f"no worker has claimed it; worker {self.worker_id} runs only: {names}"
+        try:
+            await self.app.store.mark_unclaimed(workflows, reason)
+        except Exception:
+            log.exception("flowq: could not mark unclaimed jobs")
+
+    def _workflow_names(self) -> list[str]:
+        return self._only if self._only is not None else self.app.registry.names()
+
+
+def _name(workflow: Workflow[Any, Any] | str) -> str:
+    if isinstance(workflow, Workflow):
+        return workflow.name
+    if isinstance(workflow, str) and workflow:
+        return workflow
+    raise ValidationError(f"workflows= takes workflow objects or names, got {workflow!r}")
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _seconds(value: Duration | None, name: str, default: float) -> float:
+    if value is None:
+        return default
+    return parse_duration(value, name=name) / timedelta(seconds=1)
+
+
+def _group_limits(value: int | Mapping[str, int] | None) -> GroupLimits | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return GroupLimits(
+            per_group={g: _positive_int(n, f"group_concurrency[{g!r}]") for g, n in value.items()}
+        )
+    return GroupLimits(default=_positive_int(value, "group_concurrency"))
+
+
+def _dialect(app: App) -> str:
+    dialect = getattr(app.store, "dialect", None)
+    return str(getattr(dialect, "name", "memory"))
