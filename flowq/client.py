@@ -310,11 +310,16 @@ class App:
     # -- changing -------------------------------------------------------------------
 
     async def cancel_job(self, job_id: int) -> bool:
-        """Cancel a pending or waiting job (and, transitively, its dependants).
+        """Cancel a job that has not finished (and, transitively, its dependants).
+
+        Upcoming jobs (pending, waiting, or failed and due to retry) are cancelled
+        at once. A running job is cancelled too: its worker sets ``ctx.cancelled``
+        and cancels the handler at its next ``await``; nothing the old run writes
+        afterwards is kept.
 
         Returns:
-            True if the job was cancelled; False if it does not exist or is not
-            pending or waiting (then nothing is recorded).
+            True if the job was cancelled; False if it does not exist or has
+            finished (then nothing is recorded).
         """
         return await (await self._ready()).cancel_job(_job_id(job_id))
 
@@ -365,7 +370,9 @@ class App:
         """Apply ``updates`` (as in :meth:`edit_job`) to every pending job matching
         the filters (as in :meth:`get_jobs`); return how many were edited."""
         where = _filter(workflow, tags, priority, run_at)
-        definition = self.registry.require(where.workflow) if where.workflow else None
+        definition = None
+        if where.workflow is not None and "payload" in updates:
+            definition = self.registry.require(where.workflow)
         checked = job_options.check_changes(
             definition, dict(updates), self.clock.now(), current_retry=None
         )
@@ -381,7 +388,8 @@ class App:
         priority: int | None = None,
         run_at: datetime | Mapping[str, datetime] | None = None,
     ) -> int:
-        """Cancel every pending and waiting job matching the filters; return the count.
+        """Cancel every upcoming job (pending, waiting, or failed and due to retry)
+        matching the filters; return the count. Running jobs are left alone.
 
         Dependants of those jobs are cancelled too (not counted).
         """
@@ -391,10 +399,12 @@ class App:
     # -- maintenance ----------------------------------------------------------------
 
     async def reclaim_stuck_jobs(self, minutes: float = 10) -> int:
-        """Return jobs stuck in ``processing`` to ``pending``.
+        """Take back jobs stuck in ``processing`` (their worker died).
 
         A job is stuck when its lock is older than ``minutes`` and older than its own
-        timeout. Returns the number of jobs reclaimed (each gets a ``reclaimed`` event).
+        timeout. It returns to ``pending`` if attempts remain, else fails for good
+        (reason ``timeout``). Returns how many were taken back (each gets a
+        ``reclaimed`` event).
         """
         return await (await self._ready()).reclaim_stuck_jobs(_age(minutes, "minutes", 60))
 

@@ -165,7 +165,7 @@ class DependsOn:
     """Prerequisites of a job: job ids, batch references and tags.
 
     ``tags`` resolve, when the job is added, to every unfinished job (pending,
-    processing or waiting) that carries all of those tags.
+    processing, waiting, or failed and due to retry) that carries all of those tags.
     """
 
     job_ids: tuple[int | BatchDepRef, ...]

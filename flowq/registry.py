@@ -267,6 +267,7 @@ class Registry:
         Raises:
             RegistrationError: The name is taken by another function, or the handler
                 does not take ``(payload)`` or ``(payload, ctx)``.
+            ValidationError: An option is malformed (checked here, not at start()).
         """
 
         def register(handler: Callable[..., Any]) -> Workflow[Any, Any]:

@@ -27,7 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -70,8 +69,9 @@ class SqlDialect(Protocol):
     def insert(self) -> postgresql.Insert | sqlite.Insert:
         """An INSERT into ``flowq_jobs`` that supports ON CONFLICT."""
 
-    def classify(self, error: DBAPIError) -> ErrorKind:
-        """Whether ``error`` means a missing table, an unreachable database, or else."""
+    def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
+        """Whether a driver error means a missing table, an unreachable database,
+        a lock held too long, or something else (None)."""
 
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
         """Tell other processes' workers ``hint`` when this transaction commits."""
@@ -178,11 +178,13 @@ class PostgresDialect:
                 with anyio.CancelScope(shield=True):
                     await connection.close(timeout=2)
 
-    def classify(self, error: DBAPIError) -> ErrorKind:
-        state = str(getattr(error.orig, "sqlstate", "") or "")
+    def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
+        if isinstance(error, OSError | TimeoutError | asyncpg.ConnectionDoesNotExistError):
+            return "unavailable"
+        state = str(getattr(error, "sqlstate", "") or "")
         if state == "42P01":
             return "missing_table"
-        if error.connection_invalidated or state[:2] in _PG_UNAVAILABLE_CLASSES:
+        if invalidated or state[:2] in _PG_UNAVAILABLE_CLASSES:
             return "unavailable"
         return None
 
@@ -266,11 +268,13 @@ class SqliteDialect:
         """Nothing to listen to: other processes' work is found by polling."""
         await anyio.sleep_forever()
 
-    def classify(self, error: DBAPIError) -> ErrorKind:
-        message = str(error.orig)
+    def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
+        if isinstance(error, OSError | TimeoutError):
+            return "unavailable"
+        message = str(error)
         if "no such table" in message:
             return "missing_table"
-        if error.connection_invalidated or any(m in message for m in _SQLITE_UNAVAILABLE):
+        if invalidated or any(m in message for m in _SQLITE_UNAVAILABLE):
             return "unavailable"
         if "database is locked" in message:
             return "locked"

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
-from flowq.store import records
+from flowq.store import pg_hot, records
 from flowq.store.base import (
     CLEANUP_BATCH_SIZE,
     ClaimedJob,
@@ -98,6 +98,8 @@ class SqlStore(SqlJobVerbs):
         groups: GroupLimits | None = None,
     ) -> list[ClaimedJob]:
         """Lock up to ``limit`` runnable jobs, highest priority first, then oldest."""
+        if self.dialect.name == "postgresql" and groups is None and workflows is not None:
+            return await self._claim_jobs_pg(worker_id, limit, workflows)
         async with self._transaction() as conn:
             now = self.clock.now()
             candidates = select(jobs.c.id, jobs.c.status, jobs.c.group_name).where(
@@ -185,6 +187,8 @@ class SqlStore(SqlJobVerbs):
         """Mark jobs completed in one transaction; False for each stale lease."""
         if not completions:
             return []
+        if self.dialect.name == "postgresql":
+            return await self._complete_jobs_pg(completions)
         async with self._transaction() as conn:
             now = self.clock.now()
             outputs = {c.lease.job_id: c.output for c in completions}
@@ -210,6 +214,27 @@ class SqlStore(SqlJobVerbs):
             if unblocked:
                 await self.dialect.notify(conn, "jobs")
         if unblocked:
+            self._wake("jobs")
+        return [c.lease.job_id in done for c in completions]
+
+    async def _claim_jobs_pg(
+        self, worker_id: str, limit: int, workflows: Collection[str]
+    ) -> list[ClaimedJob]:
+        """The claim in one statement (no group limits)."""
+        async with self._driver() as driver:
+            rows = await driver.fetch(
+                pg_hot.CLAIM_JOBS, self.clock.now(), sorted(workflows), limit, worker_id
+            )
+        return pg_hot.claimed_from_rows(rows, worker_id)
+
+    async def _complete_jobs_pg(self, completions: Sequence[Completion]) -> list[bool]:
+        """Completions, their events and the dependants' wake-up in one statement."""
+        async with self._driver() as driver:
+            rows = await driver.fetch(
+                pg_hot.COMPLETE_JOBS, *pg_hot.complete_arguments(completions, self.clock.now())
+            )
+        done = {row["id"] for row in rows}
+        if any(row["has_dependants"] for row in rows):
             self._wake("jobs")
         return [c.lease.job_id in done for c in completions]
 

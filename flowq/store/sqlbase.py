@@ -19,7 +19,7 @@ from flowq.errors import DatabaseError, DatabaseUnavailableError, SchemaError, V
 from flowq.models import EventType, JobStatus
 from flowq.store import migrate, records
 from flowq.store.base import JobFilter
-from flowq.store.dialects import SqlDialect, dialect_for_url, normalize_url
+from flowq.store.dialects import ErrorKind, SqlDialect, dialect_for_url, normalize_url
 from flowq.store.schema import job_dependencies, job_events, jobs
 from flowq.store.wakeups import LocalWakeups
 
@@ -128,33 +128,51 @@ class SqlBase:
         self, connection: AsyncConnection | None = None
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction (or the caller's), with driver errors made readable."""
-        try:
+        async with self._readable_errors():
             if connection is not None:
                 self._check_connection(connection)
                 yield connection
                 return
             async with self.engine.begin() as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """The driver connection of a pooled connection, outside any transaction:
+        each statement on it commits by itself (the PostgreSQL hot paths use this)."""
+        async with self._readable_errors(), self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
+
+    @asynccontextmanager
+    async def _readable_errors(self) -> AsyncIterator[None]:
+        """Turn driver errors that mean "no schema" or "no database" into flowq errors."""
+        try:
+            yield
         except DBAPIError as exc:
-            kind = self.dialect.classify(exc)
-            if kind == "missing_table":
-                raise self._schema_missing() from exc
-            if kind == "unavailable":
-                raise DatabaseUnavailableError(
-                    f"cannot use the database at {self._safe_url()}: {exc.orig}"
-                ) from exc
-            if kind == "locked":
-                raise DatabaseError(
-                    f"{self._safe_url()} stayed locked by another connection's transaction: "
-                    f"{exc.orig}. On SQLite, do not call the App while your own connection "
-                    "holds an open write transaction (except with connection=)."
-                ) from exc
-            raise
-        except (OSError, TimeoutError) as exc:
-            raise DatabaseUnavailableError(
-                f"cannot connect to {self._safe_url()}: {exc}. Is the server running and the "
-                "URL right?"
-            ) from exc
+            kind = self.dialect.classify(exc.orig, invalidated=exc.connection_invalidated)
+            raise self._readable(kind, exc.orig or exc) from exc
+        except Exception as exc:
+            kind = self.dialect.classify(exc, invalidated=False)
+            if kind is None:
+                raise
+            raise self._readable(kind, exc) from exc
+
+    def _readable(self, kind: ErrorKind, error: BaseException) -> BaseException:
+        if kind == "missing_table":
+            return self._schema_missing()
+        if kind == "unavailable":
+            return DatabaseUnavailableError(
+                f"cannot use the database at {self._safe_url()}: {error}. Is the server "
+                "running and the URL right?"
+            )
+        if kind == "locked":
+            return DatabaseError(
+                f"{self._safe_url()} stayed locked by another connection's transaction: "
+                f"{error}. On SQLite, do not call the App while your own connection holds an "
+                "open write transaction (except with connection=)."
+            )
+        return error
 
     def _check_connection(self, connection: Any) -> None:
         if not isinstance(connection, AsyncConnection):

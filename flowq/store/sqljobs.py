@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowq import codec
 from flowq.errors import DatabaseError
 from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
-from flowq.store import records
+from flowq.store import pg_hot, records
 from flowq.store.base import JobFilter, NewJob
 from flowq.store.batch import plan_batch
 from flowq.store.schema import job_dependencies, job_events, jobs
@@ -31,6 +31,11 @@ class SqlJobVerbs(SqlBase):
         """Insert jobs with their ``added`` events; ids in input order."""
         if not new_jobs:
             return []
+        if self.dialect.name == "postgresql" and connection is None and _plain(new_jobs):
+            ids = await self._add_plain_jobs_pg(new_jobs)
+            if ids is not None:
+                self._wake("jobs")
+                return ids
         for _ in range(_RACE_RETRIES):
             try:
                 ids = await self._add_jobs_once(new_jobs, connection)
@@ -43,6 +48,30 @@ class SqlJobVerbs(SqlBase):
                         "roll back and retry"
                     ) from None
         raise DatabaseError("could not add jobs: idempotency keys kept changing under us")
+
+    async def _add_plain_jobs_pg(self, new_jobs: Sequence[NewJob]) -> list[int] | None:
+        """Jobs without dependencies, in one statement (jobs and events together).
+
+        Returns None when an idempotency key vanished between the insert and the
+        look-up of its job (a concurrent cleanup); the general path then retries.
+        """
+        async with self._driver() as driver:
+            now = self.clock.now()
+            rows = await driver.fetch(pg_hot.ADD_JOBS, *pg_hot.add_job_arguments(new_jobs, now))
+            ids = [row["id"] if row["inserted"] else None for row in rows]
+            missing = sorted({row["idempotency_key"] for row in rows if not row["inserted"]})
+            if missing:
+                found = await driver.fetch(
+                    "SELECT idempotency_key, id FROM flowq_jobs WHERE idempotency_key = ANY($1)",
+                    missing,
+                )
+                by_key = {row["idempotency_key"]: row["id"] for row in found}
+                for index, row in enumerate(rows):
+                    if ids[index] is None:
+                        ids[index] = by_key.get(row["idempotency_key"])
+        if any(job_id is None for job_id in ids):
+            return None
+        return [job_id for job_id in ids if job_id is not None]
 
     async def _add_jobs_once(self, new_jobs: Sequence[NewJob], connection: Any) -> list[int]:
         async with self._transaction(connection) as conn:
@@ -276,6 +305,11 @@ class SqlJobVerbs(SqlBase):
                 )
             await self._add_events(conn, events, now)
             return len(events)
+
+
+def _plain(new_jobs: Sequence[NewJob]) -> bool:
+    """Whether no job of the batch has dependencies (the one-statement path applies)."""
+    return not any(job.depends_on or job.depends_on_tags for job in new_jobs)
 
 
 class _IdempotencyRace(Exception):

@@ -1,0 +1,272 @@
+"""flowq's throughput and latency benchmarks (issue: the worker).
+
+Run: ``python -m benchmarks.run`` (both databases) or ``--db postgres`` / ``--db sqlite``.
+Prints a table and writes ``benchmarks/results/latest.json``.
+
+Measured, with no-op handlers and one worker process:
+
+- ``enqueue_single``: jobs/s added with one ``start()`` call each (5,000).
+- ``enqueue_batch``: jobs/s added by one ``add_jobs()`` of 5,000.
+- ``process_c10`` / ``process_c50``: jobs/s processed from a queue of 5,000 at
+  concurrency 10 (the default) and 50.
+- ``latency_same_process`` / ``latency_other_process``: ms from ``start()`` returning
+  to the handler starting on an idle worker (median and p95 of 50), with the worker
+  in this process and in another one (PostgreSQL NOTIFY / SQLite polling).
+- ``raw_commit``: sequential single-row UPDATE commits per second on one bare
+  connection (asyncpg / sqlite3), the floor every figure is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+
+import flowq
+
+JOBS = 5000
+LATENCY_SAMPLES = 50
+PG_ADMIN = os.environ.get("FLOWQ_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+RESULTS = Path(__file__).parent / "results"
+
+registry = flowq.Registry()
+started_at: dict[int, float] = {}
+
+
+@registry.workflow(name="bench.noop")
+async def noop(payload: dict[str, Any], ctx: flowq.Context) -> None:
+    """Does nothing (records when it started, for the latency run)."""
+    started_at[ctx.job.id] = time.perf_counter()
+
+
+async def raw_commit_rate(kind: str, url: str, seconds: float = 2.0) -> float:
+    """Sequential single-row UPDATE commits per second on one bare connection."""
+    if kind == "postgres":
+        connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            await connection.execute("CREATE TABLE IF NOT EXISTS bench_raw (id int primary key, n bigint)")
+            await connection.execute("INSERT INTO bench_raw VALUES (1, 0) ON CONFLICT DO NOTHING")
+            count, deadline = 0, time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                await connection.execute("UPDATE bench_raw SET n = n + 1 WHERE id = 1")
+                count += 1
+            return count / seconds
+        finally:
+            await connection.close()
+    import sqlite3
+
+    path = url.split("///", 1)[1]
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("CREATE TABLE IF NOT EXISTS bench_raw (id int primary key, n int)")
+    connection.execute("INSERT OR IGNORE INTO bench_raw VALUES (1, 0)")
+    count, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("UPDATE bench_raw SET n = n + 1 WHERE id = 1")
+        connection.execute("COMMIT")
+        count += 1
+    connection.close()
+    return count / seconds
+
+
+async def enqueue_single(app: flowq.App) -> float:
+    began = time.perf_counter()
+    for n in range(JOBS):
+        await app.start(noop, {"n": n})
+    return JOBS / (time.perf_counter() - began)
+
+
+async def enqueue_batch(app: flowq.App) -> float:
+    began = time.perf_counter()
+    await app.add_jobs([flowq.JobSpec(noop, {"n": n}) for n in range(JOBS)])
+    return JOBS / (time.perf_counter() - began)
+
+
+async def process(app: flowq.App, concurrency: int) -> float:
+    await app.add_jobs([flowq.JobSpec(noop, {"n": n}) for n in range(JOBS)])
+    worker = app.create_worker(concurrency=concurrency)
+    began = time.perf_counter()
+    await worker.run_until_idle()
+    elapsed = time.perf_counter() - began
+    done = len(await app.get_jobs(status="completed", limit=None))
+    assert done >= JOBS, f"only {done} jobs completed"
+    return JOBS / elapsed
+
+
+async def latency_same_process(app: flowq.App) -> dict[str, float]:
+    started_at.clear()
+    worker = app.create_worker()
+    samples = []
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker.run)
+        await anyio.sleep(0.5)
+        for _ in range(LATENCY_SAMPLES):
+            job_id = await app.start(noop, {})
+            returned = time.perf_counter()
+            with anyio.fail_after(10):
+                while job_id not in started_at:
+                    await anyio.sleep(0.0002)
+            samples.append((started_at[job_id] - returned) * 1000)
+            await anyio.sleep(0.02)
+        await worker.stop()
+    return _summary(samples)
+
+
+OTHER_PROCESS_WORKER = """
+import sys, time, anyio, flowq
+registry = flowq.Registry()
+
+@registry.workflow(name="bench.noop")
+async def noop(payload, ctx):
+    return time.time()
+
+async def main():
+    async with flowq.App(sys.argv[1], registry=registry) as app:
+        print("ready", flush=True)
+        await app.create_worker().run()
+
+anyio.run(main)
+"""
+
+
+async def latency_other_process(app: flowq.App, url: str) -> dict[str, float]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS_WORKER, url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        await anyio.to_thread.run_sync(process.stdout.readline)
+        await anyio.sleep(1.0)
+        samples = []
+        for _ in range(LATENCY_SAMPLES):
+            job_id = await app.start(noop, {})
+            returned = time.time()
+            output = await app.result(job_id, timeout=10)
+            samples.append((float(output) - returned) * 1000)
+            await anyio.sleep(0.02)
+        return _summary(samples)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p95_ms": ordered[int(len(ordered) * 0.95) - 1],
+        "max_ms": ordered[-1],
+    }
+
+
+async def fresh_database(kind: str) -> tuple[str, Any]:
+    """A new empty flowq database; returns its URL and a cleanup coroutine function."""
+    if kind == "sqlite":
+        folder = tempfile.mkdtemp(prefix="flowq-bench-")
+        url = f"sqlite+aiosqlite:///{folder}/bench.db"
+
+        async def cleanup() -> None:
+            for path in Path(folder).glob("*"):
+                path.unlink()
+            Path(folder).rmdir()
+    else:
+        name = f"flowq_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+
+        async def cleanup() -> None:
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+    await flowq.App(url).migrate()
+    return url, cleanup
+
+
+async def bench(kind: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    steps = [
+        ("enqueue_single", enqueue_single),
+        ("enqueue_batch", enqueue_batch),
+        ("process_c10", lambda app: process(app, 10)),
+        ("process_c50", lambda app: process(app, 50)),
+        ("latency_same_process", latency_same_process),
+    ]
+    url, cleanup = await fresh_database(kind)
+    try:
+        results["raw_commit"] = await raw_commit_rate(kind, url)
+    finally:
+        await cleanup()
+    for name, step in steps:
+        url, cleanup = await fresh_database(kind)
+        try:
+            async with flowq.App(url, registry=registry) as app:
+                results[name] = await step(app)
+        finally:
+            await cleanup()
+        print(f"  {kind} {name}: {results[name]}", flush=True)
+    url, cleanup = await fresh_database(kind)
+    try:
+        async with flowq.App(url, registry=registry) as app:
+            results["latency_other_process"] = await latency_other_process(app, url)
+    finally:
+        await cleanup()
+    print(f"  {kind} latency_other_process: {results['latency_other_process']}", flush=True)
+    return results
+
+
+def table(all_results: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'figure':<26}{'database':<10}{'value':>14}{'x raw commit':>14}"]
+    for kind, results in all_results.items():
+        raw = results["raw_commit"]
+        lines.append(f"{'raw_commit (commits/s)':<26}{kind:<10}{raw:>14,.0f}{1.0:>14.2f}")
+        for name in ("enqueue_single", "enqueue_batch", "process_c10", "process_c50"):
+            value = results[name]
+            lines.append(f"{name + ' (jobs/s)':<26}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}")
+        for name in ("latency_same_process", "latency_other_process"):
+            summary = results[name]
+            commit_ms = 1000 / raw
+            lines.append(
+                f"{name + ' p50 (ms)':<26}{kind:<10}{summary['p50_ms']:>14.2f}"
+                f"{summary['p50_ms'] / commit_ms:>14.2f}"
+            )
+            lines.append(f"{name + ' p95 (ms)':<26}{kind:<10}{summary['p95_ms']:>14.2f}{'':>14}")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default="postgres,sqlite", help="postgres, sqlite or both")
+    args = parser.parse_args()
+    all_results = {}
+    for kind in args.db.split(","):
+        print(f"benchmarking {kind} ...", flush=True)
+        all_results[kind] = await bench(kind.strip())
+    print()
+    print(table(all_results))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "latest.json"
+    out.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": all_results}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
