@@ -160,8 +160,7 @@ class MemoryTables:
             rows = [row for row in rows if row["group_name"] not in full]
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
         candidates = [_Candidate(row["id"], row["group_name"]) for row in rows[: max(limit, 0)]]
-        limited = [] if groups is None else records.limited_groups(candidates, groups)
-        if groups is not None and limited:
+        if groups is not None and (limited := records.limited_groups(candidates, groups)):
             counted = {group: running[group] for group in limited if group in running}
             candidates = records.fit_groups(candidates, counted, groups)
         return [self._rows[candidate.id] for candidate in candidates]

@@ -85,8 +85,10 @@ class ContractBase:
     async def claim(
         self, app: flowq.App, limit: int = 10, workflows: Any = None
     ) -> list[ClaimedJob]:
-        """Claim like a worker would."""
-        return await app.store.claim_jobs("contract-worker", limit, workflows)
+        """Claim like a worker would: for the workflows it runs (default: all of
+        the contract's)."""
+        names = contract_registry.names() if workflows is None else workflows
+        return await app.store.claim_jobs("contract-worker", limit, names)
 
     async def fail(
         self, app: flowq.App, claimed: ClaimedJob, *, retry_in: timedelta | None

@@ -456,3 +456,30 @@ async def test_unregistered_workflows_are_left_alone(
     await app.create_worker(workflows=[mine]).run_until_idle()
     job = await app.get_job(other)
     assert job is not None and job.status is JobStatus.PENDING
+
+
+async def test_jobs_no_worker_runs_say_why(app: flowq.App, registry: flowq.Registry) -> None:
+    """A due job of a workflow this worker does not run gets a pending_reason naming it."""
+
+    @registry.workflow(name="here")
+    async def here(payload: dict[str, Any]) -> None:
+        """Runs here."""
+
+    @registry.workflow(name="elsewhere")
+    async def elsewhere(payload: dict[str, Any]) -> None:
+        """Runs in another service."""
+
+    job_id = await app.start(elsewhere, {})
+    worker = app.create_worker(workflows=["here"], worker_id="w-here")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            while True:
+                job = await app.get_job(job_id)
+                assert job is not None
+                if job.pending_reason:
+                    break
+                await anyio.sleep(0.01)
+            await worker.stop()
+    assert "w-here" in job.pending_reason and "here" in job.pending_reason
+    assert job.status is JobStatus.PENDING
