@@ -1,27 +1,33 @@
 """``flowq demo``: a short tour on the embedded SQLite default.
 
-It adds a few example jobs (priorities, tags, an idempotency key, a dependency chain,
-a delayed job), inspects them, edits and cancels some, and prints every step. It uses
-its own registry and a database named by ``--database-url`` /
+It adds example jobs (an idempotency key, priorities, tags, a dependency chain, a
+flaky job that retries, one that fails for good into a dead-letter workflow, a
+delayed job), runs a worker until they are done, and prints what happened. It uses
+its own registry and the database named by ``--database-url`` /
 ``FLOWQ_DATABASE_URL`` (default ``sqlite+aiosqlite:///flowq.db``), migrating it if
-needed.
+needed. Each run uses fresh idempotency keys, so it can be run again and again.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from collections import Counter
 from typing import Any
 
+import anyio
 import msgspec
 
 from flowq.client import App
-from flowq.models import DependsOn, Job, TagQuery, batch_dep_ref
+from flowq.context import Context
+from flowq.errors import JobFailedError
+from flowq.models import DependsOn, Job, RetryPolicy, batch_dep_ref
 from flowq.options import JobSpec
 from flowq.registry import Registry
 
 __all__ = ["demo_registry", "run"]
 
 demo_registry = Registry()
+_attempts: Counter[str] = Counter()
 
 
 class Signup(msgspec.Struct):
@@ -37,39 +43,61 @@ async def send_welcome(payload: Signup) -> str:
     return f"welcome sent to {payload.email}"
 
 
-@demo_registry.workflow(name="demo.resize_image", max_attempts=5)
-async def resize_image(payload: dict[str, Any]) -> None:
-    """Resizes an uploaded image."""
+@demo_registry.workflow(name="demo.resize_image")
+async def resize_image(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Resizes an uploaded image, reporting progress."""
+    await ctx.set_progress(50)
+    return {"image": payload["image"], "size": "800x600"}
 
 
 @demo_registry.workflow(name="demo.publish_report")
-async def publish_report(payload: dict[str, Any]) -> None:
+async def publish_report(payload: dict[str, Any]) -> str:
     """Publishes a report once the images are ready."""
+    return f"report {payload['title']!r} published"
+
+
+@demo_registry.workflow(name="demo.flaky_api", max_attempts=4, retry=RetryPolicy("50ms"))
+async def flaky_api(payload: dict[str, Any], ctx: Context) -> str:
+    """Calls an API that fails twice before answering."""
+    _attempts[payload["call"]] += 1
+    if ctx.job.attempt < 3:
+        raise ConnectionError(f"API timeout on attempt {ctx.job.attempt}")
+    return "answered"
+
+
+@demo_registry.workflow(name="demo.charge_card", max_attempts=1, dead_letter="demo.refund")
+def charge_card(payload: dict[str, Any]) -> None:
+    """A sync handler (runs in a thread) whose card is always declined."""
+    raise ValueError(f"card of order {payload['order']} declined")
+
+
+@demo_registry.workflow(name="demo.refund")
+async def refund(payload: dict[str, Any]) -> str:
+    """Receives the jobs that failed for good."""
+    return f"refunded order {payload['payload']['order']} after: {payload['error']['message']}"
 
 
 def _line(job: Job) -> str:
-    tags = ",".join(job.tags) or "-"
-    deps = ",".join(map(str, job.depends_on)) or "-"
+    output = "" if job.output is None else f" -> {job.output}"
     return (
-        f"  #{job.id:<4} {job.workflow:<20} {job.status.value:<10} prio={job.priority:<3} "
-        f"tags={tags:<12} depends_on={deps}"
+        f"  #{job.id:<4} {job.workflow:<20} {job.status.value:<10} attempts={job.attempts}{output}"
     )
 
 
 async def run(database_url: str | None = None) -> None:
     """Run the tour and print what happens."""
+    run_id = uuid.uuid4().hex[:8]
     async with App(database_url, registry=demo_registry, auto_migrate=True) as app:
         print(f"flowq demo on {app.store!r}\n")
-        welcome = await app.start(
-            send_welcome, Signup(42, "ada@example.com"), idempotency_key="welcome-42"
+        failures: list[str] = []
+        app.on(
+            "job:failed",
+            lambda e: failures.append(f"#{e.job_id} attempt {e.attempt} (retry: {e.will_retry})"),
         )
-        again = await app.start(
-            send_welcome, Signup(42, "ada@example.com"), idempotency_key="welcome-42"
-        )
-        print(
-            f"1. started send_welcome as job #{welcome}; the same idempotency key again "
-            f"returned #{again} (no duplicate)"
-        )
+        key = f"welcome-42-{run_id}"
+        welcome = await app.start(send_welcome, Signup(42, "ada@example.com"), idempotency_key=key)
+        again = await app.start(send_welcome, Signup(42, "ada@example.com"), idempotency_key=key)
+        print(f"1. started send_welcome as #{welcome}; the same idempotency key returned #{again}")
         batch = await app.add_jobs(
             [
                 JobSpec(resize_image, {"image": "cat.png"}, tags=["images"], priority=5),
@@ -81,19 +109,34 @@ async def run(database_url: str | None = None) -> None:
                 ),
             ]
         )
-        print(f"2. added a batch in one transaction: {batch}; the report waits for both images")
-        later = await app.start(resize_image, {"image": "bird.png"}, delay=timedelta(hours=1))
-        print(f"3. scheduled job #{later} to run in an hour")
-        edited = await app.edit_job(later, priority=9)
-        print(f"4. raised its priority while pending: {edited}")
-        images = await app.get_jobs(tags=TagQuery(["images"], "any"))
-        print(f"5. jobs tagged 'images': {[job.id for job in images]}")
-        cancelled = await app.cancel_job(batch[1])
-        print(f"6. cancelled #{batch[1]} ({cancelled}); its dependant #{batch[2]} is cancelled too")
-        print("\nJobs now (newest first):")
-        for job in await app.get_jobs(limit=10):
-            print(_line(job))
-        print(f"\nEvent log of #{batch[2]}:")
-        for event in await app.get_job_events(batch[2]):
-            print(f"  {event.at:%H:%M:%S} {event.event_type.value:<10} {event.metadata or ''}")
-        print("\nNext: run a worker to execute these jobs (coming with the worker release).")
+        print(f"2. added {batch} in one transaction; #{batch[2]} waits for both images")
+        flaky = await app.start(flaky_api, {"call": run_id})
+        charge = await app.start(charge_card, {"order": 7})
+        later = await app.start(resize_image, {"image": "bird.png"}, delay=3600)
+        print(
+            f"3. #{flaky} fails twice then succeeds; #{charge} fails for good; #{later} runs in 1h"
+        )
+
+        worker = app.create_worker(concurrency=4)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            with anyio.fail_after(30):
+                for job_id in (welcome, *batch, flaky):
+                    await app.result(job_id)
+                try:
+                    await app.result(charge)
+                except JobFailedError as exc:
+                    print(f"4. as expected: {exc}")
+                letter = (await app.get_job(charge)).dead_letter_job_id  # type: ignore[union-attr]
+                if letter is not None:
+                    print(f"5. dead letter #{letter}: {await app.result(letter)}")
+            await worker.stop()
+
+        print("\nFailed attempts seen by the hook:", "; ".join(failures))
+        report_events = [e.event_type.value for e in await app.get_job_events(batch[2])]
+        print(f"Events of #{batch[2]}: {', '.join(report_events)}")
+        print("\nJobs of this run (newest first):")
+        for job in await app.get_jobs(limit=None, cursor=later + 1):
+            if job.id >= welcome:
+                print(_line(job))
+        print(f"\n#{later} is still pending until its run time; run `flowq demo` again any time.")

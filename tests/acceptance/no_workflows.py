@@ -1,4 +1,4 @@
-"""A module that registers no workflow: `flowq worker tests.acceptance.no_workflows` must refuse it."""
+"""A module without workflows: `flowq worker tests.acceptance.no_workflows` must refuse it."""
 
 from __future__ import annotations
 

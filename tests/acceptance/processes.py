@@ -72,11 +72,11 @@ class WorkerProcess:
         if self.returncode is None:
             self.process.send_signal(signum)
 
-    async def exit_status(self, timeout: float = DEADLINE) -> int:
-        """Wait (at most ``timeout`` seconds) for it to exit; return its status."""
-        with anyio.move_on_after(timeout):
+    async def exit_status(self, within: float = DEADLINE) -> int:
+        """Wait (at most ``within`` seconds) for it to exit; return its status."""
+        with anyio.move_on_after(within):
             return await self.process.wait()
-        pytest.fail(f"worker {self.name} did not exit within {timeout:g}s\n{self.describe()}")
+        pytest.fail(f"worker {self.name} did not exit within {within:g}s\n{self.describe()}")
 
 
 class Workers:
@@ -114,11 +114,17 @@ class Workers:
         return worker
 
     async def run(
-        self, database_url: str, *options: str, name: str, timeout: float = DEADLINE, **kw: str
+        self,
+        database_url: str,
+        *options: str,
+        name: str,
+        env: Mapping[str, str] | None = None,
+        target: str = TARGET,
+        within: float = DEADLINE,
     ) -> WorkerProcess:
         """Run a worker to its end (e.g. with ``--until-idle``) and return it."""
-        worker = await self.start(database_url, *options, name=name, **kw)
-        await worker.exit_status(timeout)
+        worker = await self.start(database_url, *options, name=name, env=env, target=target)
+        await worker.exit_status(within)
         return worker
 
     def describe(self) -> str:
@@ -141,16 +147,16 @@ async def eventually(
     *,
     state: Callable[[], Awaitable[str]],
     watch: Iterable[WorkerProcess] = (),
-    timeout: float = DEADLINE,
+    within: float = DEADLINE,
 ) -> None:
-    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds, or at
+    """Poll ``condition`` every 50 ms until it holds; fail after ``within`` seconds, or at
     once if a watched worker exits meanwhile, showing ``state()`` and the workers' logs."""
     watched = list(watch)
-    deadline = anyio.current_time() + timeout
+    deadline = anyio.current_time() + within
     while not await condition():
         died = [w for w in watched if w.returncode is not None]
         if died or anyio.current_time() > deadline:
-            why = "a worker exited" if died else f"still false after {timeout:g}s"
+            why = "a worker exited" if died else f"still false after {within:g}s"
             logs = "\n".join(w.describe() for w in watched)
             pytest.fail(f"waiting until {what}: {why}\nstate: {await state()}\n{logs}")
         await anyio.sleep(POLL)

@@ -61,7 +61,7 @@ def test_unreachable_database_exits_with_a_message(tmp_path: Path) -> None:
 
 
 def test_demo_runs_on_the_sqlite_default(tmp_path: Path) -> None:
-    """`flowq demo` finishes by itself on ./flowq.db and prints what happened."""
+    """`flowq demo` runs a worker over example jobs on ./flowq.db and prints what happened."""
     env = {k: v for k, v in os.environ.items() if k != "FLOWQ_DATABASE_URL"}
     done = subprocess.run(
         [sys.executable, "-m", "flowq.cli", "demo"],
@@ -69,8 +69,12 @@ def test_demo_runs_on_the_sqlite_default(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "flowq.db").exists()
-    assert "returned #1 (no duplicate)" in done.stdout
-    assert "its dependant" in done.stdout and "dependency_cancelled" in done.stdout
+    out = done.stdout
+    assert "started send_welcome as #1; the same idempotency key returned #1" in out
+    assert "demo.flaky_api       completed  attempts=3 -> answered" in out
+    assert "demo.charge_card     failed     attempts=1" in out
+    assert "dead letter #" in out and "refunded order 7" in out
+    assert "Events of #4: added, processing, completed" in out
 
 
 @pytest.mark.slow

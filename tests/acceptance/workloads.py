@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,6 +36,15 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
         os.close(fd)
 
 
+def create_once(path: str | os.PathLike[str]) -> bool:
+    """Create the file ``path``; False if it already existed."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
 @registry.workflow(name="acceptance.record")
 async def record(payload: dict[str, Any], ctx: flowq.Context) -> int:
     """Do a little async work, then append the job id to this process's log."""
@@ -52,10 +60,8 @@ async def slow_once(payload: dict[str, Any], ctx: flowq.Context) -> str:
     Each run appends ``<job id> <attempt> <pid>`` to ``runs``.
     """
     append_line(payload["runs"], f"{ctx.job.id} {ctx.job.attempt} {os.getpid()}")
-    marker = Path(payload["marker"])
-    if marker.exists():
+    if not create_once(payload["marker"]):
         return "second run"
-    marker.touch()
     await anyio.sleep(float(payload["seconds"]))
     return "first run"
 

@@ -391,7 +391,13 @@ async def test_cancelling_a_running_job_cancels_its_handler(
             saw_cancel.append(ctx.cancelled.is_set())
 
     cancelled_hooks: list[int] = []
-    app.on("job:cancelled", lambda event: cancelled_hooks.append(event.job_id))
+    hook_called = anyio.Event()
+
+    def on_cancelled(event: flowq.HookEvent) -> None:
+        cancelled_hooks.append(event.job_id)
+        hook_called.set()
+
+    app.on("job:cancelled", on_cancelled)
     job_id = await app.start(long, {})
     worker = app.create_worker(heartbeat_interval="10s")
     with anyio.fail_after(10):
@@ -399,10 +405,9 @@ async def test_cancelling_a_running_job_cancels_its_handler(
             tasks.start_soon(worker.run)
             await started.wait()
             assert await app.cancel_job(job_id) is True
-            while not cancelled_hooks:
-                await anyio.sleep(0.01)
+            await hook_called.wait()
             await worker.stop()
-    assert saw_cancel == [True]
+    assert saw_cancel == [True] and cancelled_hooks == [job_id]
     job = await app.get_job(job_id)
     assert job is not None and job.status is JobStatus.CANCELLED
     assert (await events_of(app, job_id))[-1] == "cancelled"
@@ -411,6 +416,7 @@ async def test_cancelling_a_running_job_cancels_its_handler(
 async def test_reclaimed_job_is_fenced(app: flowq.App, registry: flowq.Registry) -> None:
     """A job taken back from a slow worker completes once; the old run's result is dropped."""
     gate = anyio.Event()
+    first_run_started = anyio.Event()
     runs = 0
 
     @registry.workflow(name="fenced")
@@ -419,6 +425,7 @@ async def test_reclaimed_job_is_fenced(app: flowq.App, registry: flowq.Registry)
         runs += 1
         mine = runs
         if mine == 1:
+            first_run_started.set()
             await gate.wait()
         return mine
 
@@ -428,8 +435,7 @@ async def test_reclaimed_job_is_fenced(app: flowq.App, registry: flowq.Registry)
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(first.run_until_idle)
-            while runs == 0:
-                await anyio.sleep(0.01)
+            await first_run_started.wait()
             assert await app.reclaim_stuck_jobs(0) == 1
             await second.run_until_idle()
             gate.set()
