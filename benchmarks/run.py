@@ -14,12 +14,18 @@ Measured, with no-op handlers and one worker process:
   in this process and in another one (PostgreSQL NOTIFY / SQLite polling).
 - ``raw_commit``: sequential single-row UPDATE commits per second on one bare
   connection (asyncpg / sqlite3), the floor every figure is compared with.
+
+Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
+".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
+same server (``benchmarks/peers.py``), stored under ``results["postgres_peers"]`` and
+printed with flowq/pgqueuer ratios. ``--peers none`` skips them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -56,7 +62,9 @@ async def raw_commit_rate(kind: str, url: str, seconds: float = 2.0) -> float:
     if kind == "postgres":
         connection = await asyncpg.connect(url.replace("+asyncpg", ""))
         try:
-            await connection.execute("CREATE TABLE IF NOT EXISTS bench_raw (id int primary key, n bigint)")
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS bench_raw (id int primary key, n bigint)"
+            )
             await connection.execute("INSERT INTO bench_raw VALUES (1, 0) ON CONFLICT DO NOTHING")
             count, deadline = 0, time.perf_counter() + seconds
             while time.perf_counter() < deadline:
@@ -118,7 +126,7 @@ async def latency_same_process(app: flowq.App) -> dict[str, float]:
             job_id = await app.start(noop, {})
             returned = time.perf_counter()
             with anyio.fail_after(10):
-                while job_id not in started_at:
+                while job_id not in started_at:  # noqa: ASYNC110 (tight poll, on purpose)
                     await anyio.sleep(0.0002)
             samples.append((started_at[job_id] - returned) * 1000)
             await anyio.sleep(0.02)
@@ -144,7 +152,7 @@ anyio.run(main)
 
 
 async def latency_other_process(app: flowq.App, url: str) -> dict[str, float]:
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220, S603 (started once, before any sample)
         [sys.executable, "-c", OTHER_PROCESS_WORKER, url],
         stdout=subprocess.PIPE,
         text=True,
@@ -182,15 +190,18 @@ async def fresh_database(kind: str) -> tuple[str, Any]:
         url = f"sqlite+aiosqlite:///{folder}/bench.db"
 
         async def cleanup() -> None:
-            for path in Path(folder).glob("*"):
+            for path in Path(folder).glob("*"):  # noqa: ASYNC240 (cleanup, not measured)
                 path.unlink()
-            Path(folder).rmdir()
+            Path(folder).rmdir()  # noqa: ASYNC240
     else:
         name = f"flowq_bench_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(PG_ADMIN)
         await admin.execute(f'CREATE DATABASE "{name}"')
         await admin.close()
-        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        url = (
+            PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+            + f"/{name}"
+        )
 
         async def cleanup() -> None:
             admin = await asyncpg.connect(PG_ADMIN)
@@ -236,6 +247,8 @@ async def bench(kind: str) -> dict[str, Any]:
 def table(all_results: dict[str, dict[str, Any]]) -> str:
     lines = [f"{'figure':<26}{'database':<10}{'value':>14}{'x raw commit':>14}"]
     for kind, results in all_results.items():
+        if kind == "postgres_peers":
+            continue
         raw = results["raw_commit"]
         lines.append(f"{'raw_commit (commits/s)':<26}{kind:<10}{raw:>14,.0f}{1.0:>14.2f}")
         for name in ("enqueue_single", "enqueue_batch", "process_c10", "process_c50"):
@@ -252,19 +265,91 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+PEER_FIGURES = [
+    # (peer figure, flowq figure it is compared with, or None)
+    ("enqueue_single", "enqueue_single"),
+    ("enqueue_batch", "enqueue_batch"),
+    ("process_c10", "process_c10"),
+    ("process_c50", "process_c50"),
+    ("process_c10_worker_cap", "process_c10"),
+    ("process_unlimited", None),
+]
+
+
+def peer_table(flowq_results: dict[str, Any], peers: dict[str, dict[str, Any]]) -> str:
+    """Each peer's figures next to flowq's PostgreSQL ones, as ratios (>1: flowq better).
+
+    Throughput: flowq / peer. Latency: peer / flowq (a peer p50 twice flowq's reads 2.00).
+    """
+    lines = []
+    for peer, results in peers.items():
+        lines.append("")
+        lines.append(f"peer: {peer}, same run, same PostgreSQL (ratio > 1 means flowq is better)")
+        lines.append(f"{'figure':<34}{peer:>12}{'flowq':>12}{'ratio':>10}  compared with")
+        for name, ours in PEER_FIGURES:
+            value = results[name]
+            if ours is None:
+                lines.append(f"{name + ' (jobs/s)':<34}{value:>12,.0f}{'':>12}{'':>10}")
+                continue
+            flowq_value = flowq_results[ours]
+            lines.append(
+                f"{name + ' (jobs/s)':<34}{value:>12,.0f}{flowq_value:>12,.0f}"
+                f"{flowq_value / value:>10.2f}  flowq {ours}"
+            )
+        for stat in ("p50_ms", "p95_ms"):
+            value = results["latency_other_process"][stat]
+            flowq_value = flowq_results["latency_other_process"][stat]
+            label = f"latency_other_process {stat[:3]} (ms)"
+            lines.append(
+                f"{label:<34}{value:>12.2f}{flowq_value:>12.2f}{value / flowq_value:>10.2f}"
+                f"  flowq latency_other_process"
+            )
+    return "\n".join(lines)
+
+
+def _wanted_peers(option: str, kinds: list[str]) -> list[str]:
+    """Peers to measure: ``auto`` means pgqueuer when PostgreSQL is benchmarked and
+    pgqueuer is importable; ``none`` means none; ``pgqueuer`` insists on it."""
+    if option == "none" or "postgres" not in kinds:
+        return []
+    if option == "auto":
+        return ["pgqueuer"] if importlib.util.find_spec("pgqueuer") else []
+    if option != "pgqueuer":
+        raise SystemExit(f"unknown peer {option!r}: use pgqueuer, auto or none")
+    return ["pgqueuer"]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="postgres,sqlite", help="postgres, sqlite or both")
+    parser.add_argument(
+        "--peers",
+        default="auto",
+        help="pgqueuer, none, or auto (default: pgqueuer if importable and --db has postgres)",
+    )
     args = parser.parse_args()
-    all_results = {}
-    for kind in args.db.split(","):
+    kinds = [kind.strip() for kind in args.db.split(",")]
+    peers = _wanted_peers(args.peers, kinds)
+    all_results: dict[str, Any] = {}
+    for kind in kinds:
         print(f"benchmarking {kind} ...", flush=True)
-        all_results[kind] = await bench(kind.strip())
+        all_results[kind] = await bench(kind)
+        if kind == "postgres" and peers:
+            from benchmarks.peers import pgqueuer_bench
+
+            print("benchmarking peer pgqueuer on postgres ...", flush=True)
+            all_results["postgres_peers"] = {
+                "pgqueuer": await pgqueuer_bench(PG_ADMIN, jobs=JOBS, samples=LATENCY_SAMPLES)
+            }
     print()
     print(table(all_results))
+    if "postgres_peers" in all_results:
+        print(peer_table(all_results["postgres"], all_results["postgres_peers"]))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
-    out.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": all_results}, indent=2))
+    out.write_text(
+        json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": all_results}, indent=2)
+    )
     print(f"\nwrote {out}")
 
 

@@ -139,30 +139,23 @@ class MemoryTables:
     ) -> list[dict[str, Any]]:
         """The rows a claim takes, in claim order, as SqlStore's ``claim_jobs`` picks them.
 
-        Like the SQL: runnable jobs minus those of full groups, the first ``limit`` by
-        priority then id, then (with ``groups``) only while their group has room.
+        Like the SQL: runnable jobs by priority then id, skipping (with ``groups``)
+        those whose group is full, the first ``limit``.
         """
         rows = [
             row
             for row in self._rows.values()
             if self._runnable(row, now) and (workflows is None or row["workflow"] in workflows)
         ]
-        running: dict[str, int] = {}
-        if groups is not None:
-            for row in self._rows.values():
-                if row["status"] == JobStatus.PROCESSING and row["group_name"] is not None:
-                    running[row["group_name"]] = running.get(row["group_name"], 0) + 1
-            full = {
-                group
-                for group, count in running.items()
-                if (group_limit := groups.limit(group)) is not None and count >= group_limit
-            }
-            rows = [row for row in rows if row["group_name"] not in full]
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
-        candidates = [_Candidate(row["id"], row["group_name"]) for row in rows[: max(limit, 0)]]
-        if groups is not None and (limited := records.limited_groups(candidates, groups)):
-            counted = {group: running[group] for group in limited if group in running}
-            candidates = records.fit_groups(candidates, counted, groups)
+        if groups is None:
+            return rows[: max(limit, 0)]
+        taken: dict[str, int] = {}
+        for row in self._rows.values():
+            if row["status"] == JobStatus.PROCESSING and row["group_name"] is not None:
+                taken[row["group_name"]] = taken.get(row["group_name"], 0) + 1
+        candidates = [_Candidate(row["id"], row["group_name"]) for row in rows]
+        candidates = records.fit_groups(candidates, taken, groups)[: max(limit, 0)]
         return [self._rows[candidate.id] for candidate in candidates]
 
     def _claim_row(self, row: dict[str, Any], worker_id: str, now: datetime) -> ClaimedJob:

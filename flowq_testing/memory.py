@@ -296,6 +296,22 @@ class InMemoryStore(MemoryTables):
             self._wake("jobs")
         return [c.lease.job_id in done for c in completions]
 
+    async def record_progress(self, lease: Lease, percent: int) -> bool:
+        """Store a running job's progress with a ``progress`` event; False if not held."""
+        if lease.job_id not in self._held([lease]):
+            return False
+        now = self._now()
+        self._set(lease.job_id, now, progress=percent)
+        self._add_events([(lease.job_id, EventType.PROGRESS, {"progress": percent})], now)
+        return True
+
+    async def record_output(self, lease: Lease, output: str) -> bool:
+        """Store a running job's output (JSON text) before it ends; False if not held."""
+        if lease.job_id not in self._held([lease]):
+            return False
+        self._set(lease.job_id, self._now(), output=output)
+        return True
+
     async def heartbeat(self, leases: Sequence[Lease]) -> list[Lease]:
         """Refresh the locks of running jobs; return the leases no longer held."""
         now = self._now()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from flowq.clock import Clock
+from flowq.errors import ValidationError
 from flowq.models import (
     BatchDepRef,
     ErrorEntry,
@@ -147,6 +148,15 @@ class GroupLimits:
 
     default: int | None = None
     per_group: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value in [("default", self.default), *self.per_group.items()]:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValidationError(
+                    f"group limit {name!r} must be an integer >= 1, got {value!r}"
+                )
 
     def limit(self, group: str) -> int | None:
         """The limit of ``group`` (None: unlimited)."""

@@ -76,8 +76,8 @@ class SqlDialect(Protocol):
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
         """Tell other processes' workers ``hint`` when this transaction commits."""
 
-    async def lock_groups(self, connection: AsyncConnection, groups: list[str]) -> None:
-        """Serialize claims of ``groups`` (sorted) until this transaction ends."""
+    async def lock_group_claims(self, connection: AsyncConnection) -> None:
+        """Serialize group-limited claims of all workers until this transaction ends."""
 
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
         """Deliver other processes' hints to ``on_wake`` until cancelled."""
@@ -141,12 +141,8 @@ class PostgresDialect:
             text("SELECT pg_notify(:channel, :hint)"), {"channel": CHANNEL, "hint": hint}
         )
 
-    async def lock_groups(self, connection: AsyncConnection, groups: list[str]) -> None:
-        for group in groups:
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                {"key": f"flowq.group.{group}"},
-            )
+    async def lock_group_claims(self, connection: AsyncConnection) -> None:
+        await connection.execute(text("SELECT pg_advisory_xact_lock(4711020251)"))
 
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
         """LISTEN on a dedicated connection; reconnect with backoff when it drops.
@@ -261,7 +257,7 @@ class SqliteDialect:
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
         """SQLite has no notifications: other processes poll."""
 
-    async def lock_groups(self, connection: AsyncConnection, groups: list[str]) -> None:
+    async def lock_group_claims(self, connection: AsyncConnection) -> None:
         """BEGIN IMMEDIATE already serializes every writer."""
 
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:

@@ -32,10 +32,10 @@ __all__ = [
     "failure_values",
     "fit_groups",
     "from_ms",
+    "full_groups",
     "is_stuck",
     "is_upcoming",
     "job_from_row",
-    "limited_groups",
     "lost_worker_error",
     "new_job_row",
     "processing_metadata",
@@ -402,27 +402,24 @@ def released_metadata(worker_id: str, attempts: int) -> dict[str, Any]:
 RowT = TypeVar("RowT")
 
 
-def limited_groups(candidates: Sequence[Any], groups: GroupLimits) -> list[str]:
-    """The groups of ``candidates`` (objects with a ``group_name``) that have a limit,
-    sorted: the groups whose running jobs a claim must count."""
+def full_groups(taken: Mapping[str, int], groups: GroupLimits) -> list[str]:
+    """The groups (sorted) whose running jobs in ``taken`` reached their limit."""
     return sorted(
-        {
-            group
-            for row in candidates
-            if (group := getattr(row, "group_name", None)) and groups.limit(group)
-        }
+        group
+        for group, count in taken.items()
+        if (limit := groups.limit(group)) is not None and count >= limit
     )
 
 
 def fit_groups(
-    candidates: Sequence[RowT], running: Mapping[str, int], groups: GroupLimits
+    candidates: Sequence[RowT], taken: dict[str, int], groups: GroupLimits
 ) -> list[RowT]:
-    """Keep candidates (in order) while their group has room next to ``running`` jobs.
+    """Keep candidates (in order) while their group has room; count them in ``taken``.
 
-    Each candidate has a ``group_name`` attribute; groups without a limit always
-    have room.
+    ``taken`` holds the running jobs per group and grows with every candidate kept.
+    Each candidate has a ``group_name`` attribute; groups without a limit always have
+    room.
     """
-    taken = dict(running)
     kept = []
     for row in candidates:
         group: str | None = getattr(row, "group_name", None)

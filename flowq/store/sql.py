@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     case,
     delete,
@@ -61,25 +62,6 @@ def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
     )
 
 
-def _group_has_room(groups: GroupLimits) -> ColumnElement[bool]:
-    """Jobs without a group, or whose group runs fewer jobs than its limit."""
-    running = jobs.alias("running")
-    full = (
-        select(running.c.group_name)
-        .where(running.c.status == JobStatus.PROCESSING.value, running.c.group_name.is_not(None))
-        .group_by(running.c.group_name)
-        .having(func.count() >= _limit_of(running, groups))
-    )
-    return or_(jobs.c.group_name.is_(None), jobs.c.group_name.not_in(full))
-
-
-def _limit_of(table: Any, groups: GroupLimits) -> Any:
-    default = _NO_LIMIT if groups.default is None else groups.default
-    if not groups.per_group:
-        return default
-    return case(dict(groups.per_group), value=table.c.group_name, else_=default)
-
-
 class SqlStore(SqlJobVerbs):
     """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
 
@@ -107,17 +89,12 @@ class SqlStore(SqlJobVerbs):
             )
             if workflows is not None:
                 candidates = candidates.where(jobs.c.workflow.in_(sorted(workflows)))
-            if groups is not None:
-                candidates = candidates.where(_group_has_room(groups))
-            rows: Sequence[Any] = (
-                await conn.execute(
-                    candidates.order_by(jobs.c.priority.desc(), jobs.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if groups is not None:
-                rows = await self._within_group_limits(conn, rows, groups)
+            ordered = candidates.order_by(jobs.c.priority.desc(), jobs.c.id)
+            if groups is None:
+                query = ordered.limit(limit).with_for_update(skip_locked=True)
+                rows: Sequence[Any] = (await conn.execute(query)).all()
+            else:
+                rows = await self._claim_within_groups(conn, ordered, limit, groups)
             if not rows:
                 return []
             previous = {row.id: row.status for row in rows}
@@ -157,31 +134,48 @@ class SqlStore(SqlJobVerbs):
             )
             return claimed
 
-    async def _within_group_limits(
-        self, conn: AsyncConnection, rows: Sequence[Any], groups: GroupLimits
+    async def _claim_within_groups(
+        self, conn: AsyncConnection, ordered: Select[Any], limit: int, groups: GroupLimits
     ) -> list[Any]:
-        """Drop candidates that would overfill their group, counting every worker's jobs.
+        """Candidates in claim order, skipping those whose group is full, up to ``limit``.
 
-        The group locks make concurrent claimers of one group take turns, so the
-        count below includes every claim committed before ours.
+        One lock serializes group-limited claims of all workers, so the running counts
+        read here include every claim committed before ours. Rows are read in rounds
+        (locking them) until ``limit`` fit or the candidates run out.
         """
-        limited = records.limited_groups(rows, groups)
-        if not limited:
-            return list(rows)
-        await self.dialect.lock_groups(conn, limited)
-        running: dict[str, int] = dict(
+        await self.dialect.lock_group_claims(conn)
+        taken: dict[str, int] = dict(
             (
                 await conn.execute(
                     select(jobs.c.group_name, func.count())
                     .where(
                         jobs.c.status == JobStatus.PROCESSING.value,
-                        jobs.c.group_name.in_(limited),
+                        jobs.c.group_name.is_not(None),
                     )
                     .group_by(jobs.c.group_name)
                 )
             ).all()
         )
-        return records.fit_groups(rows, running, groups)
+        kept: list[Any] = []
+        seen: list[int] = []
+        while len(kept) < limit:
+            query = ordered
+            full = records.full_groups(taken, groups)
+            if full:
+                query = query.where(
+                    or_(jobs.c.group_name.is_(None), jobs.c.group_name.not_in(full))
+                )
+            if seen:
+                query = query.where(jobs.c.id.not_in(seen))
+            wanted = limit - len(kept)
+            batch = (
+                await conn.execute(query.limit(wanted).with_for_update(skip_locked=True))
+            ).all()
+            seen += [row.id for row in batch]
+            kept += records.fit_groups(batch, taken, groups)
+            if len(batch) < wanted:
+                break
+        return kept
 
     async def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
         """Mark jobs completed in one transaction; False for each stale lease."""

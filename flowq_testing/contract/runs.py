@@ -352,6 +352,21 @@ class RunVerbsContract(ContractBase):
         [second] = await app.store.claim_jobs("w2", 10, None, limits)
         assert second.job.id == a2
 
+    async def test_a_full_group_does_not_shorten_a_claim(self, app: flowq.App) -> None:
+        """Candidates of a full group are skipped: the claim still fills up with others."""
+        a1 = await app.start(echo, {}, group="A", priority=9)
+        await app.start(echo, {}, group="A", priority=8)
+        await app.start(echo, {}, group="A", priority=7)
+        b = await app.start(echo, {}, group="B")
+        c = await app.start(echo, {})
+        claimed = await app.store.claim_jobs("w1", 3, None, GroupLimits(default=1))
+        assert [job.job.id for job in claimed] == [a1, b, c]
+
+    async def test_group_limits_must_be_positive(self) -> None:
+        """A group limit below 1 is refused when the limits are made."""
+        with pytest.raises(flowq.ValidationError, match="group limit"):
+            GroupLimits(per_group={"C": 0})
+
     async def test_group_limits_per_group(self, app: flowq.App) -> None:
         """Per-group limits apply by name; other groups follow the default (None: no limit)."""
         await app.add_jobs([flowq.JobSpec(echo, {}, group="pair") for _ in range(3)])
@@ -360,6 +375,22 @@ class RunVerbsContract(ContractBase):
         claimed = await app.store.claim_jobs("w1", 10, None, limits)
         assert sorted(c.job.group or "" for c in claimed) == ["free"] * 3 + ["pair"] * 2
         assert await app.store.claim_jobs("w2", 10, None, limits) == []
+
+    async def test_progress_and_output_of_a_running_job(self, app: flowq.App) -> None:
+        """A running job's progress (with an event) and output are stored; stale leases refused."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        assert await app.store.record_progress(claimed.lease, 40) is True
+        assert await app.store.record_output(claimed.lease, '{"partial": 1}') is True
+        job = await app.get_job(job_id)
+        assert job is not None and job.progress == 40 and job.output == {"partial": 1}
+        progress = (await app.get_job_events(job_id))[-1]
+        assert progress.event_type is EventType.PROGRESS and progress.metadata == {"progress": 40}
+        await app.cancel_job(job_id)
+        assert await app.store.record_progress(claimed.lease, 90) is False
+        assert await app.store.record_output(claimed.lease, '"late"') is False
+        job = await app.get_job(job_id)
+        assert job is not None and job.progress == 40 and job.output == {"partial": 1}
 
     # -- maintenance ------------------------------------------------------------------
 

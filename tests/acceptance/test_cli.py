@@ -56,7 +56,7 @@ def test_unreachable_database_exits_with_a_message(tmp_path: Path) -> None:
     """An unreachable database gives exit status 1 and one readable line, no traceback."""
     done = _flowq("migrate", "--database-url", "postgresql://postgres@127.0.0.1:1/x", cwd=tmp_path)
     assert done.returncode == 1
-    assert done.stderr.startswith("flowq: error: cannot connect")
+    assert done.stderr.startswith("flowq: error: cannot use the database at postgresql")
     assert "Traceback" not in done.stderr
 
 

@@ -11,14 +11,16 @@ import pytest
 
 import flowq
 from flowq import JobStatus
-from flowq_testing import FakeClock
+from flowq_testing import FakeClock, InMemoryStore
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """One test database of each kind (SQLite migrated on open, PostgreSQL from the template)."""
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each kind of store: in memory (None), a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "memory":
+        return None
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("postgres_url"))
@@ -38,10 +40,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def app(
-    database_url: str, registry: flowq.Registry, clock: FakeClock
+    database_url: str | None, registry: flowq.Registry, clock: FakeClock
 ) -> AsyncIterator[flowq.App]:
-    """An App on the test database with a fake clock."""
-    async with flowq.App(database_url, registry=registry, clock=clock, auto_migrate=True) as app:
+    """An App on the test store with a fake clock."""
+    if database_url is None:
+        app = flowq.App(store=InMemoryStore(), registry=registry, clock=clock)
+    else:
+        app = flowq.App(database_url, registry=registry, clock=clock, auto_migrate=True)
+    async with app:
         yield app
 
 
