@@ -16,6 +16,7 @@ import msgspec
 from flowq import context as context_module
 from flowq.clock import Clock
 from flowq.context import Context, JobInfo
+from flowq.errors import DatabaseUnavailableError
 from flowq.hooks import HookEvent, Hooks
 from flowq.models import ErrorEntry, FailureReason, Job
 from flowq.registry import Workflow
@@ -116,7 +117,8 @@ class Engine:
             return
         finally:
             context_module._current.reset(token)
-        if await self.complete(Completion(claimed.lease, output)):
+        completion = Completion(claimed.lease, output)
+        if await persist(lambda: self.complete(completion), f"the completion of job {job.id}"):
             await self._emit("job:completed", job)
         else:
             log.warning("flowq: job %s finished but its lease was lost; result discarded", job.id)
@@ -144,7 +146,11 @@ class Engine:
         retry_at = None
         if retry and job.attempts < job.max_attempts:
             retry_at = now + job.retry.wait_after(job.attempts, random.random())  # noqa: S311
-        if not await self.store.fail_job(claimed.lease, error, reason=reason, retry_at=retry_at):
+        recorded = await persist(
+            lambda: self.store.fail_job(claimed.lease, error, reason=reason, retry_at=retry_at),
+            f"the failure of job {job.id}",
+        )
+        if not recorded:
             log.warning("flowq: job %s failed but its lease was lost; failure discarded", job.id)
             return
         await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
@@ -167,6 +173,23 @@ class Engine:
                 will_retry=will_retry,
             )
         )
+
+
+async def persist(write: Callable[[], Awaitable[bool]], what: str) -> bool:
+    """Run ``write`` until the database takes it, backing off while it is unreachable.
+
+    A job's outcome must not be lost to a dropped connection or a restarting server;
+    the write is safe to repeat because the store checks the lease (a repeated
+    completion that already committed answers False). Cancelling the caller stops it.
+    """
+    delay = 0.05
+    while True:
+        try:
+            return await write()
+        except DatabaseUnavailableError as exc:
+            log.warning("flowq: could not record %s (%s); retrying in %.2fs", what, exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _message(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ import anyio
 from flowq.batcher import Batcher
 from flowq.durations import Duration, parse_duration
 from flowq.engine import Engine, RunningJob
-from flowq.errors import ValidationError
+from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.hooks import HookEvent
 from flowq.registry import Workflow
 from flowq.store.base import ClaimedJob, GroupLimits, Release
@@ -90,6 +90,7 @@ class Worker:
         self._batcher = Batcher(app.store.complete_jobs)
         self._engine = Engine(app.store, app.clock, app.hooks, self._batcher.submit)
         self._active = False
+        self._failures = 0
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} concurrency={self.concurrency}>"
@@ -152,7 +153,12 @@ class Worker:
             self._work_hint = anyio.Event()
             self._slot_freed = anyio.Event()
             workflows = self._workflow_names()
-            claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
+            try:
+                claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
+            except DatabaseUnavailableError as exc:
+                await self._back_off(exc)
+                continue
+            self._failures = 0
             for job in claimed:
                 self._start(tasks, job)
             if len(claimed) == asked:
@@ -167,9 +173,21 @@ class Worker:
                 await self._explain_unclaimed(workflows)
             await self._wait(self._work_hint, await self._idle_delay(workflows))
 
+    async def _back_off(self, error: Exception) -> None:
+        """Wait before the next claim while the database is unreachable (up to 5 s)."""
+        self._failures += 1
+        delay = min(0.05 * 2 ** min(self._failures, 7), 5.0)
+        log.warning(
+            "flowq: worker %s cannot claim (%s); retrying in %.2fs", self.worker_id, error, delay
+        )
+        await self._wait(self._stop_requested, delay)
+
     async def _idle_delay(self, workflows: Collection[str]) -> float:
         """Seconds until the next look: the poll interval, or sooner for a due job."""
-        next_at = await self.app.store.next_ready_at(workflows)
+        try:
+            next_at = await self.app.store.next_ready_at(workflows)
+        except DatabaseUnavailableError:
+            return self.poll_interval
         if next_at is None:
             return self.poll_interval
         until = (next_at - self.app.clock.now()).total_seconds()
@@ -224,7 +242,11 @@ class Worker:
                 self._slot_freed = anyio.Event()
                 await self._slot_freed.wait()
             releases = [Release(r.claimed.lease, not r.claimed.resumed) for r in leftovers]
-            released = await self.app.store.release_jobs(releases)
+            try:
+                released = await self.app.store.release_jobs(releases)
+            except DatabaseUnavailableError as exc:
+                released = 0
+                log.warning("flowq: could not hand back unfinished jobs (%s); reclaim will", exc)
         log.warning(
             "flowq: worker %s stopped with %d job(s) unfinished after %.1fs; %d handed back",
             self.worker_id,
@@ -244,8 +266,8 @@ class Worker:
             return
         try:
             lost = await self.app.store.heartbeat([r.claimed.lease for r in running])
-        except Exception:
-            log.exception("flowq: heartbeat of worker %s failed; retrying", self.worker_id)
+        except DatabaseUnavailableError as exc:
+            log.warning("flowq: heartbeat of worker %s failed (%s); retrying", self.worker_id, exc)
             return
         for lease in lost:
             entry = self._running.get(lease.job_id)
@@ -282,8 +304,8 @@ class Worker:
         reason = f"no worker has claimed it; worker {self.worker_id} runs only: {names}"
         try:
             await self.app.store.mark_unclaimed(workflows, reason)
-        except Exception:
-            log.exception("flowq: could not mark unclaimed jobs")
+        except DatabaseUnavailableError as exc:
+            log.warning("flowq: could not mark unclaimed jobs: %s", exc)
 
     def _workflow_names(self) -> list[str]:
         return self._only if self._only is not None else self.app.registry.names()

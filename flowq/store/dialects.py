@@ -177,6 +177,10 @@ class PostgresDialect:
     def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
         if isinstance(error, OSError | TimeoutError | asyncpg.ConnectionDoesNotExistError):
             return "unavailable"
+        if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
+            return "unavailable"
+        if isinstance(error, asyncpg.InternalClientError):
+            return "unavailable"  # the protocol state is broken: the connection is unusable
         state = str(getattr(error, "sqlstate", "") or "")
         if state == "42P01":
             return "missing_table"

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Row, and_, func, insert, select, update
-from sqlalchemy.engine import URL
+from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, update
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -61,7 +61,15 @@ class SqlBase:
         """The SQLAlchemy engine (created on first use)."""
         if self._engine is None:
             self._engine = self.dialect.create_engine(self.url)
+            event.listen(self._engine.sync_engine, "handle_error", self._on_driver_error)
         return self._engine
+
+    def _on_driver_error(self, context: ExceptionContext) -> None:
+        """Tell SQLAlchemy a dropped connection is one (it then renews the pool), also
+        when the driver reports it in a way SQLAlchemy does not recognize."""
+        error = context.original_exception
+        if self.dialect.classify(error, invalidated=False) == "unavailable":
+            context.is_disconnect = True
 
     async def open(self) -> None:
         """Connect and check that the schema is current.
@@ -142,7 +150,15 @@ class SqlBase:
         each statement on it commits by itself (the PostgreSQL hot paths use this)."""
         async with self._readable_errors(), self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+            try:
+                yield raw.driver_connection
+            except Exception as exc:
+                if self.dialect.classify(exc, invalidated=False) == "unavailable":
+                    # The server dropped us (restart, failover, pg_terminate_backend): the
+                    # other pooled connections are most likely dead too. Start a new pool.
+                    await conn.invalidate()
+                    await self.engine.dispose(close=False)
+                raise
 
     @asynccontextmanager
     async def _readable_errors(self) -> AsyncIterator[None]:
