@@ -245,23 +245,23 @@ async def bench(kind: str) -> dict[str, Any]:
 
 
 def table(all_results: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'figure':<26}{'database':<10}{'value':>14}{'x raw commit':>14}"]
+    lines = [f"{'figure':<32}{'database':<10}{'value':>14}{'x raw commit':>14}"]
     for kind, results in all_results.items():
         if kind == "postgres_peers":
             continue
         raw = results["raw_commit"]
-        lines.append(f"{'raw_commit (commits/s)':<26}{kind:<10}{raw:>14,.0f}{1.0:>14.2f}")
+        lines.append(f"{'raw_commit (commits/s)':<32}{kind:<10}{raw:>14,.0f}{1.0:>14.2f}")
         for name in ("enqueue_single", "enqueue_batch", "process_c10", "process_c50"):
             value = results[name]
-            lines.append(f"{name + ' (jobs/s)':<26}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}")
+            lines.append(f"{name + ' (jobs/s)':<32}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}")
         for name in ("latency_same_process", "latency_other_process"):
             summary = results[name]
             commit_ms = 1000 / raw
             lines.append(
-                f"{name + ' p50 (ms)':<26}{kind:<10}{summary['p50_ms']:>14.2f}"
+                f"{name + ' p50 (ms)':<32}{kind:<10}{summary['p50_ms']:>14.2f}"
                 f"{summary['p50_ms'] / commit_ms:>14.2f}"
             )
-            lines.append(f"{name + ' p95 (ms)':<26}{kind:<10}{summary['p95_ms']:>14.2f}{'':>14}")
+            lines.append(f"{name + ' p95 (ms)':<32}{kind:<10}{summary['p95_ms']:>14.2f}{'':>14}")
     return "\n".join(lines)
 
 
