@@ -7,17 +7,21 @@ from flowq.clock import Clock as Clock
 from flowq.clock import SystemClock as SystemClock
 from flowq.context import Context as Context
 from flowq.context import JobInfo as JobInfo
+from flowq.context import current_context as current_context
 from flowq.durations import Duration as Duration
+from flowq.errors import ContextError as ContextError
 from flowq.errors import DatabaseError as DatabaseError
 from flowq.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from flowq.errors import DependencyError as DependencyError
 from flowq.errors import FlowqError as FlowqError
 from flowq.errors import JobFailedError as JobFailedError
+from flowq.errors import NonDeterminismError as NonDeterminismError
 from flowq.errors import PayloadError as PayloadError
 from flowq.errors import RegistrationError as RegistrationError
 from flowq.errors import ScheduleError as ScheduleError
 from flowq.errors import SchemaError as SchemaError
 from flowq.errors import SerializationError as SerializationError
+from flowq.errors import StepError as StepError
 from flowq.errors import TokenError as TokenError
 from flowq.errors import UnknownWorkflowError as UnknownWorkflowError
 from flowq.errors import ValidationError as ValidationError
@@ -31,7 +35,11 @@ from flowq.models import Job as Job
 from flowq.models import JobEvent as JobEvent
 from flowq.models import JobStatus as JobStatus
 from flowq.models import RetryPolicy as RetryPolicy
+from flowq.models import StepRecord as StepRecord
 from flowq.models import TagQuery as TagQuery
+from flowq.models import Token as Token
+from flowq.models import TokenResult as TokenResult
+from flowq.models import TokenStatus as TokenStatus
 from flowq.models import batch_dep_ref as batch_dep_ref
 from flowq.options import JobOptions as JobOptions
 from flowq.options import JobSpec as JobSpec
@@ -39,6 +47,8 @@ from flowq.registry import Registry as Registry
 from flowq.registry import Workflow as Workflow
 from flowq.registry import default_registry as default_registry
 from flowq.registry import workflow as workflow
+from flowq.steps import Step as Step
+from flowq.steps import step as step
 from flowq.worker import Worker as Worker
 
 __version__ = "0.1.0.dev0"
@@ -48,6 +58,7 @@ __all__ = [
     "BatchDepRef",
     "Clock",
     "Context",
+    "ContextError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
@@ -65,6 +76,7 @@ __all__ = [
     "JobOptions",
     "JobSpec",
     "JobStatus",
+    "NonDeterminismError",
     "PayloadError",
     "RegistrationError",
     "Registry",
@@ -72,14 +84,22 @@ __all__ = [
     "ScheduleError",
     "SchemaError",
     "SerializationError",
+    "Step",
+    "StepError",
+    "StepRecord",
     "SystemClock",
     "TagQuery",
+    "Token",
     "TokenError",
+    "TokenResult",
+    "TokenStatus",
     "UnknownWorkflowError",
     "ValidationError",
     "Worker",
     "Workflow",
     "batch_dep_ref",
+    "current_context",
     "default_registry",
+    "step",
     "workflow",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -11,15 +13,17 @@ from typing import Any, Self, TypeVar, Unpack
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowq import codec, validate
 from flowq import options as job_options
 from flowq.clock import Clock, SystemClock
-from flowq.durations import Duration, parse_duration, to_utc
-from flowq.errors import JobFailedError, ValidationError
+from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
+from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
-from flowq.models import Job, JobEvent, JobStatus, TagQuery
+from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token
 from flowq.options import JobOptions, JobSpec
 from flowq.registry import Registry, Workflow, default_registry
-from flowq.store.base import JobFilter, NewJob, RunAtOp, Store
+from flowq.store import records
+from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
 from flowq.store.sql import SqlStore
 from flowq.worker import Worker
 
@@ -158,7 +162,7 @@ class App:
         (with ``error`` and ``will_retry``) or ``job:cancelled``."""
         self.hooks.on(event, callback)
 
-    async def result(self, job_id: int, *, timeout: Duration | None = None) -> Any:  # noqa: ASYNC109 (DESIGN names it)
+    async def result(self, job_id: int, *, timeout: Duration | None = None) -> Any:
         """Wait until the job completes and return its output.
 
         Raises:
@@ -182,6 +186,57 @@ class App:
                     raise JobFailedError(job)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 0.25)
+
+    # -- tokens and history -----------------------------------------------------------
+
+    async def create_token(
+        self, *, timeout: Duration | None = None, tags: Sequence[str] = ()
+    ) -> Token:
+        """Create a token outside any job (e.g. to hand to a job in its payload).
+
+        Args:
+            timeout: After this the token can no longer be completed.
+            tags: Labels for finding it later.
+        """
+        limit = parse_optional_duration(timeout, name="token timeout")
+        now = self.clock.now()
+        new = NewToken(
+            id=secrets.token_urlsafe(24),
+            tags=validate.tags(tags),
+            timeout_at=None if limit is None else now + limit,
+        )
+        token = await (await self._ready()).create_token(new, None)
+        if token is None:  # only a lease can go stale, and there is none here
+            raise TokenError(f"token {new.id!r} could not be created")
+        return token
+
+    async def complete_token(self, token_id: str, output: Any = None) -> Token:
+        """Complete a waiting token with ``output``; the job waiting on it resumes.
+
+        Raises:
+            TokenError: The token is unknown, already completed, or timed out. Nothing
+                changes then; in particular no job is resumed.
+            SerializationError: ``output`` cannot be encoded as JSON.
+        """
+        if not isinstance(token_id, str) or not token_id:
+            raise ValidationError(f"token ids are non-empty strings, got {token_id!r}")
+        text = codec.encode(output, what=f"output of token {token_id!r}")
+        return await (await self._ready()).complete_token(token_id, text)
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """The token (its status, output and deadline), or None."""
+        return await (await self._ready()).get_token(token_id)
+
+    async def expire_timed_out_tokens(self) -> int:
+        """Mark waiting tokens past their deadline as timed out and resume the jobs
+        waiting on them (workers also do this on their own when the deadline comes);
+        return how many tokens timed out."""
+        return await (await self._ready()).expire_timed_out_tokens()
+
+    async def get_job_steps(self, job_id: int) -> list[StepRecord]:
+        """The job's recorded durable calls (steps, waits, tokens...) in call order."""
+        calls = await (await self._ready()).load_history(_job_id(job_id))
+        return [records.step_record(call) for call in calls]
 
     # -- adding jobs ----------------------------------------------------------------
 
@@ -259,6 +314,26 @@ class App:
                 definition = self.registry.require(spec.workflow)
             new_jobs.append(self._new_job(definition, spec.payload, spec.options))
         return await (await self._ready(connection)).add_jobs(new_jobs, connection=connection)
+
+    async def start_child(
+        self,
+        workflow: Workflow[Any, Any],
+        payload: Any,
+        options: JobOptions,
+        parent_id: int,
+        position: int,
+    ) -> int:
+        """Add the child job of ``ctx.start_child`` (idempotent per parent and position,
+        so a parent that crashes and replays never starts it twice)."""
+        if "idempotency_key" in options:
+            raise ValidationError("a child job gets its idempotency key from its parent")
+        new_job = dataclasses.replace(
+            self._new_job(workflow, payload, options),
+            parent_job_id=parent_id,
+            idempotency_key=f"flowq.child:{parent_id}:{position}",
+        )
+        [child_id] = await (await self._ready()).add_jobs([new_job])
+        return child_id
 
     def _new_job(self, definition: Workflow[Any, Any], payload: Any, options: JobOptions) -> NewJob:
         new_job = job_options.build_new_job(definition, payload, options, self.clock.now())

@@ -1,20 +1,41 @@
-"""``ctx``: what a running handler may ask of flowq, and the contextvar that holds it."""
+"""``ctx``: what a running handler may ask of flowq, and the contextvar that holds it.
+
+Durable operations (steps, waits, tokens, ``now``/``uuid``/``random``, children)
+are recorded the first time and replayed afterwards; see :mod:`flowq.durable`.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import random as random_module
+import secrets
+import uuid as uuid_module
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from flowq import codec
-from flowq.errors import ValidationError
-from flowq.store.base import Lease, Store
+from flowq.durable import Calls, LeaseLost, Suspend, error_json, wake_time
+from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
+from flowq.errors import ContextError, JobFailedError, StepError, TokenError, ValidationError
+from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
+from flowq.store import records
+from flowq.store.base import Lease, NewToken, Store
+from flowq.validate import tags as checked_tags
 
-__all__ = ["Context", "JobInfo", "current_context"]
+if TYPE_CHECKING:
+    from flowq.options import JobOptions
+    from flowq.registry import Workflow
+    from flowq.steps import Step
+
+__all__ = ["Context", "JobInfo", "current_context", "current_or_none"]
 
 _current: contextvars.ContextVar[Context] = contextvars.ContextVar("flowq_context")
+R = TypeVar("R")
+StartChild = Callable[["Workflow[Any, Any]", Any, "JobOptions", int, int], Coroutine[Any, Any, int]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,13 +60,27 @@ class Context:
             ``ctx.cancelled.is_set()``.
     """
 
-    def __init__(self, job: JobInfo, lease: Lease, store: Store) -> None:
+    def __init__(
+        self,
+        job: JobInfo,
+        lease: Lease,
+        store: Store,
+        calls: Calls,
+        *,
+        durable: bool = True,
+        start_child: StartChild | None = None,
+    ) -> None:
         self.job = job
         self.cancelled = anyio.Event()
         self._lease = lease
         self._store = store
+        self._calls = calls
+        self._durable = durable
+        self._start_child = start_child
         self._output: str | None = None
         self._has_output = False
+
+    # -- progress and output --------------------------------------------------------
 
     async def set_progress(self, percent: float) -> None:
         """Record progress (0-100, rounded to an integer) with a ``progress`` event.
@@ -77,14 +112,301 @@ class Context:
             return codec.encode(returned, what=f"output of job {self.job.id}")
         return self._output if self._has_output else None
 
+    # -- steps ----------------------------------------------------------------------
+
+    def run_step(self, step: Step[Any, R], args: Any, kwargs: Any) -> Coroutine[Any, Any, R]:
+        """Take the step's position now; the returned coroutine replays or runs it."""
+        self._require_durable(f"step {step.name!r}")
+        reservation = self._calls.reserve(step.name)
+
+        async def run() -> R:
+            recorded = await self._calls.recorded(reservation)
+            if recorded is not None:
+                if recorded.error is None:
+                    return codec.decode(recorded.output, step.return_type)  # type: ignore[no-any-return]
+                if recorded.attempt == self.job.attempt:
+                    error = codec.decode(recorded.error)
+                    raise StepError(step.name, error["message"], error["type"])
+            started = self._calls.clock.now()
+            try:
+                result = await step.invoke_with_retries(args, kwargs)
+            except Exception as exc:
+                await self._calls.record(reservation, started, output=None, error=error_json(exc))
+                raise
+            what = f"result of step {step.name!r} (job {self.job.id})"
+            output = codec.encode(result, what=what)
+            await self._calls.record(reservation, started, output=output, error=None)
+            return codec.decode(output, step.return_type)  # type: ignore[no-any-return]
+
+        return run()
+
+    def run(
+        self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]:
+        """Run ``fn(*args, **kwargs)`` as a step named ``name`` (the explicit form of
+        ``@flowq.step``)."""
+        from flowq.steps import Step
+
+        return self.run_step(Step(fn, name=name), args, kwargs)
+
+    # -- deterministic values -------------------------------------------------------
+
+    def now(self) -> Coroutine[Any, Any, datetime]:
+        """The current time, recorded the first time (the same on every replay)."""
+        return self._value("@now", lambda: self._calls.clock.now(), datetime)
+
+    def uuid(self) -> Coroutine[Any, Any, uuid_module.UUID]:
+        """A random UUID, recorded the first time."""
+        return self._value("@uuid", uuid_module.uuid4, uuid_module.UUID)
+
+    def random(self) -> Coroutine[Any, Any, float]:
+        """A random float in [0, 1), recorded the first time."""
+        return self._value("@random", random_module.random, float)
+
+    def _value(self, name: str, make: Callable[[], Any], type_: Any) -> Coroutine[Any, Any, Any]:
+        self._require_durable(f"ctx.{name[1:]}()")
+        reservation = self._calls.reserve(name)
+
+        async def run() -> Any:
+            recorded = await self._calls.recorded(reservation)
+            if recorded is not None:
+                return codec.decode(recorded.output, type_)
+            started = self._calls.clock.now()
+            output = codec.encode(make(), what=name)
+            await self._calls.record(reservation, started, output=output, error=None)
+            return codec.decode(output, type_)
+
+        return run()
+
+    async def patched(self, change_id: str) -> bool:
+        """Whether this job runs the code after change ``change_id``.
+
+        True for jobs that reach this point after the change was deployed; False for
+        jobs that passed it before (their history was made by the old code). Keep
+        both branches until no old job is in flight.
+        """
+        self._require_durable("ctx.patched()")
+        if not isinstance(change_id, str) or not change_id:
+            raise ValidationError(f"change ids are non-empty strings, got {change_id!r}")
+        history = await self._calls.loaded()
+        decision = history.patched(f"@patch:{change_id}")
+        if decision is None:
+            return False
+        reservation, recorded = decision
+        if not recorded:
+            await self._calls.record(
+                reservation, self._calls.clock.now(), output="true", error=None
+            )
+        return True
+
+    # -- waits ----------------------------------------------------------------------
+
+    def sleep(self, duration: Duration) -> Coroutine[Any, Any, None]:
+        """Wait durably: the job parks as ``waiting`` and resumes after ``duration``.
+
+        The wake time is stored the first time, so running the handler again never
+        restarts the timer. Sub-second durations are fine.
+        """
+        delta = parse_duration(duration, name="sleep duration")
+        return self._timer(lambda now: now + delta)
+
+    def wait_for(
+        self,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        weeks: float = 0,
+        months: int = 0,
+        years: int = 0,
+    ) -> Coroutine[Any, Any, None]:
+        """Wait durably for the sum of the given amounts (months and years are
+        calendar months, the day clamped to the month's length)."""
+        for label, amount in (("months", months), ("years", years)):
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise ValidationError(f"{label} must be an integer, got {amount!r}")
+        delta = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days, weeks=weeks)
+        total_months = months + 12 * years
+        if (
+            total_months < 0
+            or (total_months == 0 and delta <= timedelta(0))
+            or delta < timedelta(0)
+        ):
+            raise ValidationError("wait_for needs a positive amount of time")
+        return self._timer(lambda now: wake_time(now, months=total_months, delta=delta))
+
+    def wait_until(self, moment: datetime) -> Coroutine[Any, Any, None]:
+        """Wait durably until an aware datetime (a past one does not wait)."""
+        when = to_utc(moment, name="wait_until")
+        return self._timer(lambda _now: when)
+
+    def _timer(self, wake: Callable[[datetime], datetime]) -> Coroutine[Any, Any, None]:
+        self._require_durable("a durable wait")
+        reservation = self._calls.reserve("@timer")
+
+        async def run() -> None:
+            recorded = await self._calls.recorded(reservation)
+            now = self._calls.clock.now()
+            if recorded is not None:
+                until = codec.decode(recorded.output, datetime)
+            else:
+                until = wake(now)
+                output = codec.encode(until, what="wake time")
+                await self._calls.record(reservation, now, output=output, error=None)
+            if until > self._calls.clock.now():
+                raise Suspend(until, None)
+
+        return run()
+
+    # -- tokens ---------------------------------------------------------------------
+
+    async def create_token(
+        self,
+        *,
+        timeout: Duration | None = None,
+        tags: Sequence[str] = (),
+    ) -> Token:
+        """Create a token (recorded once: a replay returns the same token).
+
+        Args:
+            timeout: After this, ``wait_for_token`` returns ``ok=False`` ("timed out").
+            tags: Labels for finding it later.
+        """
+        self._require_durable("ctx.create_token()")
+        reservation = self._calls.reserve("@token")
+        limit = parse_optional_duration(timeout, name="token timeout")
+        labels = checked_tags(tags)
+        recorded = await self._calls.recorded(reservation)
+        if recorded is not None:
+            token = await self._store.get_token(codec.decode(recorded.output))
+            if token is None:
+                raise TokenError(f"the token recorded by job {self.job.id} no longer exists")
+            return token
+        now = self._calls.clock.now()
+        new = NewToken(
+            id=secrets.token_urlsafe(24),
+            tags=labels,
+            timeout_at=None if limit is None else now + limit,
+        )
+        created = await self._store.create_token(new, self._lease)
+        if created is None:
+            raise LeaseLost
+        output = codec.encode(new.id, what="token")
+        await self._calls.record(reservation, now, output=output, error=None)
+        return created
+
+    async def wait_for_token(self, token: Token | str) -> TokenResult:
+        """Wait durably until the token is completed (``ok=True`` with its output) or
+        times out (``ok=False``, ``error`` says "timed out"). The job holds no slot
+        while it waits."""
+        self._require_durable("ctx.wait_for_token()")
+        token_id = token.id if isinstance(token, Token) else token
+        reservation = self._calls.reserve("@wait_token")
+        recorded = await self._calls.recorded(reservation)
+        if recorded is not None:
+            return codec.decode(recorded.output, TokenResult)  # type: ignore[no-any-return]
+        found = await self._store.settle_token(token_id)
+        if found is None:
+            raise TokenError(f"there is no token {token_id!r}")
+        if found.status is TokenStatus.WAITING:
+            raise Suspend(found.timeout_at, token_id)
+        if found.status is TokenStatus.COMPLETED:
+            result = TokenResult(ok=True, output=found.output)
+        else:
+            result = TokenResult(ok=False, error=f"timed out at {found.timeout_at}")
+        now = self._calls.clock.now()
+        await self._calls.record(
+            reservation, now, output=codec.encode(result, what="token result"), error=None
+        )
+        return result
+
+    # -- children -------------------------------------------------------------------
+
+    async def start_child(self, workflow: Workflow[Any, Any], payload: Any, **options: Any) -> int:
+        """Start a child job (recorded once); return its id. Takes ``start()``'s options."""
+        self._require_durable("ctx.start_child()")
+        if self._start_child is None:
+            raise ContextError("child workflows need a worker that can add jobs")
+        reservation = self._calls.reserve(f"@child:{workflow.name}")
+        recorded = await self._calls.recorded(reservation)
+        if recorded is not None:
+            return int(codec.decode(recorded.output))
+        now = self._calls.clock.now()
+        child_id = await self._start_child(workflow, payload, options, self.job.id, reservation.seq)  # type: ignore[arg-type]
+        await self._calls.record(reservation, now, output=str(child_id), error=None)
+        return child_id
+
+    async def call(self, workflow: Workflow[Any, R], payload: Any, **options: Any) -> R:
+        """Start a child job and wait durably for its output (the parent holds no slot
+        while it waits).
+
+        Raises:
+            JobFailedError: The child failed for good or was cancelled.
+        """
+        child_id = await self.start_child(workflow, payload, **options)
+        reservation = self._calls.reserve("@child_result")
+        recorded = await self._calls.recorded(reservation)
+        if recorded is None:
+            child = await self._store.get_job(child_id)
+            if child is None or not _finished(child):
+                raise Suspend(None, records.child_wait_id(child_id))
+            now = self._calls.clock.now()
+            if child.status is JobStatus.COMPLETED:
+                await self._calls.record(
+                    reservation,
+                    now,
+                    output=codec.encode(child.output, what="child output"),
+                    error=None,
+                )
+                return child.output  # type: ignore[no-any-return]
+            await self._calls.record(
+                reservation,
+                now,
+                output=None,
+                error=codec.encode({"job_id": child_id}, what="child"),
+            )
+            raise JobFailedError(child)
+        if recorded.error is not None:
+            child = await self._store.get_job(child_id)
+            raise (
+                JobFailedError(child)
+                if child is not None
+                else ContextError(f"child job {child_id} is gone")
+            )
+        return codec.decode(recorded.output)  # type: ignore[no-any-return]
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _require_durable(self, what: str) -> None:
+        if not self._durable:
+            raise ContextError(
+                f"{what} needs an async def workflow: a sync workflow runs in a thread and "
+                "cannot await durable operations"
+            )
+
+
+def _finished(job: Job) -> bool:
+    return job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED) or (
+        job.status is JobStatus.FAILED and job.next_attempt_at is None
+    )
+
 
 def current_context() -> Context:
     """The ``ctx`` of the job running in this task.
 
     Raises:
-        LookupError: Called outside a running job.
+        ContextError: Called outside a running job.
     """
-    return _current.get()
+    found = _current.get(None)
+    if found is None:
+        raise ContextError("there is no running job here (current_context() outside a job)")
+    return found
+
+
+def current_or_none() -> Context | None:
+    """The ``ctx`` of the job running in this task, or None."""
+    return _current.get(None)
 
 
 def bind(context: Context) -> contextvars.Token[Context]:

@@ -15,8 +15,16 @@ import msgspec
 
 from flowq import context as context_module
 from flowq.clock import Clock
-from flowq.context import Context, JobInfo
-from flowq.errors import DatabaseUnavailableError
+from flowq.context import Context, JobInfo, StartChild
+from flowq.durable import (
+    Calls,
+    LeaseLost,
+    Record,
+    Suspend,
+    exception_message,
+    exception_name,
+)
+from flowq.errors import DatabaseUnavailableError, NonDeterminismError
 from flowq.hooks import HookEvent, Hooks
 from flowq.models import ErrorEntry, FailureReason, Job
 from flowq.registry import Workflow
@@ -51,13 +59,25 @@ class Engine:
         complete: Records a completion (the worker batches them into shared commits).
     """
 
-    def __init__(self, store: Store, clock: Clock, hooks: Hooks, complete: Complete) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        hooks: Hooks,
+        complete: Complete,
+        record_call: Record,
+        start_child: StartChild | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.hooks = hooks
         self.complete = complete
+        self.record_call = record_call
+        self.start_child = start_child
 
-    def prepare(self, claimed: ClaimedJob) -> RunningJob:
+    def prepare(
+        self, claimed: ClaimedJob, definition: Workflow[Any, Any] | None = None
+    ) -> RunningJob:
         """The running-job record (context and cancel scope) of a claimed job."""
         job = claimed.job
         info = JobInfo(
@@ -68,7 +88,25 @@ class Engine:
             tags=job.tags,
             group=job.group,
         )
-        return RunningJob(claimed, Context(info, claimed.lease, self.store), anyio.CancelScope())
+        calls = Calls(
+            job_id=job.id,
+            attempt=job.attempts,
+            lease=claimed.lease,
+            store=self.store,
+            clock=self.clock,
+            record_call=self.record_call,
+            # A first run of a first attempt has nothing recorded yet: skip the load.
+            fresh=job.attempts == 1 and not claimed.resumed,
+        )
+        context = Context(
+            info,
+            claimed.lease,
+            self.store,
+            calls,
+            durable=definition is None or definition.is_async,
+            start_child=self.start_child,
+        )
+        return RunningJob(claimed, context, anyio.CancelScope())
 
     async def run(self, running: RunningJob, definition: Workflow[Any, Any] | None) -> None:
         """Run the handler and record completion or failure (not cancellation: the
@@ -112,8 +150,21 @@ class Engine:
                 )
                 return
             output = running.context.output_for(returned)
+        except Suspend as wait:
+            await self._suspend(claimed, wait)
+            return
+        except LeaseLost:
+            log.warning("flowq: job %s was taken from this worker while it ran", job.id)
+            return
+        except NonDeterminismError as exc:
+            await self._fail(
+                claimed, str(exc), "NonDeterminismError", FailureReason.NONDETERMINISM, retry=False
+            )
+            return
         except Exception as exc:
-            await self._fail(claimed, _message(exc), _type_name(exc), FailureReason.HANDLER_ERROR)
+            await self._fail(
+                claimed, exception_message(exc), exception_name(exc), FailureReason.HANDLER_ERROR
+            )
             return
         finally:
             context_module._current.reset(token)
@@ -122,6 +173,19 @@ class Engine:
             await self._emit("job:completed", job)
         else:
             log.warning("flowq: job %s finished but its lease was lost; result discarded", job.id)
+
+    async def _suspend(self, claimed: ClaimedJob, wait: Suspend) -> None:
+        job = claimed.job
+        parked = await persist(
+            lambda: self.store.suspend_job(
+                claimed.lease, wait_until=wait.wait_until, token_id=wait.wait_id
+            ),
+            f"the wait of job {job.id}",
+        )
+        if parked:
+            await self._emit("job:waiting", job)
+        else:
+            log.warning("flowq: job %s reached a wait but its lease was lost", job.id)
 
     async def _call(self, definition: Workflow[Any, Any], payload: Any, ctx: Context) -> Any:
         args = (payload, ctx) if definition.takes_context else (payload,)
@@ -190,20 +254,6 @@ async def persist(write: Callable[[], Awaitable[bool]], what: str) -> bool:
             log.warning("flowq: could not record %s (%s); retrying in %.2fs", what, exc, delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-def _message(exc: BaseException) -> str:
-    text = str(exc)
-    return text if text else repr(exc)
-
-
-def _type_name(exc: BaseException) -> str:
-    kind = type(exc)
-    return (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
 
 
 def _seconds(value: timedelta | None) -> str:

@@ -14,7 +14,10 @@ The tree::
     │   ├── DatabaseUnavailableError          cannot connect
     │   └── SchemaError                       flowq's tables are missing or too old
     ├── TokenError                            completing an unknown or finished token
-    └── JobFailedError                        app.result() of a job that failed or was cancelled
+    ├── JobFailedError                        app.result() of a job that failed or was cancelled
+    ├── NonDeterminismError                   replayed code called another step than recorded
+    ├── StepError                             a recorded step failure, replayed
+    └── ContextError                          a ctx feature used where it cannot work
 
 All of them carry a message that names the value that is wrong and, where there is
 one, what to do about it.
@@ -25,16 +28,19 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ContextError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
     "FlowqError",
     "JobFailedError",
+    "NonDeterminismError",
     "PayloadError",
     "RegistrationError",
     "ScheduleError",
     "SchemaError",
     "SerializationError",
+    "StepError",
     "TokenError",
     "UnknownWorkflowError",
     "ValidationError",
@@ -109,3 +115,47 @@ class JobFailedError(FlowqError):
         detail = f": {last}" if last else ""
         super().__init__(f"job {job.id} ({job.workflow}) is {job.status}{detail}")
         self.job = job
+
+
+class NonDeterminismError(FlowqError):
+    """On replay, the workflow called something else than the history records.
+
+    The job fails with reason ``nondeterminism`` instead of replaying into the wrong
+    step. Use ``ctx.patched("change-id")`` to change a workflow while old jobs run.
+
+    Attributes:
+        job_id: The job.
+        position: The position (0-based) of the durable call in the job.
+        recorded: What the history has there.
+        called: What the code called.
+    """
+
+    def __init__(self, job_id: int, position: int, recorded: str, called: str) -> None:
+        super().__init__(
+            f"job {job_id}: at position {position} the workflow called {called!r}, but the "
+            f"recorded history has {recorded!r} there; the code changed while the job was "
+            "in flight (guard the change with ctx.patched(...))"
+        )
+        self.job_id = job_id
+        self.position = position
+        self.recorded = recorded
+        self.called = called
+
+
+class StepError(FlowqError):
+    """A step that failed earlier in this attempt, replayed after a wait.
+
+    Attributes:
+        step: The step name.
+        error_type: The type name of the original exception.
+    """
+
+    def __init__(self, step: str, message: str, error_type: str) -> None:
+        super().__init__(f"step {step!r} failed: {error_type}: {message}")
+        self.step = step
+        self.error_type = error_type
+
+
+class ContextError(FlowqError):
+    """A ``ctx`` feature was used where it cannot work: outside a running job, or in a
+    sync (``def``) workflow, which cannot await durable operations."""

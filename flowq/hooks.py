@@ -15,7 +15,9 @@ __all__ = ["HOOK_EVENTS", "HookCallback", "HookEvent", "Hooks"]
 
 log = logging.getLogger("flowq.hooks")
 
-HOOK_EVENTS = frozenset({"job:started", "job:completed", "job:failed", "job:cancelled"})
+HOOK_EVENTS = frozenset(
+    {"job:started", "job:completed", "job:failed", "job:cancelled", "job:waiting"}
+)
 """Events a callback can subscribe to."""
 
 

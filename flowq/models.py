@@ -21,8 +21,12 @@ __all__ = [
     "JobEvent",
     "JobStatus",
     "RetryPolicy",
+    "StepRecord",
     "TagMode",
     "TagQuery",
+    "Token",
+    "TokenResult",
+    "TokenStatus",
     "batch_dep_ref",
 ]
 
@@ -218,6 +222,7 @@ class Job:
     last_cancelled_at: datetime | None
     locked_by: str | None = None
     locked_at: datetime | None = None
+    parent_job_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,3 +234,54 @@ class JobEvent:
     event_type: EventType
     at: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenStatus(enum.StrEnum):
+    """Where a token is in its life."""
+
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Token:
+    """A waitpoint someone completes later (human in the loop, a webhook...).
+
+    ``id`` is unguessable (at least 128 random bits); hand it to whoever must answer.
+    """
+
+    id: str
+    job_id: int | None
+    status: TokenStatus
+    output: Any
+    tags: tuple[str, ...]
+    timeout_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResult:
+    """What ``ctx.wait_for_token`` returns: the output, or why there is none."""
+
+    ok: bool
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRecord:
+    """One recorded durable call of a job (a step, a wait, a token...), in call order.
+
+    ``output`` is the decoded result; ``error`` is ``{"message", "type"}`` for a step
+    that failed. Internal calls have names starting with ``@`` (``@sleep``, ``@now``).
+    """
+
+    seq: int
+    name: str
+    attempt: int
+    output: Any
+    error: dict[str, Any] | None
+    started_at: datetime
+    completed_at: datetime

@@ -24,7 +24,8 @@ from flowq.engine import Engine, RunningJob
 from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.hooks import HookEvent
 from flowq.registry import Workflow
-from flowq.store.base import ClaimedJob, GroupLimits, Release
+from flowq.replay import RecordedCall
+from flowq.store.base import ClaimedJob, GroupLimits, Lease, Release
 
 if TYPE_CHECKING:
     from flowq.client import App
@@ -87,8 +88,16 @@ class Worker:
         self._work_hint = anyio.Event()
         self._slot_freed = anyio.Event()
         self._stop_requested = anyio.Event()
-        self._batcher = Batcher(app.store.complete_jobs)
-        self._engine = Engine(app.store, app.clock, app.hooks, self._batcher.submit)
+        self._completions = Batcher(app.store.complete_jobs)
+        self._calls = Batcher(self._record_calls)
+        self._engine = Engine(
+            app.store,
+            app.clock,
+            app.hooks,
+            self._completions.submit,
+            lambda lease, call: self._calls.submit((lease, call)),
+            app.start_child,
+        )
         self._active = False
         self._failures = 0
 
@@ -131,7 +140,8 @@ class Worker:
         await self.app.open()
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._batcher.run)
+                tasks.start_soon(self._completions.run)
+                tasks.start_soon(self._calls.run)
                 tasks.start_soon(self._heartbeats)
                 if not until_idle:
                     tasks.start_soon(self._listen)
@@ -199,8 +209,11 @@ class Worker:
         with anyio.move_on_after(seconds):
             await event.wait()
 
+    async def _record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
+        return await self.app.store.record_calls(calls)
+
     def _start(self, tasks: anyio.abc.TaskGroup, claimed: ClaimedJob) -> None:
-        running = self._engine.prepare(claimed)
+        running = self._engine.prepare(claimed, self.app.registry.get(claimed.job.workflow))
         self._running[claimed.job.id] = running
         tasks.start_soon(self._run_job, running)
 

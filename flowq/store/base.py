@@ -24,7 +24,9 @@ from flowq.models import (
     JobStatus,
     RetryPolicy,
     TagQuery,
+    Token,
 )
+from flowq.replay import RecordedCall
 
 __all__ = [
     "CLEANUP_BATCH_SIZE",
@@ -35,6 +37,7 @@ __all__ = [
     "JobFilter",
     "Lease",
     "NewJob",
+    "NewToken",
     "Release",
     "RunAtOp",
     "Store",
@@ -81,6 +84,7 @@ class NewJob:
     depends_on: tuple[int | BatchDepRef, ...]
     depends_on_tags: tuple[str, ...]
     dead_letter: str | None
+    parent_job_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +96,15 @@ class JobFilter:
     tags: TagQuery | None = None
     priority: int | None = None
     run_at: tuple[tuple[RunAtOp, datetime], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewToken:
+    """A token to store: its unguessable id, tags and optional deadline."""
+
+    id: str
+    tags: tuple[str, ...]
+    timeout_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +305,34 @@ class Store(Protocol):
         self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
     ) -> bool:
         """Park a processing job as waiting (releases its lock); False on a stale lease."""
+
+    async def load_history(self, job_id: int) -> list[RecordedCall]:
+        """The job's recorded durable calls, in position order."""
+
+    async def record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
+        """Store durable calls of running jobs (one transaction); False where the lease
+        is stale. A call already recorded at that position is replaced only if it had
+        failed (the step runs again in a later attempt)."""
+
+    async def create_token(self, token: NewToken, lease: Lease | None) -> Token | None:
+        """Store a waiting token (of the lease's job, or of no job); None on a stale lease."""
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """The token, or None."""
+
+    async def settle_token(self, token_id: str) -> Token | None:
+        """The token, marked timed out first if its deadline has passed while waiting."""
+
+    async def complete_token(self, token_id: str, output: str) -> Token:
+        """Complete a waiting token with ``output`` (JSON text) and wake its job.
+
+        Raises:
+            TokenError: The token is unknown, completed already, or timed out (also
+                when its deadline passed without anyone noticing yet).
+        """
+
+    async def expire_timed_out_tokens(self) -> int:
+        """Mark waiting tokens past their deadline timed out and wake their jobs."""
 
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
         """Return processing jobs locked longer than max(older_than, timeout) to pending."""

@@ -11,6 +11,7 @@ import anyio
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
+    Table,
     Text,
     and_,
     bindparam,
@@ -68,6 +69,9 @@ class SqlDialect(Protocol):
 
     def insert(self) -> postgresql.Insert | sqlite.Insert:
         """An INSERT into ``flowq_jobs`` that supports ON CONFLICT."""
+
+    def insert_into(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT into ``table`` that supports ON CONFLICT."""
 
     def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
         """Whether a driver error means a missing table, an unreachable database,
@@ -135,6 +139,9 @@ class PostgresDialect:
 
     def insert(self) -> postgresql.Insert:
         return postgresql.insert(jobs)
+
+    def insert_into(self, table: Table) -> postgresql.Insert:
+        return postgresql.insert(table)
 
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
         await connection.execute(
@@ -257,6 +264,9 @@ class SqliteDialect:
 
     def insert(self) -> sqlite.Insert:
         return sqlite.insert(jobs)
+
+    def insert_into(self, table: Table) -> sqlite.Insert:
+        return sqlite.insert(table)
 
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
         """SQLite has no notifications: other processes poll."""

@@ -9,16 +9,29 @@ from typing import Any, TypeVar
 import msgspec
 
 from flowq import codec
-from flowq.errors import ValidationError
-from flowq.models import ErrorEntry, FailureReason, Job, JobStatus, RetryPolicy
-from flowq.store.base import EDITABLE_FIELDS, ClaimedJob, GroupLimits, NewJob
+from flowq.errors import TokenError, ValidationError
+from flowq.models import (
+    ErrorEntry,
+    FailureReason,
+    Job,
+    JobStatus,
+    RetryPolicy,
+    StepRecord,
+    Token,
+    TokenStatus,
+)
+from flowq.replay import RecordedCall
+from flowq.store.base import EDITABLE_FIELDS, ClaimedJob, GroupLimits, NewJob, NewToken
 
 __all__ = [
     "EVENT_FIELD_OF_COLUMN",
     "UNCLAIMED_BATCH_SIZE",
     "UNLOCKED",
+    "call_row",
     "cancelled_values",
     "changed_columns",
+    "check_completable",
+    "child_wait_id",
     "column_values",
     "count_new_jobs",
     "dead_letter_job",
@@ -40,9 +53,13 @@ __all__ = [
     "new_job_row",
     "processing_metadata",
     "reclaimed_metadata",
+    "recorded_call",
     "released_metadata",
     "retried_values",
+    "step_record",
     "to_ms",
+    "token_from_row",
+    "token_row",
 ]
 
 EVENT_FIELD_OF_COLUMN = {"group_name": "group", "timeout_ms": "timeout"}
@@ -196,6 +213,7 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
         "last_retried_at": None,
         "last_cancelled_at": None,
         "finished_at": None,
+        "parent_job_id": job.parent_job_id,
     }
 
 
@@ -236,6 +254,7 @@ def job_from_row(row: Mapping[Any, Any], depends_on: tuple[int, ...]) -> Job:
         last_cancelled_at=row["last_cancelled_at"],
         locked_by=row["locked_by"],
         locked_at=row["locked_at"],
+        parent_job_id=row["parent_job_id"],
     )
 
 
@@ -430,3 +449,87 @@ def fit_groups(
             taken[group] = taken.get(group, 0) + 1
         kept.append(row)
     return kept
+
+
+def recorded_call(row: Mapping[Any, Any]) -> RecordedCall:
+    """A :class:`RecordedCall` from a row of ``flowq_steps``."""
+    return RecordedCall(
+        seq=row["seq"],
+        name=row["name"],
+        attempt=row["attempt"],
+        output=row["output"],
+        error=row["error"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def call_row(job_id: int, call: RecordedCall) -> dict[str, Any]:
+    """Column values of a recorded call."""
+    return {
+        "job_id": job_id,
+        "seq": call.seq,
+        "name": call.name,
+        "attempt": call.attempt,
+        "output": call.output,
+        "error": call.error,
+        "started_at": call.started_at,
+        "completed_at": call.completed_at,
+    }
+
+
+def token_row(token: NewToken, job_id: int | None, now: datetime) -> dict[str, Any]:
+    """Column values of a new waiting token."""
+    return {
+        "id": token.id,
+        "job_id": job_id,
+        "status": TokenStatus.WAITING.value,
+        "output": None,
+        "tags": token.tags,
+        "timeout_at": token.timeout_at,
+        "created_at": now,
+        "completed_at": None,
+    }
+
+
+def token_from_row(row: Mapping[Any, Any]) -> Token:
+    """A :class:`Token` from a row of ``flowq_tokens``."""
+    return Token(
+        id=row["id"],
+        job_id=row["job_id"],
+        status=TokenStatus(row["status"]),
+        output=codec.decode(row["output"]),
+        tags=tuple(row["tags"]),
+        timeout_at=row["timeout_at"],
+        created_at=row["created_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def check_completable(token: Token, now: datetime) -> None:
+    """Raise :class:`TokenError` unless ``token`` is waiting and not past its deadline."""
+    if token.status is TokenStatus.COMPLETED:
+        raise TokenError(f"token {token.id!r} was completed already")
+    timed_out = token.timeout_at is not None and token.timeout_at <= now
+    if token.status is TokenStatus.TIMED_OUT or timed_out:
+        raise TokenError(
+            f"token {token.id!r} timed out at {token.timeout_at}; it can no longer be completed"
+        )
+
+
+def child_wait_id(child_id: int) -> str:
+    """What a parent waiting for a child's result stores as ``wait_token_id``."""
+    return f"child:{child_id}"
+
+
+def step_record(call: RecordedCall) -> StepRecord:
+    """The public view of a recorded call (output and error decoded)."""
+    return StepRecord(
+        seq=call.seq,
+        name=call.name,
+        attempt=call.attempt,
+        output=codec.decode(call.output),
+        error=codec.decode(call.error),
+        started_at=call.started_at,
+        completed_at=call.completed_at,
+    )

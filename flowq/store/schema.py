@@ -139,6 +139,7 @@ jobs = Table(
     Column("last_retried_at", UtcDateTime),
     Column("last_cancelled_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
+    Column("parent_job_id", BigInteger),
     sqlite_autoincrement=True,
     postgresql_with={
         "fillfactor": "70",
@@ -179,6 +180,12 @@ Index(
     sqlite_where=jobs.c.finished_at.is_not(None),
 )
 Index(
+    "ix_flowq_jobs_parent_job_id",
+    jobs.c.parent_job_id,
+    postgresql_where=jobs.c.parent_job_id.is_not(None),
+    sqlite_where=jobs.c.parent_job_id.is_not(None),
+)
+Index(
     "ux_flowq_jobs_idempotency_key",
     jobs.c.idempotency_key,
     unique=True,
@@ -197,9 +204,35 @@ NOTIFY_TRIGGER = (
     "FOR EACH STATEMENT EXECUTE FUNCTION flowq_notify_new_jobs()"
 )
 # New jobs wake LISTENing workers on PostgreSQL without an extra round trip per enqueue.
-for _statement in (NOTIFY_FUNCTION, NOTIFY_TRIGGER):
+WAKE_PARENT_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION flowq_wake_parent() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN UPDATE flowq_jobs SET ready_at = NEW.finished_at, updated_at = NEW.finished_at "
+    "WHERE id = NEW.parent_job_id AND status = 'waiting' AND wait_token_id = 'child:' || NEW.id; "
+    "IF FOUND THEN PERFORM pg_notify('flowq_jobs', 'jobs'); END IF; RETURN NULL; END $$"
+)
+WAKE_PARENT_TRIGGER_POSTGRES = (
+    "CREATE OR REPLACE TRIGGER flowq_jobs_wake_parent AFTER UPDATE OF finished_at ON flowq_jobs "
+    "FOR EACH ROW WHEN (NEW.parent_job_id IS NOT NULL AND NEW.finished_at IS NOT NULL "
+    "AND OLD.finished_at IS NULL) EXECUTE FUNCTION flowq_wake_parent()"
+)
+WAKE_PARENT_TRIGGER_SQLITE = (
+    "CREATE TRIGGER IF NOT EXISTS flowq_jobs_wake_parent AFTER UPDATE OF finished_at ON "
+    "flowq_jobs FOR EACH ROW WHEN NEW.parent_job_id IS NOT NULL AND NEW.finished_at IS NOT NULL "
+    "AND OLD.finished_at IS NULL BEGIN UPDATE flowq_jobs SET ready_at = NEW.finished_at, "
+    "updated_at = NEW.finished_at WHERE id = NEW.parent_job_id AND status = 'waiting' AND "
+    "wait_token_id = 'child:' || NEW.id; END"
+)
+# When a child job finishes, its parent waiting in ctx.call() becomes runnable (the
+# in-memory store does the same in Python).
+for _statement, _dialect in (
+    (NOTIFY_FUNCTION, "postgresql"),
+    (NOTIFY_TRIGGER, "postgresql"),
+    (WAKE_PARENT_FUNCTION, "postgresql"),
+    (WAKE_PARENT_TRIGGER_POSTGRES, "postgresql"),
+    (WAKE_PARENT_TRIGGER_SQLITE, "sqlite"),
+):
     _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
-    event.listen(jobs, "after_create", _ddl.execute_if(dialect="postgresql"))
+    event.listen(jobs, "after_create", _ddl.execute_if(dialect=_dialect))
 
 job_events = Table(
     "flowq_job_events",
@@ -230,6 +263,7 @@ steps = Table(
     Column("job_id", BigInteger, nullable=False),
     Column("seq", Integer, nullable=False),
     Column("name", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
     Column("output", Text),
     Column("error", Text),
     Column("started_at", UtcDateTime, nullable=False),

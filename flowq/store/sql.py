@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
+from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus, TokenStatus
 from flowq.store import pg_hot, records
 from flowq.store.base import (
     CLEANUP_BATCH_SIZE,
@@ -33,6 +33,7 @@ from flowq.store.base import (
     Release,
 )
 from flowq.store.schema import job_dependencies, job_events, jobs, steps, tokens
+from flowq.store.sqldurable import SqlDurableVerbs
 from flowq.store.sqljobs import SqlJobVerbs
 
 __all__ = ["SqlStore"]
@@ -62,7 +63,7 @@ def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
     )
 
 
-class SqlStore(SqlJobVerbs):
+class SqlStore(SqlJobVerbs, SqlDurableVerbs):
     """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
 
     Args:
@@ -400,7 +401,25 @@ class SqlStore(SqlJobVerbs):
                 return False
             meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
             await self._add_events(conn, [(lease.job_id, EventType.WAITING, meta)], now)
+            if token_id is not None and await self._wait_is_over(conn, token_id):
+                # The token was completed (or the child finished) while the job was
+                # still running: nobody else will wake it, so it is runnable now.
+                await conn.execute(
+                    update(jobs).where(jobs.c.id == lease.job_id).values(ready_at=now)
+                )
             return True
+
+    async def _wait_is_over(self, conn: AsyncConnection, wait_id: str) -> bool:
+        """Whether the token (or child job) a job waits for is already resolved."""
+        if wait_id.startswith("child:"):
+            query = select(jobs.c.finished_at.is_not(None)).where(
+                jobs.c.id == int(wait_id.partition(":")[2])
+            )
+        else:
+            query = select(tokens.c.status != TokenStatus.WAITING.value).where(
+                tokens.c.id == wait_id
+            )
+        return bool((await conn.execute(query)).scalar())
 
     # -- maintenance ----------------------------------------------------------------
 

@@ -309,7 +309,9 @@ class SqlJobVerbs(SqlBase):
 
 def _plain(new_jobs: Sequence[NewJob]) -> bool:
     """Whether no job of the batch has dependencies (the one-statement path applies)."""
-    return not any(job.depends_on or job.depends_on_tags for job in new_jobs)
+    return not any(
+        job.depends_on or job.depends_on_tags or job.parent_job_id is not None for job in new_jobs
+    )
 
 
 class _IdempotencyRace(Exception):

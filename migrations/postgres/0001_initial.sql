@@ -78,9 +78,11 @@ CREATE TABLE IF NOT EXISTS flowq_jobs (
     last_retried_at TIMESTAMP WITH TIME ZONE,
     last_cancelled_at TIMESTAMP WITH TIME ZONE,
     finished_at TIMESTAMP WITH TIME ZONE,
+    parent_job_id BIGINT,
     PRIMARY KEY (id)
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 1);
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_claim ON flowq_jobs (priority DESC, id) WHERE ready_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_flowq_jobs_parent_job_id ON flowq_jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_finished_at ON flowq_jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_group_running ON flowq_jobs (group_name) WHERE status = 'processing' AND group_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_locked_at ON flowq_jobs (locked_at) WHERE status = 'processing';
@@ -92,6 +94,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS ux_flowq_jobs_idempotency_key ON flowq_jobs (i
 -- New jobs wake LISTENing workers (PostgreSQL 14 or newer for CREATE OR REPLACE TRIGGER).
 CREATE OR REPLACE FUNCTION flowq_notify_new_jobs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('flowq_jobs', 'jobs'); RETURN NULL; END $$;
 CREATE OR REPLACE TRIGGER flowq_jobs_notify_insert AFTER INSERT ON flowq_jobs FOR EACH STATEMENT EXECUTE FUNCTION flowq_notify_new_jobs();
+-- A child job that finishes wakes its parent waiting in ctx.call().
+CREATE OR REPLACE FUNCTION flowq_wake_parent() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE flowq_jobs SET ready_at = NEW.finished_at, updated_at = NEW.finished_at WHERE id = NEW.parent_job_id AND status = 'waiting' AND wait_token_id = 'child:' || NEW.id; IF FOUND THEN PERFORM pg_notify('flowq_jobs', 'jobs'); END IF; RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER flowq_jobs_wake_parent AFTER UPDATE OF finished_at ON flowq_jobs FOR EACH ROW WHEN (NEW.parent_job_id IS NOT NULL AND NEW.finished_at IS NOT NULL AND OLD.finished_at IS NULL) EXECUTE FUNCTION flowq_wake_parent();
 
 CREATE TABLE IF NOT EXISTS flowq_schema_version (
     version INTEGER NOT NULL,
@@ -104,6 +109,7 @@ CREATE TABLE IF NOT EXISTS flowq_steps (
     job_id BIGINT NOT NULL,
     seq INTEGER NOT NULL,
     name TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
     output TEXT,
     error TEXT,
     started_at TIMESTAMP WITH TIME ZONE NOT NULL,

@@ -75,15 +75,20 @@ CREATE TABLE IF NOT EXISTS flowq_jobs (
     last_failed_at DATETIME,
     last_retried_at DATETIME,
     last_cancelled_at DATETIME,
-    finished_at DATETIME
+    finished_at DATETIME,
+    parent_job_id BIGINT
 );
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_claim ON flowq_jobs (priority DESC, id) WHERE ready_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_flowq_jobs_parent_job_id ON flowq_jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_finished_at ON flowq_jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_group_running ON flowq_jobs (group_name) WHERE status = 'processing' AND group_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_locked_at ON flowq_jobs (locked_at) WHERE status = 'processing';
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_ready_at ON flowq_jobs (ready_at) WHERE ready_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ix_flowq_jobs_status_id ON flowq_jobs (status, id);
 CREATE UNIQUE INDEX IF NOT EXISTS ux_flowq_jobs_idempotency_key ON flowq_jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- A child job that finishes wakes its parent waiting in ctx.call().
+CREATE TRIGGER IF NOT EXISTS flowq_jobs_wake_parent AFTER UPDATE OF finished_at ON flowq_jobs FOR EACH ROW WHEN NEW.parent_job_id IS NOT NULL AND NEW.finished_at IS NOT NULL AND OLD.finished_at IS NULL BEGIN UPDATE flowq_jobs SET ready_at = NEW.finished_at, updated_at = NEW.finished_at WHERE id = NEW.parent_job_id AND status = 'waiting' AND wait_token_id = 'child:' || NEW.id; END;
 
 CREATE TABLE IF NOT EXISTS flowq_schema_version (
     version INTEGER NOT NULL,
@@ -96,6 +101,7 @@ CREATE TABLE IF NOT EXISTS flowq_steps (
     job_id BIGINT NOT NULL,
     seq INTEGER NOT NULL,
     name TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
     output TEXT,
     error TEXT,
     started_at DATETIME NOT NULL,

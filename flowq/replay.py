@@ -1,0 +1,97 @@
+"""Replay decisions: which recorded result a durable call gets back (pure, no I/O).
+
+Every durable call of a job (a step, a wait, ``ctx.now()``, a token, a child...)
+takes the next position when it is *called*, before its first ``await``, so that
+steps started together (``asyncio.gather``, task groups) get stable positions. At a
+recorded position the call must have the recorded name; otherwise the code changed
+under a running job and :class:`NonDeterminismError` stops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flowq.errors import NonDeterminismError
+
+__all__ = ["History", "RecordedCall", "Reservation"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedCall:
+    """One stored durable call: its result (JSON text) or its error."""
+
+    seq: int
+    name: str
+    attempt: int
+    output: str | None
+    error: str | None
+    """JSON text ``{"message": ..., "type": ...}`` when the call failed."""
+    started_at: datetime
+    completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A position taken by a call named ``name``."""
+
+    seq: int
+    name: str
+
+
+class History:
+    """The recorded calls of one job and the position of the next call.
+
+    Args:
+        job_id: For error messages.
+        calls: Everything recorded for the job so far.
+    """
+
+    def __init__(self, job_id: int, calls: list[RecordedCall]) -> None:
+        self.job_id = job_id
+        self._calls = {call.seq: call for call in calls}
+        self._end = max(self._calls, default=-1) + 1
+        self._next = 0
+
+    @property
+    def position(self) -> int:
+        """The position the next call will take."""
+        return self._next
+
+    def reserve(self, name: str) -> Reservation:
+        """Take the next position for a call named ``name`` (checked by
+        :meth:`recorded_at` once the history is loaded)."""
+        seq = self._next
+        self._next += 1
+        return Reservation(seq, name)
+
+    def recorded_at(self, reservation: Reservation) -> RecordedCall | None:
+        """What is recorded at the reserved position, if anything.
+
+        Raises:
+            NonDeterminismError: Another call is recorded at that position.
+        """
+        recorded = self._calls.get(reservation.seq)
+        if recorded is not None and recorded.name != reservation.name:
+            raise NonDeterminismError(self.job_id, reservation.seq, recorded.name, reservation.name)
+        return recorded
+
+    def patched(self, marker: str) -> tuple[Reservation, bool] | None:
+        """Decide a ``ctx.patched`` check whose marker call is named ``marker``.
+
+        Returns ``(reservation, recorded)`` when the new code path applies: the marker
+        is recorded at the next position, or nothing is recorded from there on (a new
+        execution, which must record it). Returns None when the history was made by
+        the old code (another call, or a later one, is recorded); no position is taken.
+        """
+        recorded = self._calls.get(self._next)
+        if recorded is not None:
+            return (self.reserve(marker), True) if recorded.name == marker else None
+        if self._next < self._end:
+            return None
+        return self.reserve(marker), False
+
+    def record(self, call: RecordedCall) -> None:
+        """Remember a call recorded during this run."""
+        self._calls[call.seq] = call
+        self._end = max(self._end, call.seq + 1)
