@@ -159,7 +159,7 @@ class App:
     def on(self, event: str, callback: HookCallback) -> None:
         """Call ``callback(flowq.HookEvent)`` (sync or async) when this process's
         workers see ``event``: ``job:started``, ``job:completed``, ``job:failed``
-        (with ``error`` and ``will_retry``) or ``job:cancelled``."""
+        (with ``error`` and ``will_retry``), ``job:waiting`` or ``job:cancelled``."""
         self.hooks.on(event, callback)
 
     async def result(self, job_id: int, *, timeout: Duration | None = None) -> Any:

@@ -120,10 +120,11 @@ class Context:
         reservation = self._calls.reserve(step.name)
 
         async def run() -> R:
+            return_type = step.return_type  # resolve before anything runs or is recorded
             recorded = await self._calls.recorded(reservation)
             if recorded is not None:
                 if recorded.error is None:
-                    return codec.decode(recorded.output, step.return_type)  # type: ignore[no-any-return]
+                    return codec.decode(recorded.output, return_type)  # type: ignore[no-any-return]
                 if recorded.attempt == self.job.attempt:
                     error = codec.decode(recorded.error)
                     raise StepError(step.name, error["message"], error["type"])
@@ -136,7 +137,7 @@ class Context:
             what = f"result of step {step.name!r} (job {self.job.id})"
             output = codec.encode(result, what=what)
             await self._calls.record(reservation, started, output=output, error=None)
-            return codec.decode(output, step.return_type)  # type: ignore[no-any-return]
+            return codec.decode(output, return_type)  # type: ignore[no-any-return]
 
         return run()
 

@@ -172,7 +172,11 @@ class Engine:
         if await persist(lambda: self.complete(completion), f"the completion of job {job.id}"):
             await self._emit("job:completed", job)
         else:
-            log.warning("flowq: job %s finished but its lease was lost; result discarded", job.id)
+            log.warning(
+                "flowq: job %s finished but the completion was not recorded by this run "
+                "(its lease ended, or a retried write had already committed)",
+                job.id,
+            )
 
     async def _suspend(self, claimed: ClaimedJob, wait: Suspend) -> None:
         job = claimed.job

@@ -49,7 +49,7 @@ class Worker:
             arrives (default 0.2 s on SQLite and in memory, 2 s on PostgreSQL).
         workflows: Workflow objects or names to run (default: every workflow of the
             App's registry, read at each claim).
-        worker_id: Name in locks and events (default ``host-pid-random``).
+        worker_id: Name in locks and events (default ``<hostname>-<8 hex digits>``).
         group_concurrency: Running jobs per concurrency group across all workers:
             one limit for every group, or ``{"group": limit}``.
         heartbeat_interval: How often running jobs' locks are refreshed.

@@ -1,8 +1,10 @@
 """flowq's tables as Python dicts: the storage under :class:`flowq_testing.InMemoryStore`.
 
 Jobs are dicts shaped like ``flowq_jobs`` rows (column names as keys) so that the SQL
-and in-memory stores share :func:`flowq.store.records.job_from_row`. The conditions
-here mirror the SQL of :class:`flowq.store.sql.SqlStore`.
+and in-memory stores share :func:`flowq.store.records.job_from_row`; recorded calls
+and tokens likewise (``flowq_steps``, ``flowq_tokens``). The conditions here mirror
+the SQL of :class:`flowq.store.sql.SqlStore`, and :meth:`MemoryTables._write` does
+what the database triggers do.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flowq.clock import Clock
 from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus, TagQuery
 from flowq.store import records
 from flowq.store.base import ClaimedJob, GroupLimits, JobFilter, Lease
+from flowq.store.wakeups import LocalWakeups
 
 __all__ = ["EventRow", "MemoryTables", "matches", "utc", "utc_values"]
 
@@ -60,17 +63,24 @@ class _Candidate(NamedTuple):
 
 
 class MemoryTables:
-    """The rows of jobs, dependency edges and events, with the low-level writes."""
+    """The rows of jobs, dependency edges, events, recorded calls and tokens, with the
+    low-level writes."""
 
     clock: Clock
+    wakeups: LocalWakeups
 
     def _reset_tables(self) -> None:
         self._rows: dict[int, dict[str, Any]] = {}
         self._edges: dict[int, set[int]] = {}  # job id -> prerequisite ids
         self._events: dict[int, EventRow] = {}
         self._keys: dict[str, int] = {}  # idempotency key -> job id
+        self._steps: dict[int, dict[int, dict[str, Any]]] = {}  # job id -> seq -> call row
+        self._tokens: dict[str, dict[str, Any]] = {}  # token id -> token row
         self._last_job_id = 0  # like AUTOINCREMENT: ids are never reused
         self._last_event_id = 0
+
+    def _wake(self, hint: str) -> None:
+        self.wakeups.wake(hint)
 
     def _now(self) -> datetime:
         return utc(self.clock.now())
@@ -89,7 +99,28 @@ class MemoryTables:
             self._keys[row["idempotency_key"]] = row["id"]
 
     def _set(self, job_id: int, now: datetime, **values: Any) -> None:
-        self._rows[job_id].update(values, updated_at=now)
+        self._write(self._rows[job_id], {**values, "updated_at": now})
+
+    def _write(self, row: dict[str, Any], values: Mapping[str, Any]) -> None:
+        """Update a stored job row: every change of a job goes through here.
+
+        Like the ``flowq_jobs_wake_parent`` trigger: when a child job finishes (its
+        ``finished_at`` goes from unset to set, whatever the path), a parent waiting
+        for it (``wait_token_id`` ``child:<id>``) gets ``ready_at`` and ``updated_at``
+        set to the child's ``finished_at``.
+        """
+        was_finished = row["finished_at"] is not None
+        row.update(values)
+        finished_at = row["finished_at"]
+        if was_finished or finished_at is None or row["parent_job_id"] is None:
+            return
+        parent = self._rows.get(row["parent_job_id"])
+        if (
+            parent is not None
+            and parent["status"] == JobStatus.WAITING
+            and parent["wait_token_id"] == records.child_wait_id(row["id"])
+        ):
+            self._write(parent, {"ready_at": finished_at, "updated_at": finished_at})
 
     def _add_events(self, events: Events, now: datetime) -> None:
         for job_id, event_type, meta in events:
@@ -220,7 +251,7 @@ class MemoryTables:
             meta = {"dead_letter_for": row["id"]}
             self._add_events([(dead_letter_id, EventType.ADDED, meta)], now)
             values["dead_letter_job_id"] = dead_letter_id
-        row.update(values)
+        self._write(row, values)
         meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
         self._add_events([(row["id"], EventType.FAILED, meta)], now)
         if not will_retry:
@@ -231,7 +262,7 @@ class MemoryTables:
             return
         now = self._now()
         for job_id in ids:
-            self._rows[job_id].update(records.cancelled_values(now))
+            self._write(self._rows[job_id], records.cancelled_values(now))
         self._add_events([(job_id, EventType.CANCELLED, metadata) for job_id in ids], now)
         self._cancel_dependants(ids, "dependency_cancelled")
 
@@ -254,7 +285,7 @@ class MemoryTables:
                 return
             now = self._now()
             for job_id in causes:
-                self._rows[job_id].update(records.cancelled_values(now))
+                self._write(self._rows[job_id], records.cancelled_values(now))
             self._add_events(
                 [
                     (job_id, EventType.CANCELLED, {"reason": reason, "dependency": cause})

@@ -26,14 +26,15 @@ from flowq.store import records
 from flowq.store.base import ClaimedJob, Completion, GroupLimits, JobFilter, Lease, NewJob, Release
 from flowq.store.batch import plan_batch
 from flowq.store.wakeups import LocalWakeups
-from flowq_testing._memory_tables import MemoryTables, utc, utc_values
+from flowq_testing._memory_durable import MemoryDurableVerbs
+from flowq_testing._memory_tables import utc_values
 
 __all__ = ["InMemoryStore"]
 
 _UNLOCKED = records.UNLOCKED
 
 
-class InMemoryStore(MemoryTables):
+class InMemoryStore(MemoryDurableVerbs):
     """flowq's tables as Python dicts: a :class:`flowq.store.base.Store` for tests.
 
     It behaves like the SQL store (ids from 1, never reused; the same events and
@@ -61,7 +62,8 @@ class InMemoryStore(MemoryTables):
     # -- inspection -----------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every job and event: the store is as new (ids restart at 1)."""
+        """Forget every job, event, recorded call and token: the store is as new (ids
+        restart at 1)."""
         self._reset_tables()
 
     @property
@@ -94,9 +96,6 @@ class InMemoryStore(MemoryTables):
             await anyio.sleep_forever()
         finally:
             self.wakeups.remove_listener(on_wake)
-
-    def _wake(self, hint: str) -> None:
-        self.wakeups.wake(hint)
 
     # -- adding ---------------------------------------------------------------------
 
@@ -177,7 +176,8 @@ class InMemoryStore(MemoryTables):
         if row["status"] == JobStatus.PROCESSING:
             now = self._now()
             meta = {"reason": "cancel_job", "worker_id": row["locked_by"], "was_running": True}
-            row.update(records.cancelled_values(now), **_UNLOCKED, lease_id=row["lease_id"] + 1)
+            values = {**records.cancelled_values(now), **_UNLOCKED}
+            self._write(row, {**values, "lease_id": row["lease_id"] + 1})
             self._add_events([(job_id, EventType.CANCELLED, meta)], now)
             self._cancel_dependants([job_id], "dependency_cancelled")
         elif records.is_upcoming(row):
@@ -200,7 +200,7 @@ class InMemoryStore(MemoryTables):
             return False
         now = self._now()
         values = records.retried_values(row, now)
-        row.update(values)
+        self._write(row, values)
         meta = {"max_attempts": values["max_attempts"]}
         self._add_events([(job_id, EventType.RETRIED, meta)], now)
         self._wake("jobs")
@@ -317,7 +317,7 @@ class InMemoryStore(MemoryTables):
         now = self._now()
         held = self._held(leases)
         for row in held.values():
-            row["locked_at"] = now  # as SqlStore: updated_at stays
+            self._write(row, {"locked_at": now})  # as SqlStore: updated_at stays
         return [lease for lease in leases if lease.job_id not in held]
 
     async def release_jobs(self, releases: Sequence[Release]) -> int:
@@ -370,7 +370,7 @@ class InMemoryStore(MemoryTables):
         now = self._now()
         ids = self._unclaimed_ids(workflows, now)[: records.UNCLAIMED_BATCH_SIZE]
         for job_id in ids:
-            self._rows[job_id]["pending_reason"] = reason
+            self._write(self._rows[job_id], {"pending_reason": reason})
         return len(ids)
 
     async def fail_job(
@@ -386,27 +386,6 @@ class InMemoryStore(MemoryTables):
         if row is None:
             return False
         self._fail_row(row, error, reason, retry_at)
-        return True
-
-    async def suspend_job(
-        self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
-    ) -> bool:
-        """Park a processing job as waiting (releases its lock); False on a stale lease."""
-        if self._leased(lease) is None:
-            return False
-        now = self._now()
-        until = None if wait_until is None else utc(wait_until)
-        self._set(
-            lease.job_id,
-            now,
-            status=JobStatus.WAITING.value,
-            wait_until=until,
-            wait_token_id=token_id,
-            ready_at=until,
-            **_UNLOCKED,
-        )
-        meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
-        self._add_events([(lease.job_id, EventType.WAITING, meta)], now)
         return True
 
     # -- maintenance ----------------------------------------------------------------
@@ -441,7 +420,8 @@ class InMemoryStore(MemoryTables):
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:
         """Delete finished jobs that finished at or before now - ``older_than``.
 
-        Their events and dependency edges go with them; their ids are never reused.
+        Their events, dependency edges, recorded calls and tokens go with them; their
+        ids are never reused.
         """
         cutoff = self._now() - older_than
         ids = {
@@ -455,6 +435,7 @@ class InMemoryStore(MemoryTables):
             if row["idempotency_key"] is not None:
                 del self._keys[row["idempotency_key"]]
         self._events = {key: e for key, e in self._events.items() if e.job_id not in ids}
+        self._forget_durable(ids)
         return len(ids)
 
     async def cleanup_old_job_events(self, older_than: timedelta) -> int:

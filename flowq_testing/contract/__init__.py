@@ -19,11 +19,12 @@ through :class:`flowq.App`, so they check what a user sees.
 from __future__ import annotations
 
 from flowq_testing.contract.base import contract_registry as contract_registry
+from flowq_testing.contract.durable import DurableVerbsContract
 from flowq_testing.contract.jobs import JobVerbsContract
 from flowq_testing.contract.runs import RunVerbsContract
 
 __all__ = ["StoreContract", "contract_registry"]
 
 
-class StoreContract(JobVerbsContract, RunVerbsContract):
+class StoreContract(JobVerbsContract, RunVerbsContract, DurableVerbsContract):
     """Behaviours every store must show, checked through :class:`flowq.App`."""

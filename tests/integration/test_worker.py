@@ -347,8 +347,8 @@ async def test_context_progress_output_and_sync_handlers(
     job = await app.get_job(first)
     assert job is not None and job.progress == 50 and job.output == {"partial": True}
     assert "progress" in await events_of(app, first)
-    assert await app.result(second) == "from a thread" and threads[0] != main_thread
-    assert await app.result(third) == "final"
+    assert await app.result(second, timeout=10) == "from a thread" and threads[0] != main_thread
+    assert await app.result(third, timeout=10) == "final"
 
 
 async def test_bad_progress_fails_the_attempt(app: flowq.App, registry: flowq.Registry) -> None:

@@ -1,0 +1,230 @@
+"""Contract tests of recorded calls (steps, waits) and tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import flowq
+from flowq import JobStatus, TokenStatus
+from flowq.replay import RecordedCall
+from flowq.store.base import NewToken, Release
+from flowq_testing.clock import FakeClock
+from flowq_testing.contract.base import ContractBase, echo
+
+__all__ = ["DurableVerbsContract"]
+
+
+def call(
+    seq: int,
+    name: str,
+    clock: FakeClock,
+    *,
+    output: str | None = "1",
+    error: str | None = None,
+    attempt: int = 1,
+) -> RecordedCall:
+    """A recorded call at ``seq``."""
+    return RecordedCall(
+        seq=seq,
+        name=name,
+        attempt=attempt,
+        output=output,
+        error=error,
+        started_at=clock.now(),
+        completed_at=clock.now(),
+    )
+
+
+class DurableVerbsContract(ContractBase):
+    """What the replay engine relies on."""
+
+    async def test_recorded_calls_come_back_in_order(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """Calls recorded by the lease holder are loaded in position order."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        lease = claimed.lease
+        assert await app.store.record_calls(
+            [(lease, call(1, "second", clock, output='{"v": 2}')), (lease, call(0, "first", clock))]
+        ) == [True, True]
+        history = await app.store.load_history(job_id)
+        assert [(c.seq, c.name, c.output, c.attempt) for c in history] == [
+            (0, "first", "1", 1), (1, "second", '{"v": 2}', 1),
+        ]  # fmt: skip
+        steps = await app.get_job_steps(job_id)
+        assert [(s.seq, s.name, s.output) for s in steps] == [
+            (0, "first", 1),
+            (1, "second", {"v": 2}),
+        ]
+        assert await app.store.load_history(999) == []
+
+    async def test_a_stale_lease_records_nothing(self, app: flowq.App, clock: FakeClock) -> None:
+        """After its job was taken back, a worker cannot record calls for it."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        clock.advance(timedelta(hours=1))
+        assert await app.reclaim_stuck_jobs(10) == 1
+        assert await app.store.record_calls([(claimed.lease, call(0, "late", clock))]) == [False]
+        assert await app.store.load_history(job_id) == []
+
+    async def test_a_success_is_never_overwritten_but_a_failure_is(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A recorded result stays; a recorded failure is replaced when the step runs again."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        failed = call(1, "flaky", clock, output=None, error='{"message": "x", "type": "E"}')
+        await app.store.record_calls(
+            [(claimed.lease, call(0, "done", clock)), (claimed.lease, failed)]
+        )
+        redo = call(0, "done", clock, output="2", attempt=2)
+        fixed = call(1, "flaky", clock, output="3", attempt=2)
+        assert await app.store.record_calls([(claimed.lease, redo), (claimed.lease, fixed)]) == [
+            True,
+            True,
+        ]
+        history = await app.store.load_history(job_id)
+        assert [(c.output, c.error, c.attempt) for c in history] == [("1", None, 1), ("3", None, 2)]
+
+    async def test_tokens_complete_once(self, app: flowq.App, clock: FakeClock) -> None:
+        """A token completes once; completing it again, or an unknown one, raises TokenError."""
+        token = await app.create_token(timeout="1h", tags=["approval"])
+        assert len(token.id) >= 22 and token.status is TokenStatus.WAITING
+        assert token.timeout_at == clock.now() + timedelta(hours=1) and token.tags == ("approval",)
+        done = await app.complete_token(token.id, {"approved": True})
+        assert done.status is TokenStatus.COMPLETED and done.output == {"approved": True}
+        stored = await app.get_token(token.id)
+        assert stored is not None and stored.output == {"approved": True}
+        assert stored.completed_at == clock.now()
+        with pytest.raises(flowq.TokenError, match="completed"):
+            await app.complete_token(token.id, 1)
+        with pytest.raises(flowq.TokenError, match="no token"):
+            await app.complete_token("nope", 1)
+        assert await app.get_token("nope") is None
+        other = await app.create_token()
+        assert other.id != token.id and other.timeout_at is None
+
+    async def test_timed_out_tokens_cannot_be_completed(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """Past its deadline a token is refused, before and after expire_timed_out_tokens."""
+        early = await app.create_token(timeout="10m")
+        late = await app.create_token(timeout="1h")
+        clock.advance(timedelta(minutes=11))
+        with pytest.raises(flowq.TokenError, match="timed out"):
+            await app.complete_token(early.id, "too late")
+        assert await app.expire_timed_out_tokens() == 1
+        expired = await app.get_token(early.id)
+        assert expired is not None and expired.status is TokenStatus.TIMED_OUT
+        waiting = await app.get_token(late.id)
+        assert waiting is not None and waiting.status is TokenStatus.WAITING
+        settled = await app.store.settle_token(late.id)
+        assert settled is not None and settled.status is TokenStatus.WAITING
+        clock.advance(timedelta(hours=1))
+        settled = await app.store.settle_token(late.id)
+        assert settled is not None and settled.status is TokenStatus.TIMED_OUT
+
+    async def test_completing_a_token_wakes_its_job(self, app: flowq.App, clock: FakeClock) -> None:
+        """A job waiting on a token is runnable again as soon as the token is completed."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        token = await app.store.create_token(
+            NewToken(id="t-" + "x" * 30, tags=(), timeout_at=None), claimed.lease
+        )
+        assert token is not None and token.job_id == job_id
+        assert await app.store.suspend_job(claimed.lease, wait_until=None, token_id=token.id)
+        assert await self.claim(app) == []
+        await app.complete_token(token.id, "yes")
+        [resumed] = await self.claim(app)
+        assert resumed.job.id == job_id and resumed.resumed
+
+    async def test_a_token_resolved_before_the_job_parks_does_not_strand_it(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """If the token completes while the job still runs, parking on it resumes at once."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        token = await app.store.create_token(
+            NewToken(id="t-" + "y" * 30, tags=(), timeout_at=None), claimed.lease
+        )
+        assert token is not None
+        await app.complete_token(token.id, "early")
+        assert await app.store.suspend_job(claimed.lease, wait_until=None, token_id=token.id)
+        [resumed] = await self.claim(app)
+        assert resumed.job.id == job_id
+
+    async def test_expired_token_wakes_its_job(self, app: flowq.App, clock: FakeClock) -> None:
+        """expire_timed_out_tokens makes jobs waiting on expired tokens runnable."""
+        await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        deadline = clock.now() + timedelta(days=2)
+        token = await app.store.create_token(
+            NewToken(id="t-" + "z" * 30, tags=(), timeout_at=deadline), claimed.lease
+        )
+        assert token is not None
+        assert await app.store.suspend_job(claimed.lease, wait_until=deadline, token_id=token.id)
+        clock.advance(timedelta(days=1))
+        assert await app.expire_timed_out_tokens() == 0
+        assert await self.claim(app) == []
+        clock.advance(timedelta(days=1))
+        assert await app.expire_timed_out_tokens() == 1
+        assert len(await self.claim(app)) == 1
+
+    async def test_a_finished_child_wakes_its_parent(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A parent waiting for a child becomes runnable when the child finishes."""
+        parent_id = await app.start(echo, {"role": "parent"})
+        [parent] = await self.claim(app)
+        child_id = await app.start_child(echo, {"role": "child"}, {}, parent_id, 0)
+        again = await app.start_child(echo, {"role": "child"}, {}, parent_id, 0)
+        assert again == child_id
+        child_job = await app.get_job(child_id)
+        assert child_job is not None and child_job.parent_job_id == parent_id
+        assert await app.store.suspend_job(
+            parent.lease, wait_until=None, token_id=f"child:{child_id}"
+        )
+        [child] = await self.claim(app)
+        assert child.job.id == child_id
+        assert await self.complete(app, child, '"child done"')
+        [resumed] = await self.claim(app)
+        assert resumed.job.id == parent_id and resumed.resumed
+
+    async def test_a_cancelled_child_also_wakes_its_parent(self, app: flowq.App) -> None:
+        """Cancelling a child wakes a parent waiting for it (which then sees the failure)."""
+        parent_id = await app.start(echo, {})
+        [parent] = await self.claim(app)
+        child_id = await app.start_child(echo, {}, {}, parent_id, 3)
+        assert await app.store.suspend_job(
+            parent.lease, wait_until=None, token_id=f"child:{child_id}"
+        )
+        assert await app.cancel_job(child_id)
+        [resumed] = await self.claim(app)
+        assert resumed.job.id == parent_id
+
+    async def test_released_job_keeps_its_history(self, app: flowq.App, clock: FakeClock) -> None:
+        """Handing a job back keeps what it recorded, for the next run to replay."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        await app.store.record_calls([(claimed.lease, call(0, "kept", clock))])
+        await app.store.release_jobs([Release(claimed.lease, new_attempt=True)])
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.PENDING
+        assert [c.name for c in await app.store.load_history(job_id)] == ["kept"]
+
+    async def test_cleanup_removes_steps_and_tokens(self, app: flowq.App, clock: FakeClock) -> None:
+        """Deleting a finished job deletes its recorded calls and its tokens."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        await app.store.record_calls([(claimed.lease, call(0, "s", clock))])
+        token = await app.store.create_token(
+            NewToken(id="t-" + "c" * 30, tags=(), timeout_at=None), claimed.lease
+        )
+        assert token is not None
+        assert await self.complete(app, claimed, None)
+        assert await app.cleanup_old_jobs(days=0) == 1
+        assert await app.store.load_history(job_id) == []
+        assert await app.get_token(token.id) is None
