@@ -14,6 +14,8 @@ Measured, with no-op handlers and one worker process:
   in this process and in another one (PostgreSQL NOTIFY / SQLite polling).
 - ``raw_commit``: sequential single-row UPDATE commits per second on one bare
   connection (asyncpg / sqlite3), the floor every figure is compared with.
+- The replay engine (``--suite steps``, see ``benchmarks/steps.py``): ms per step,
+  the replay of 1,000 recorded steps, 3-step workflows per second at concurrency 10.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -41,6 +43,7 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import steps as step_bench
 
 JOBS = 5000
 LATENCY_SAMPLES = 50
@@ -212,7 +215,7 @@ async def fresh_database(kind: str) -> tuple[str, Any]:
     return url, cleanup
 
 
-async def bench(kind: str) -> dict[str, Any]:
+async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     steps = [
         ("enqueue_single", enqueue_single),
@@ -226,14 +229,20 @@ async def bench(kind: str) -> dict[str, Any]:
         results["raw_commit"] = await raw_commit_rate(kind, url)
     finally:
         await cleanup()
-    for name, step in steps:
+    runs = [(name, step, registry) for name, step in steps if "jobs" in suites]
+    runs += [
+        (name, step, step_bench.registry) for name, step in step_bench.FIGURES if "steps" in suites
+    ]
+    for name, step, figure_registry in runs:
         url, cleanup = await fresh_database(kind)
         try:
-            async with flowq.App(url, registry=registry) as app:
+            async with flowq.App(url, registry=figure_registry) as app:
                 results[name] = await step(app)
         finally:
             await cleanup()
         print(f"  {kind} {name}: {results[name]}", flush=True)
+    if "jobs" not in suites:
+        return results
     url, cleanup = await fresh_database(kind)
     try:
         async with flowq.App(url, registry=registry) as app:
@@ -245,23 +254,39 @@ async def bench(kind: str) -> dict[str, Any]:
 
 
 def table(all_results: dict[str, dict[str, Any]]) -> str:
+    """Every figure, with its ratio to the raw commit rate (or time)."""
     lines = [f"{'figure':<32}{'database':<10}{'value':>14}{'x raw commit':>14}"]
     for kind, results in all_results.items():
         if kind == "postgres_peers":
             continue
         raw = results["raw_commit"]
+        commit_ms = 1000 / raw
         lines.append(f"{'raw_commit (commits/s)':<32}{kind:<10}{raw:>14,.0f}{1.0:>14.2f}")
         for name in ("enqueue_single", "enqueue_batch", "process_c10", "process_c50"):
-            value = results[name]
-            lines.append(f"{name + ' (jobs/s)':<32}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}")
+            if name in results:
+                value = results[name]
+                lines.append(
+                    f"{name + ' (jobs/s)':<32}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}"
+                )
         for name in ("latency_same_process", "latency_other_process"):
-            summary = results[name]
-            commit_ms = 1000 / raw
+            if name in results:
+                summary = results[name]
+                lines.append(
+                    f"{name + ' p50 (ms)':<32}{kind:<10}{summary['p50_ms']:>14.2f}"
+                    f"{summary['p50_ms'] / commit_ms:>14.2f}"
+                )
+                lines.append(f"{name + ' p95 (ms)':<32}{kind:<10}{summary['p95_ms']:>14.2f}")
+        if "step_ms" in results:
+            value = results["step_ms"]
             lines.append(
-                f"{name + ' p50 (ms)':<32}{kind:<10}{summary['p50_ms']:>14.2f}"
-                f"{summary['p50_ms'] / commit_ms:>14.2f}"
+                f"{'step (ms per step)':<32}{kind:<10}{value:>14.3f}{value / commit_ms:>14.2f}"
             )
-            lines.append(f"{name + ' p95 (ms)':<32}{kind:<10}{summary['p95_ms']:>14.2f}{'':>14}")
+            value = results["replay_1000_ms"]
+            lines.append(f"{'replay of 1,000 steps (ms)':<32}{kind:<10}{value:>14.1f}")
+            value = results["workflows_3step_c10"]
+            lines.append(
+                f"{'3-step workflows/s (c10)':<32}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -327,14 +352,18 @@ async def main() -> None:
         default="auto",
         help="pgqueuer, none, or auto (default: pgqueuer if importable and --db has postgres)",
     )
+    parser.add_argument(
+        "--suite", default="jobs,steps", help="jobs (the queue), steps (replay engine) or both"
+    )
     args = parser.parse_args()
+    suites = {suite.strip() for suite in args.suite.split(",")}
     kinds = [kind.strip() for kind in args.db.split(",")]
     peers = _wanted_peers(args.peers, kinds)
     all_results: dict[str, Any] = {}
     for kind in kinds:
         print(f"benchmarking {kind} ...", flush=True)
-        all_results[kind] = await bench(kind)
-        if kind == "postgres" and peers:
+        all_results[kind] = await bench(kind, suites)
+        if kind == "postgres" and peers and "jobs" in suites:
             from benchmarks.peers import pgqueuer_bench
 
             print("benchmarking peer pgqueuer on postgres ...", flush=True)

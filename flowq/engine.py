@@ -74,6 +74,7 @@ class Engine:
         self.complete = complete
         self.record_call = record_call
         self.start_child = start_child
+        self.on_parent_ready: Callable[[], None] | None = None
 
     def prepare(
         self, claimed: ClaimedJob, definition: Workflow[Any, Any] | None = None
@@ -170,6 +171,7 @@ class Engine:
             context_module._current.reset(token)
         completion = Completion(claimed.lease, output)
         if await persist(lambda: self.complete(completion), f"the completion of job {job.id}"):
+            self._finished(job)
             await self._emit("job:completed", job)
         else:
             log.warning(
@@ -177,6 +179,11 @@ class Engine:
                 "(its lease ended, or a retried write had already committed)",
                 job.id,
             )
+
+    def _finished(self, job: Job) -> None:
+        """A child that finished has made its waiting parent runnable: look again."""
+        if job.parent_job_id is not None and self.on_parent_ready is not None:
+            self.on_parent_ready()
 
     async def _suspend(self, claimed: ClaimedJob, wait: Suspend) -> None:
         job = claimed.job
@@ -221,6 +228,8 @@ class Engine:
         if not recorded:
             log.warning("flowq: job %s failed but its lease was lost; failure discarded", job.id)
             return
+        if retry_at is None:
+            self._finished(job)
         await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
 
     async def _emit(

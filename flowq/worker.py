@@ -98,6 +98,7 @@ class Worker:
             lambda lease, call: self._calls.submit((lease, call)),
             app.start_child,
         )
+        self._engine.on_parent_ready = lambda: self._work_hint.set()
         self._active = False
         self._failures = 0
 

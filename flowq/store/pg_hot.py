@@ -15,6 +15,7 @@ from typing import Any
 
 from flowq import codec
 from flowq.models import JobStatus
+from flowq.replay import RecordedCall
 from flowq.store import records
 from flowq.store.base import ClaimedJob, Completion, Lease, NewJob
 
@@ -121,6 +122,49 @@ SELECT id, has_dependants,
     CASE WHEN has_dependants THEN pg_notify('flowq_jobs', 'jobs') END AS notified
 FROM completed
 """
+
+
+RECORD_CALLS = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[],
+        $8::timestamptz[], $9::timestamptz[]
+    ) AS t(job_id, lease_id, seq, name, attempt, output, error, started_at, completed_at)
+), held AS (
+    SELECT i.* FROM input i
+    JOIN flowq_jobs j ON j.id = i.job_id AND j.lease_id = i.lease_id AND j.status = 'processing'
+    FOR SHARE OF j
+), recorded AS (
+    INSERT INTO flowq_steps (job_id, seq, name, attempt, output, error, started_at, completed_at)
+    SELECT job_id, seq, name, attempt, output, error, started_at, completed_at FROM held
+    ON CONFLICT (job_id, seq) DO UPDATE SET
+        name = excluded.name, attempt = excluded.attempt, output = excluded.output,
+        error = excluded.error, started_at = excluded.started_at,
+        completed_at = excluded.completed_at
+    WHERE flowq_steps.error IS NOT NULL
+)
+SELECT job_id, seq FROM held
+"""
+
+LOAD_HISTORY = """
+SELECT seq, name, attempt, output, error, started_at, completed_at
+FROM flowq_steps WHERE job_id = $1 ORDER BY seq
+"""
+
+
+def record_call_arguments(calls: Sequence[tuple[Lease, RecordedCall]]) -> list[Any]:
+    """The 9 parameters of :data:`RECORD_CALLS` (one array per column)."""
+    return [
+        [lease.job_id for lease, _ in calls],
+        [lease.lease_id for lease, _ in calls],
+        [call.seq for _, call in calls],
+        [call.name for _, call in calls],
+        [call.attempt for _, call in calls],
+        [call.output for _, call in calls],
+        [call.error for _, call in calls],
+        [call.started_at for _, call in calls],
+        [call.completed_at for _, call in calls],
+    ]
 
 
 def add_job_arguments(jobs: Sequence[NewJob], now: datetime) -> list[Any]:

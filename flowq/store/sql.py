@@ -216,7 +216,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         self, worker_id: str, limit: int, workflows: Collection[str]
     ) -> list[ClaimedJob]:
         """The claim in one statement (no group limits)."""
-        async with self._driver() as driver:
+        async with self._driver("claim") as driver:
             rows = await driver.fetch(
                 pg_hot.CLAIM_JOBS, self.clock.now(), sorted(workflows), limit, worker_id
             )
@@ -224,7 +224,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
 
     async def _complete_jobs_pg(self, completions: Sequence[Completion]) -> list[bool]:
         """Completions, their events and the dependants' wake-up in one statement."""
-        async with self._driver() as driver:
+        async with self._driver("complete") as driver:
             rows = await driver.fetch(
                 pg_hot.COMPLETE_JOBS, *pg_hot.complete_arguments(completions, self.clock.now())
             )

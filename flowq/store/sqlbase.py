@@ -49,6 +49,7 @@ class SqlBase:
         self.clock: Clock = clock or SystemClock()
         self.dialect: SqlDialect = dialect_for_url(self.url)
         self._engine: AsyncEngine | None = None
+        self._pins: dict[str, _Pin] = {}
         self.wakeups = LocalWakeups()
 
     def __repr__(self) -> str:
@@ -113,6 +114,11 @@ class SqlBase:
 
     async def close(self) -> None:
         """Dispose of the connection pool."""
+        pins, self._pins = self._pins, {}
+        for pin in pins.values():
+            if pin.connection is not None:
+                async with pin.lock:
+                    await pin.connection.close()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -145,20 +151,46 @@ class SqlBase:
                 yield conn
 
     @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """The driver connection of a pooled connection, outside any transaction:
-        each statement on it commits by itself (the PostgreSQL hot paths use this)."""
-        async with self._readable_errors(), self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
+    async def _driver(self, purpose: str | None = None) -> AsyncIterator[Any]:
+        """A driver (asyncpg) connection outside any transaction: each statement on
+        it commits by itself. The PostgreSQL hot paths use this.
+
+        With ``purpose``, a connection kept checked out for that purpose is used when
+        it is free (the worker's batchers issue one statement at a time per purpose),
+        which saves the pool's check-out and reset on every statement; otherwise a
+        pooled connection is checked out for this one use.
+        """
+        pin = self._pins.setdefault(purpose, _Pin()) if purpose is not None else None
+        if pin is None or pin.lock.locked():
+            async with self._readable_errors(), self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                try:
+                    yield raw.driver_connection
+                except Exception as exc:
+                    await self._after_driver_error(exc, conn)
+                    raise
+            return
+        async with pin.lock, self._readable_errors():
+            if pin.connection is None:
+                pin.connection = await self.engine.connect()
+                pin.driver = (await pin.connection.get_raw_connection()).driver_connection
             try:
-                yield raw.driver_connection
+                yield pin.driver
             except Exception as exc:
-                if self.dialect.classify(exc, invalidated=False) == "unavailable":
-                    # The server dropped us (restart, failover, pg_terminate_backend): the
-                    # other pooled connections are most likely dead too. Start a new pool.
-                    await conn.invalidate()
-                    await self.engine.dispose(close=False)
+                connection, pin.connection, pin.driver = pin.connection, None, None
+                if not await self._after_driver_error(exc, connection):
+                    await connection.close()
                 raise
+
+    async def _after_driver_error(self, error: Exception, connection: AsyncConnection) -> bool:
+        """On a lost connection, drop it and renew the pool; True if it was dropped."""
+        if self.dialect.classify(error, invalidated=False) != "unavailable":
+            return False
+        # The server dropped us (restart, failover, pg_terminate_backend): the other
+        # pooled connections are most likely dead too. Start a new pool.
+        await connection.invalidate()
+        await self.engine.dispose(close=False)
+        return True
 
     @asynccontextmanager
     async def _readable_errors(self) -> AsyncIterator[None]:
@@ -297,3 +329,12 @@ class SqlBase:
     async def _lock_job(self, conn: AsyncConnection, job_id: int) -> Row[Any] | None:
         result = await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
         return result.first()
+
+
+class _Pin:
+    """A connection kept checked out for one purpose, and who is using it."""
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        self.connection: AsyncConnection | None = None
+        self.driver: Any = None

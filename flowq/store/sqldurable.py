@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowq.errors import TokenError
 from flowq.models import JobStatus, Token, TokenStatus
 from flowq.replay import RecordedCall
-from flowq.store import records
+from flowq.store import pg_hot, records
 from flowq.store.base import Lease, NewToken
 from flowq.store.schema import jobs, steps, tokens
 from flowq.store.sqlbase import SqlBase
@@ -25,6 +25,10 @@ class SqlDurableVerbs(SqlBase):
 
     async def load_history(self, job_id: int) -> list[RecordedCall]:
         """The job's recorded durable calls, in position order."""
+        if self.dialect.name == "postgresql":
+            async with self._driver() as driver:
+                rows = await driver.fetch(pg_hot.LOAD_HISTORY, job_id)
+            return [records.recorded_call(row) for row in rows]
         async with self._transaction() as conn:
             result = await conn.execute(
                 select(steps).where(steps.c.job_id == job_id).order_by(steps.c.seq)
@@ -35,6 +39,11 @@ class SqlDurableVerbs(SqlBase):
         """Store durable calls of running jobs in one transaction; False where stale."""
         if not calls:
             return []
+        if self.dialect.name == "postgresql":
+            async with self._driver("record") as driver:
+                rows = await driver.fetch(pg_hot.RECORD_CALLS, *pg_hot.record_call_arguments(calls))
+            accepted = {(row["job_id"], row["seq"]) for row in rows}
+            return [(lease.job_id, call.seq) in accepted for lease, call in calls]
         async with self._transaction() as conn:
             held = await self._held_ids(conn, [lease for lease, _ in calls])
             rows = [
