@@ -75,9 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowqError as exc:
         print(f"flowq: error: {exc}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as group:
+        matched, rest = group.split(FlowqError)
+        if matched is None or rest is not None:
+            raise
+        print(f"flowq: error: {_first(matched)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _first(group: BaseExceptionGroup[FlowqError]) -> BaseException:
+    """The first leaf of an exception group (task groups wrap errors in groups)."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 if __name__ == "__main__":

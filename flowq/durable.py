@@ -84,7 +84,7 @@ class Calls:
         history = self._history()
         if not self.fresh:
             if self._lock is None:
-                self._lock = anyio.Lock()
+                self._lock = anyio.Lock(fast_acquire=True)
             async with self._lock:
                 if not self.fresh:
                     for call in await self.store.load_history(self.job_id):

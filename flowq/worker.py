@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flowq.batcher import Batcher
 from flowq.durations import Duration, parse_duration
@@ -101,6 +102,7 @@ class Worker:
         self._engine.on_parent_ready = lambda: self._work_hint.set()
         self._active = False
         self._failures = 0
+        self._handoff: MemoryObjectSendStream[RunningJob] | None = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} concurrency={self.concurrency}>"
@@ -143,16 +145,22 @@ class Worker:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._completions.run)
                 tasks.start_soon(self._calls.run)
+                send, receive = anyio.create_memory_object_stream[RunningJob](math.inf)
+                self._handoff = send
+                for _ in range(self.concurrency):
+                    tasks.start_soon(self._runner, receive.clone())
+                receive.close()
                 tasks.start_soon(self._heartbeats)
                 if not until_idle:
                     tasks.start_soon(self._listen)
-                await self._claim_loop(tasks, until_idle=until_idle)
+                await self._claim_loop(until_idle=until_idle)
                 await self._drain()
+                send.close()
                 tasks.cancel_scope.cancel()
         finally:
             self._active = False
 
-    async def _claim_loop(self, tasks: anyio.abc.TaskGroup, *, until_idle: bool) -> None:
+    async def _claim_loop(self, *, until_idle: bool) -> None:
         store = self.app.store
         last_unclaimed_check = -math.inf
         while not self._stop_requested.is_set():
@@ -171,7 +179,7 @@ class Worker:
                 continue
             self._failures = 0
             for job in claimed:
-                self._start(tasks, job)
+                self._start(job)
             if len(claimed) == asked:
                 continue
             if until_idle:
@@ -213,10 +221,19 @@ class Worker:
     async def _record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
         return await self.app.store.record_calls(calls)
 
-    def _start(self, tasks: anyio.abc.TaskGroup, claimed: ClaimedJob) -> None:
+    def _start(self, claimed: ClaimedJob) -> None:
+        """Hand a claimed job to an idle runner (one of ``concurrency`` long-lived tasks;
+        cheaper than a task per job)."""
         running = self._engine.prepare(claimed, self.app.registry.get(claimed.job.workflow))
         self._running[claimed.job.id] = running
-        tasks.start_soon(self._run_job, running)
+        if self._handoff is None:
+            raise RuntimeError("jobs are only started while the worker runs")
+        self._handoff.send_nowait(running)
+
+    async def _runner(self, jobs: MemoryObjectReceiveStream[RunningJob]) -> None:
+        with jobs:
+            async for running in jobs:
+                await self._run_job(running)
 
     async def _run_job(self, running: RunningJob) -> None:
         job = running.claimed.job

@@ -335,6 +335,6 @@ class _Pin:
     """A connection kept checked out for one purpose, and who is using it."""
 
     def __init__(self) -> None:
-        self.lock = anyio.Lock()
+        self.lock = anyio.Lock(fast_acquire=True)
         self.connection: AsyncConnection | None = None
         self.driver: Any = None

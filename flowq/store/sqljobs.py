@@ -55,7 +55,7 @@ class SqlJobVerbs(SqlBase):
         Returns None when an idempotency key vanished between the insert and the
         look-up of its job (a concurrent cleanup); the general path then retries.
         """
-        async with self._driver() as driver:
+        async with self._driver("add") as driver:
             now = self.clock.now()
             rows = await driver.fetch(pg_hot.ADD_JOBS, *pg_hot.add_job_arguments(new_jobs, now))
             ids = [row["id"] if row["inserted"] else None for row in rows]
