@@ -50,6 +50,7 @@ from flowq.registry import workflow as workflow
 from flowq.steps import Step as Step
 from flowq.steps import step as step
 from flowq.worker import Worker as Worker
+from flowq.worker import WorkerOptions as WorkerOptions
 
 __version__ = "0.1.0.dev0"
 
@@ -96,6 +97,7 @@ __all__ = [
     "UnknownWorkflowError",
     "ValidationError",
     "Worker",
+    "WorkerOptions",
     "Workflow",
     "batch_dep_ref",
     "current_context",

@@ -25,7 +25,7 @@ from flowq.registry import Registry, Workflow, default_registry
 from flowq.store import records
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
 from flowq.store.sql import SqlStore
-from flowq.worker import Worker
+from flowq.worker import Worker, WorkerOptions
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -129,32 +129,12 @@ class App:
 
     # -- workers and hooks ------------------------------------------------------------
 
-    def create_worker(
-        self,
-        *,
-        concurrency: int = 10,
-        batch_size: int | None = None,
-        poll_interval: Duration | None = None,
-        workflows: Sequence[Workflow[Any, Any] | str] | None = None,
-        worker_id: str | None = None,
-        group_concurrency: int | Mapping[str, int] | None = None,
-        heartbeat_interval: Duration = 5,
-        drain_timeout: Duration = 30,
-        notify: bool = True,
-    ) -> Worker:
-        """A :class:`flowq.Worker` for this App (see its arguments)."""
-        return Worker(
-            self,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            poll_interval=poll_interval,
-            workflows=workflows,
-            worker_id=worker_id,
-            group_concurrency=group_concurrency,
-            heartbeat_interval=heartbeat_interval,
-            drain_timeout=drain_timeout,
-            notify=notify,
-        )
+    def create_worker(self, **options: Unpack[WorkerOptions]) -> Worker:
+        """A :class:`flowq.Worker` for this App; ``options`` are the Worker's
+        (``concurrency``, ``batch_size``, ``poll_interval``, ``workflows``,
+        ``worker_id``, ``group_concurrency``, ``heartbeat_interval``,
+        ``drain_timeout``, ``notify``)."""
+        return Worker(self, **options)
 
     def on(self, event: str, callback: HookCallback) -> None:
         """Call ``callback(flowq.HookEvent)`` (sync or async) when this process's

@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -31,12 +31,26 @@ from flowq.store.base import ClaimedJob, GroupLimits, Lease, Release
 if TYPE_CHECKING:
     from flowq.client import App
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "WorkerOptions"]
 
 log = logging.getLogger("flowq.worker")
 
 UNCLAIMED_CHECK_EVERY = 30.0
 """Seconds between two looks for due jobs that no worker here can run."""
+
+
+class WorkerOptions(TypedDict, total=False):
+    """Keyword options of :class:`Worker` and ``App.create_worker`` (see Worker)."""
+
+    concurrency: int
+    batch_size: int | None
+    poll_interval: Duration | None
+    workflows: Sequence[Workflow[Any, Any] | str] | None
+    worker_id: str | None
+    group_concurrency: int | Mapping[str, int] | None
+    heartbeat_interval: Duration
+    drain_timeout: Duration
+    notify: bool
 
 
 class Worker:
