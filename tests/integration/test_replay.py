@@ -478,3 +478,36 @@ async def test_steps_outside_a_job_are_plain_calls() -> None:
         flowq.step(retries=-1)(add.fn)
     with pytest.raises(flowq.ContextError):
         flowq.current_context()
+
+
+async def test_steps_in_a_task_group_keep_their_positions(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """Steps started in an anyio task group replay by call order, whatever finishes first."""
+    ran: Counter[int] = Counter()
+    results: dict[int, int] = {}
+
+    @flowq.step(name="square")
+    async def square(n: int) -> int:
+        ran[n] += 1
+        await anyio.sleep(0.001 * (5 - n))
+        return n * n
+
+    @registry.workflow(name="grouped_steps")
+    async def grouped_steps(payload: dict[str, Any], ctx: flowq.Context) -> list[int]:
+        async def one(n: int) -> None:
+            results[n] = await square(n)
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(5):
+                tasks.start_soon(one, n)
+        await ctx.sleep("1h")
+        return [results[n] for n in range(5)]
+
+    job_id = await app.start(grouped_steps, {})
+    await run(app)
+    clock.advance(timedelta(hours=1))
+    await run(app)
+    assert await app.result(job_id, timeout=10) == [0, 1, 4, 9, 16]
+    assert ran == dict.fromkeys(range(5), 1)
+    assert [step.output for step in await app.get_job_steps(job_id)][:5] == [0, 1, 4, 9, 16]
