@@ -8,7 +8,7 @@ import msgspec
 
 from flowq.errors import PayloadError, SerializationError
 
-__all__ = ["MAX_VALUE_BYTES", "decode", "encode", "encode_payload"]
+__all__ = ["MAX_VALUE_BYTES", "decode", "decode_result", "encode", "encode_payload"]
 
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 """The largest encoded payload, output or step result flowq stores (16 MiB)."""
@@ -66,3 +66,18 @@ def encode_payload(payload: Any, payload_type: Any, *, workflow: str) -> str:
 
 def _type_name(type_: Any) -> str:
     return getattr(type_, "__qualname__", None) or repr(type_)
+
+
+def decode_result(text: str, type_: Any, *, what: str) -> Any:
+    """Decode a stored result into its annotated type.
+
+    Raises:
+        SerializationError: The value does not fit ``type_`` (e.g. a step annotated
+            ``-> int`` returned a string): named, instead of failing on every replay.
+    """
+    try:
+        return msgspec.json.decode(text, type=type_)
+    except msgspec.ValidationError as exc:
+        raise SerializationError(
+            f"{what} does not fit its annotation {_type_name(type_)}: {exc}"
+        ) from None

@@ -135,9 +135,14 @@ class Context:
                 await self._calls.record(reservation, started, output=None, error=error_json(exc))
                 raise
             what = f"result of step {step.name!r} (job {self.job.id})"
-            output = codec.encode(result, what=what)
+            try:
+                output = codec.encode(result, what=what)
+                value = codec.decode_result(output, return_type, what=what)
+            except Exception as exc:
+                await self._calls.record(reservation, started, output=None, error=error_json(exc))
+                raise
             await self._calls.record(reservation, started, output=output, error=None)
-            return codec.decode(output, return_type)  # type: ignore[no-any-return]
+            return value  # type: ignore[no-any-return]
 
         return run()
 
@@ -262,12 +267,12 @@ class Context:
 
     # -- tokens ---------------------------------------------------------------------
 
-    async def create_token(
+    def create_token(
         self,
         *,
         timeout: Duration | None = None,
         tags: Sequence[str] = (),
-    ) -> Token:
+    ) -> Coroutine[Any, Any, Token]:
         """Create a token (recorded once: a replay returns the same token).
 
         Args:
@@ -278,104 +283,116 @@ class Context:
         reservation = self._calls.reserve("@token")
         limit = parse_optional_duration(timeout, name="token timeout")
         labels = checked_tags(tags)
-        recorded = await self._calls.recorded(reservation)
-        if recorded is not None:
-            token = await self._store.get_token(codec.decode(recorded.output))
-            if token is None:
-                raise TokenError(f"the token recorded by job {self.job.id} no longer exists")
-            return token
-        now = self._calls.clock.now()
-        new = NewToken(
-            id=secrets.token_urlsafe(24),
-            tags=labels,
-            timeout_at=None if limit is None else now + limit,
-        )
-        created = await self._store.create_token(new, self._lease)
-        if created is None:
-            raise LeaseLost
-        output = codec.encode(new.id, what="token")
-        await self._calls.record(reservation, now, output=output, error=None)
-        return created
 
-    async def wait_for_token(self, token: Token | str) -> TokenResult:
+        async def run() -> Token:
+            recorded = await self._calls.recorded(reservation)
+            if recorded is not None:
+                token = await self._store.get_token(codec.decode(recorded.output))
+                if token is None:
+                    raise TokenError(f"the token recorded by job {self.job.id} no longer exists")
+                return token
+            now = self._calls.clock.now()
+            new = NewToken(
+                id=secrets.token_urlsafe(24),
+                tags=labels,
+                timeout_at=None if limit is None else now + limit,
+            )
+            created = await self._store.create_token(new, self._lease)
+            if created is None:
+                raise LeaseLost
+            output = codec.encode(new.id, what="token")
+            await self._calls.record(reservation, now, output=output, error=None)
+            return created
+
+        return run()
+
+    def wait_for_token(self, token: Token | str) -> Coroutine[Any, Any, TokenResult]:
         """Wait durably until the token is completed (``ok=True`` with its output) or
         times out (``ok=False``, ``error`` says "timed out"). The job holds no slot
         while it waits."""
         self._require_durable("ctx.wait_for_token()")
         token_id = token.id if isinstance(token, Token) else token
         reservation = self._calls.reserve("@wait_token")
-        recorded = await self._calls.recorded(reservation)
-        if recorded is not None:
-            return codec.decode(recorded.output, TokenResult)  # type: ignore[no-any-return]
-        found = await self._store.settle_token(token_id)
-        if found is None:
-            raise TokenError(f"there is no token {token_id!r}")
-        if found.status is TokenStatus.WAITING:
-            raise Suspend(found.timeout_at, token_id)
-        if found.status is TokenStatus.COMPLETED:
-            result = TokenResult(ok=True, output=found.output)
-        else:
-            result = TokenResult(ok=False, error=f"timed out at {found.timeout_at}")
-        now = self._calls.clock.now()
-        await self._calls.record(
-            reservation, now, output=codec.encode(result, what="token result"), error=None
-        )
-        return result
+
+        async def run() -> TokenResult:
+            recorded = await self._calls.recorded(reservation)
+            if recorded is not None:
+                return codec.decode(recorded.output, TokenResult)  # type: ignore[no-any-return]
+            found = await self._store.settle_token(token_id)
+            if found is None:
+                raise TokenError(f"there is no token {token_id!r}")
+            if found.status is TokenStatus.WAITING:
+                raise Suspend(found.timeout_at, token_id)
+            if found.status is TokenStatus.COMPLETED:
+                result = TokenResult(ok=True, output=found.output)
+            else:
+                result = TokenResult(ok=False, error=f"timed out at {found.timeout_at}")
+            output = codec.encode(result, what="token result")
+            await self._calls.record(
+                reservation, self._calls.clock.now(), output=output, error=None
+            )
+            return result
+
+        return run()
 
     # -- children -------------------------------------------------------------------
 
-    async def start_child(self, workflow: Workflow[Any, Any], payload: Any, **options: Any) -> int:
+    def start_child(
+        self, workflow: Workflow[Any, Any], payload: Any, **options: Any
+    ) -> Coroutine[Any, Any, int]:
         """Start a child job (recorded once); return its id. Takes ``start()``'s options."""
         self._require_durable("ctx.start_child()")
         if self._start_child is None:
             raise ContextError("child workflows need a worker that can add jobs")
+        start = self._start_child
         reservation = self._calls.reserve(f"@child:{workflow.name}")
-        recorded = await self._calls.recorded(reservation)
-        if recorded is not None:
-            return int(codec.decode(recorded.output))
-        now = self._calls.clock.now()
-        child_id = await self._start_child(workflow, payload, options, self.job.id, reservation.seq)  # type: ignore[arg-type]
-        await self._calls.record(reservation, now, output=str(child_id), error=None)
-        return child_id
 
-    async def call(self, workflow: Workflow[Any, R], payload: Any, **options: Any) -> R:
+        async def run() -> int:
+            recorded = await self._calls.recorded(reservation)
+            if recorded is not None:
+                return int(codec.decode(recorded.output))
+            now = self._calls.clock.now()
+            child_id = await start(workflow, payload, options, self.job.id, reservation.seq)  # type: ignore[arg-type]
+            await self._calls.record(reservation, now, output=str(child_id), error=None)
+            return child_id
+
+        return run()
+
+    def call(
+        self, workflow: Workflow[Any, R], payload: Any, **options: Any
+    ) -> Coroutine[Any, Any, R]:
         """Start a child job and wait durably for its output (the parent holds no slot
-        while it waits).
+        while it waits). Both positions are taken when this is called.
 
         Raises:
             JobFailedError: The child failed for good or was cancelled.
         """
-        child_id = await self.start_child(workflow, payload, **options)
+        started = self.start_child(workflow, payload, **options)
         reservation = self._calls.reserve("@child_result")
-        recorded = await self._calls.recorded(reservation)
-        if recorded is None:
+
+        async def run() -> R:
+            child_id = await started
+            recorded = await self._calls.recorded(reservation)
+            if recorded is not None:
+                if recorded.error is None:
+                    return codec.decode(recorded.output)  # type: ignore[no-any-return]
+                child = await self._store.get_job(child_id)
+                if child is None:
+                    raise ContextError(f"child job {child_id} is gone")
+                raise JobFailedError(child)
             child = await self._store.get_job(child_id)
             if child is None or not _finished(child):
                 raise Suspend(None, records.child_wait_id(child_id))
             now = self._calls.clock.now()
             if child.status is JobStatus.COMPLETED:
-                await self._calls.record(
-                    reservation,
-                    now,
-                    output=codec.encode(child.output, what="child output"),
-                    error=None,
-                )
+                output = codec.encode(child.output, what="child output")
+                await self._calls.record(reservation, now, output=output, error=None)
                 return child.output  # type: ignore[no-any-return]
-            await self._calls.record(
-                reservation,
-                now,
-                output=None,
-                error=codec.encode({"job_id": child_id}, what="child"),
-            )
+            error = codec.encode({"job_id": child_id}, what="child")
+            await self._calls.record(reservation, now, output=None, error=error)
             raise JobFailedError(child)
-        if recorded.error is not None:
-            child = await self._store.get_job(child_id)
-            raise (
-                JobFailedError(child)
-                if child is not None
-                else ContextError(f"child job {child_id} is gone")
-            )
-        return codec.decode(recorded.output)  # type: ignore[no-any-return]
+
+        return run()
 
     # -- helpers --------------------------------------------------------------------
 

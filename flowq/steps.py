@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
@@ -125,7 +126,7 @@ class Step(Generic[P, R]):
             except Exception:
                 if tries > self.retries:
                     raise
-            await anyio.sleep(self.retry.wait_after(tries, 0.5).total_seconds())
+            await anyio.sleep(self.retry.wait_after(tries, random.random()).total_seconds())  # noqa: S311
 
 
 class StepDecorator(Protocol):

@@ -511,3 +511,48 @@ async def test_steps_in_a_task_group_keep_their_positions(
     assert await app.result(job_id, timeout=10) == [0, 1, 4, 9, 16]
     assert ran == dict.fromkeys(range(5), 1)
     assert [step.output for step in await app.get_job_steps(job_id)][:5] == [0, 1, 4, 9, 16]
+
+
+async def test_gathered_children_keep_their_results_apart(
+    app: flowq.App, registry: flowq.Registry
+) -> None:
+    """ctx.call takes its positions when called, so gathered children replay correctly."""
+
+    @registry.workflow(name="label")
+    async def label(payload: dict[str, str]) -> str:
+        return payload["name"].upper()
+
+    @registry.workflow(name="gather_children")
+    async def gather_children(payload: dict[str, Any], ctx: flowq.Context) -> list[str]:
+        names = ["ann", "bob", "cy"]
+        return list(await asyncio.gather(*(ctx.call(label, {"name": n}) for n in names)))
+
+    job_id = await app.start(gather_children, {})
+    await run(app)
+    assert await app.result(job_id, timeout=10) == ["ANN", "BOB", "CY"]
+
+
+async def test_a_result_that_does_not_fit_its_annotation_fails_the_step(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """A step returning a value its annotation rejects fails (named), and is re-run later."""
+    calls = 0
+
+    @flowq.step(name="answer")
+    async def answer() -> int:
+        nonlocal calls
+        calls += 1
+        return 42 if calls > 1 else "forty-two"  # type: ignore[return-value]
+
+    @registry.workflow(name="typed_answer", max_attempts=2)
+    async def typed_answer(payload: dict[str, Any]) -> int:
+        return await answer()
+
+    job_id = await app.start(typed_answer, {})
+    await run(app)
+    job = await job_of(app, job_id)
+    assert job.status is JobStatus.FAILED and "'answer'" in job.error_history[0].message
+    assert "annotation" in job.error_history[0].message
+    clock.advance(timedelta(hours=1))
+    await run(app)
+    assert await app.result(job_id, timeout=10) == 42 and calls == 2
