@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +48,8 @@ from typing import Any
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
+
+from benchmarks.run import summary
 
 JOBS = 5000
 LATENCY_SAMPLES = 50
@@ -60,16 +61,6 @@ DEFAULT_BATCH_SIZE = 10
 def _payload(n: int) -> bytes:
     """The job payload: ``{"n": n}`` as JSON, the same data flowq's benchmark enqueues."""
     return json.dumps({"n": n}).encode()
-
-
-def _summary(samples: list[float]) -> dict[str, float]:
-    """Median, p95 and max, with the same percentile rule as ``run.py``'s ``_summary``."""
-    ordered = sorted(samples)
-    return {
-        "p50_ms": statistics.median(ordered),
-        "p95_ms": ordered[int(len(ordered) * 0.95) - 1],
-        "max_ms": ordered[-1],
-    }
 
 
 @contextlib.asynccontextmanager
@@ -252,7 +243,7 @@ async def latency_other_process(dsn: str, samples: int) -> dict[str, float]:
                 assert int(reported_id) == job_id, f"expected job {job_id}, got {line!r}"
                 results.append((float(started) - returned) * 1000)
                 await asyncio.sleep(0.02)
-        return _summary(results)
+        return summary(results)
     finally:
         consumer.terminate()
         consumer.wait(timeout=30)

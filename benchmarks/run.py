@@ -134,7 +134,7 @@ async def latency_same_process(app: flowq.App) -> dict[str, float]:
             samples.append((started_at[job_id] - returned) * 1000)
             await anyio.sleep(0.02)
         await worker.stop()
-    return _summary(samples)
+    return summary(samples)
 
 
 OTHER_PROCESS_WORKER = """
@@ -171,13 +171,14 @@ async def latency_other_process(app: flowq.App, url: str) -> dict[str, float]:
             output = await app.result(job_id, timeout=10)
             samples.append((float(output) - returned) * 1000)
             await anyio.sleep(0.02)
-        return _summary(samples)
+        return summary(samples)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def _summary(samples: list[float]) -> dict[str, float]:
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median, p95 and max of latency samples (ms)."""
     ordered = sorted(samples)
     return {
         "p50_ms": statistics.median(ordered),
