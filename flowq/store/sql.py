@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus, TokenStatus
-from flowq.store import pg_hot, records
+from flowq.store import pg_hot, records, sqlite_hot
 from flowq.store.base import (
     CLEANUP_BATCH_SIZE,
     ClaimedJob,
@@ -46,11 +46,6 @@ _UNFINISHED_PREREQUISITE = exists(
         job_dependencies.c.job_id == jobs.c.id,
         _prerequisite.c.status != JobStatus.COMPLETED.value,
     )
-)
-_HAS_DEPENDANTS = (
-    exists(select(job_dependencies.c.job_id).where(job_dependencies.c.depends_on_id == jobs.c.id))
-    .correlate(jobs)
-    .label("has_dependants")
 )
 _NO_LIMIT = 2**31 - 1
 
@@ -81,8 +76,13 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         groups: GroupLimits | None = None,
     ) -> list[ClaimedJob]:
         """Lock up to ``limit`` runnable jobs, highest priority first, then oldest."""
-        if self.dialect.name == "postgresql" and groups is None and workflows is not None:
-            return await self._claim_jobs_pg(worker_id, limit, workflows)
+        if groups is None and workflows is not None:
+            if self.dialect.name == "postgresql":
+                return await self._claim_jobs_pg(worker_id, limit, workflows)
+            async with self._driver("claim") as db:
+                return await sqlite_hot.claim_jobs(
+                    db, worker_id, limit, sorted(workflows), self.clock.now()
+                )
         async with self._transaction() as conn:
             now = self.clock.now()
             candidates = select(jobs.c.id, jobs.c.status, jobs.c.group_name).where(
@@ -184,33 +184,11 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             return []
         if self.dialect.name == "postgresql":
             return await self._complete_jobs_pg(completions)
-        async with self._transaction() as conn:
-            now = self.clock.now()
-            outputs = {c.lease.job_id: c.output for c in completions}
-            result = await conn.execute(
-                update(jobs)
-                .where(_held([c.lease for c in completions]))
-                .values(
-                    status=JobStatus.COMPLETED.value,
-                    output=case(outputs, value=jobs.c.id),
-                    failure_reason=None,
-                    completed_at=now,
-                    finished_at=now,
-                    updated_at=now,
-                    **records.UNLOCKED,
-                )
-                .returning(jobs.c.id, _HAS_DEPENDANTS)
-            )
-            done: dict[int, bool] = dict(result.all())
-            await self._add_events(
-                conn, [(job_id, EventType.COMPLETED, None) for job_id in sorted(done)], now
-            )
-            unblocked = any(done.values())
-            if unblocked:
-                await self.dialect.notify(conn, "jobs")
+        async with self._driver("complete") as db:
+            recorded, unblocked = await sqlite_hot.complete_jobs(db, completions, self.clock.now())
         if unblocked:
             self._wake("jobs")
-        return [c.lease.job_id in done for c in completions]
+        return recorded
 
     async def _claim_jobs_pg(
         self, worker_id: str, limit: int, workflows: Collection[str]

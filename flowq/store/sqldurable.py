@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowq.errors import TokenError
 from flowq.models import JobStatus, Token, TokenStatus
 from flowq.replay import RecordedCall
-from flowq.store import pg_hot, records
+from flowq.store import pg_hot, records, sqlite_hot
 from flowq.store.base import Lease, NewToken
-from flowq.store.schema import jobs, steps, tokens
+from flowq.store.schema import jobs, tokens
 from flowq.store.sqlbase import SqlBase
 
 __all__ = ["SqlDurableVerbs"]
@@ -29,11 +29,8 @@ class SqlDurableVerbs(SqlBase):
             async with self._driver() as driver:
                 rows = await driver.fetch(pg_hot.LOAD_HISTORY, job_id)
             return [records.recorded_call(row) for row in rows]
-        async with self._transaction() as conn:
-            result = await conn.execute(
-                select(steps).where(steps.c.job_id == job_id).order_by(steps.c.seq)
-            )
-            return [records.recorded_call(row) for row in result.mappings()]
+        async with self._driver() as db:
+            return await sqlite_hot.load_history(db, job_id)
 
     async def record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
         """Store durable calls of running jobs in one transaction; False where stale."""
@@ -44,32 +41,8 @@ class SqlDurableVerbs(SqlBase):
                 rows = await driver.fetch(pg_hot.RECORD_CALLS, *pg_hot.record_call_arguments(calls))
             accepted = {(row["job_id"], row["seq"]) for row in rows}
             return [(lease.job_id, call.seq) in accepted for lease, call in calls]
-        async with self._transaction() as conn:
-            held = await self._held_ids(conn, [lease for lease, _ in calls])
-            rows = [
-                records.call_row(lease.job_id, call)
-                for lease, call in calls
-                if lease.job_id in held
-            ]
-            if rows:
-                statement = self.dialect.insert_into(steps)
-                statement = statement.on_conflict_do_update(
-                    index_elements=[steps.c.job_id, steps.c.seq],
-                    set_={
-                        column: statement.excluded[column]
-                        for column in (
-                            "name",
-                            "attempt",
-                            "output",
-                            "error",
-                            "started_at",
-                            "completed_at",
-                        )
-                    },
-                    where=steps.c.error.is_not(None),
-                )
-                await conn.execute(statement, rows)
-        return [lease.job_id in held for lease, _ in calls]
+        async with self._driver("record") as db:
+            return await sqlite_hot.record_calls(db, calls)
 
     async def _held_ids(self, conn: AsyncConnection, leases: Sequence[Lease]) -> set[int]:
         """Ids of the jobs still held by these leases, locked until the transaction ends."""

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowq import codec
 from flowq.errors import DatabaseError
 from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
-from flowq.store import pg_hot, records
+from flowq.store import pg_hot, records, sqlite_hot
 from flowq.store.base import JobFilter, NewJob
 from flowq.store.batch import plan_batch
 from flowq.store.schema import job_dependencies, job_events, jobs
@@ -36,6 +36,11 @@ class SqlJobVerbs(SqlBase):
             if ids is not None:
                 self._wake("jobs")
                 return ids
+        if self.dialect.name == "sqlite" and connection is None and _plain(new_jobs):
+            async with self._driver("add") as db:
+                ids = await sqlite_hot.add_plain_jobs(db, new_jobs, self.clock.now())
+            self._wake("jobs")
+            return ids
         for _ in range(_RACE_RETRIES):
             try:
                 ids = await self._add_jobs_once(new_jobs, connection)
