@@ -61,7 +61,7 @@ class Worker:
         concurrency: Jobs run at once.
         batch_size: Most jobs claimed per round trip (default: ``concurrency``).
         poll_interval: Longest sleep between looks for work when no wake-up
-            arrives (default 0.2 s on SQLite and in memory, 2 s on PostgreSQL).
+            arrives (default 0.1 s on SQLite and in memory, 2 s on PostgreSQL).
         workflows: Workflow objects or names to run (default: every workflow of the
             App's registry, read at each claim).
         worker_id: Name in locks and events (default ``<hostname>-<8 hex digits>``).
@@ -91,7 +91,7 @@ class Worker:
         self.app = app
         self.concurrency = _positive_int(concurrency, "concurrency")
         self.batch_size = _positive_int(batch_size or self.concurrency, "batch_size")
-        default_poll = 2.0 if _dialect(app) == "postgresql" else 0.2
+        default_poll = 2.0 if _dialect(app) == "postgresql" else 0.1
         self.poll_interval = _seconds(poll_interval, "poll_interval", default_poll)
         self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", 5)
         self.drain_timeout = _seconds(drain_timeout, "drain_timeout", 30)

@@ -175,6 +175,10 @@ async def claim_jobs(
     if not workflows:
         return []
     at = stored_time(now)
+    # An idle worker polls: look without the write lock first, so that polling
+    # never makes writers of other processes wait.
+    if not await _fetch(db, "SELECT 1 FROM flowq_jobs WHERE ready_at <= ? LIMIT 1", [at]):
+        return []
     async with immediate(db):
         previous = dict(
             await _fetch(
