@@ -1,0 +1,1 @@
+"""Example workflows (run by the tests, so they keep working)."""
