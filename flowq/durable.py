@@ -9,6 +9,7 @@ records its result before returning it. A wait that is not over raises
 from __future__ import annotations
 
 import calendar
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ import anyio
 
 from flowq import codec
 from flowq.clock import Clock
+from flowq.errors import DatabaseUnavailableError
 from flowq.replay import History, RecordedCall, Reservation
 from flowq.store.base import Lease, Store
 
@@ -28,6 +30,7 @@ __all__ = [
     "error_json",
     "exception_message",
     "exception_name",
+    "persist",
     "wake_time",
 ]
 
@@ -49,6 +52,7 @@ class LeaseLost(BaseException):
 
 
 Record = Callable[[Lease, RecordedCall], Awaitable[bool]]
+log = logging.getLogger("flowq.worker")
 
 
 @dataclass(slots=True)
@@ -114,9 +118,27 @@ class Calls:
             started_at=started,
             completed_at=self.clock.now(),
         )
-        if not await self.record_call(self.lease, call):
+        what = f"call {reservation.name!r} of job {self.job_id}"
+        if not await persist(lambda: self.record_call(self.lease, call), what):
             raise LeaseLost
         self._history().record(call)
+
+
+async def persist(write: Callable[[], Awaitable[bool]], what: str) -> bool:
+    """Run ``write`` until the database takes it, backing off while it is unreachable.
+
+    A job's outcome must not be lost to a dropped connection or a restarting server;
+    the write is safe to repeat because the store checks the lease (a repeated
+    completion that already committed answers False). Cancelling the caller stops it.
+    """
+    delay = 0.05
+    while True:
+        try:
+            return await write()
+        except DatabaseUnavailableError as exc:
+            log.warning("flowq: could not record %s (%s); retrying in %.2fs", what, exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def exception_name(exc: BaseException) -> str:

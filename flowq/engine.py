@@ -23,8 +23,9 @@ from flowq.durable import (
     Suspend,
     exception_message,
     exception_name,
+    persist,
 )
-from flowq.errors import DatabaseUnavailableError, NonDeterminismError
+from flowq.errors import NonDeterminismError
 from flowq.hooks import HookEvent, Hooks
 from flowq.models import ErrorEntry, FailureReason, Job
 from flowq.registry import Workflow
@@ -250,23 +251,6 @@ class Engine:
                 will_retry=will_retry,
             )
         )
-
-
-async def persist(write: Callable[[], Awaitable[bool]], what: str) -> bool:
-    """Run ``write`` until the database takes it, backing off while it is unreachable.
-
-    A job's outcome must not be lost to a dropped connection or a restarting server;
-    the write is safe to repeat because the store checks the lease (a repeated
-    completion that already committed answers False). Cancelling the caller stops it.
-    """
-    delay = 0.05
-    while True:
-        try:
-            return await write()
-        except DatabaseUnavailableError as exc:
-            log.warning("flowq: could not record %s (%s); retrying in %.2fs", what, exc, delay)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def _seconds(value: timedelta | None) -> str:

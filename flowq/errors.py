@@ -12,6 +12,7 @@ The tree::
     ├── RegistrationError                     two functions under one workflow name
     ├── DatabaseError                         the database cannot serve flowq
     │   ├── DatabaseUnavailableError          cannot connect
+    │   │   └── DatabaseBusyError             locked or deadlocked for now: retry
     │   └── SchemaError                       flowq's tables are missing or too old
     ├── TokenError                            completing an unknown or finished token
     ├── JobFailedError                        app.result() of a job that failed or was cancelled
@@ -29,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "ContextError",
+    "DatabaseBusyError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
@@ -93,6 +95,11 @@ class DatabaseError(FlowqError):
 
 class DatabaseUnavailableError(DatabaseError):
     """The database URL cannot be reached (server down, wrong host, bad file path)."""
+
+
+class DatabaseBusyError(DatabaseUnavailableError):
+    """The database refused this operation for now (a deadlock, a serialization
+    conflict, a SQLite lock held too long); retrying it is safe. Workers do."""
 
 
 class SchemaError(DatabaseError):

@@ -155,24 +155,24 @@ class Worker:
         self._active = True
         self._stop_requested = anyio.Event()
         await self.app.open()
+        send, receive = anyio.create_memory_object_stream[RunningJob](math.inf)
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._completions.run)
-                tasks.start_soon(self._calls.run)
-                send, receive = anyio.create_memory_object_stream[RunningJob](math.inf)
-                self._handoff = send
-                for _ in range(self.concurrency):
-                    tasks.start_soon(self._runner, receive.clone())
-                receive.close()
-                tasks.start_soon(self._heartbeats)
-                if not until_idle:
-                    tasks.start_soon(self._listen)
-                await self._claim_loop(until_idle=until_idle)
-                await self._drain()
-                send.close()
-                tasks.cancel_scope.cancel()
+            with send, receive:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self._completions.run)
+                    tasks.start_soon(self._calls.run)
+                    self._handoff = send
+                    for _ in range(self.concurrency):
+                        tasks.start_soon(self._runner, receive.clone())
+                    tasks.start_soon(self._heartbeats)
+                    if not until_idle:
+                        tasks.start_soon(self._listen)
+                    await self._claim_loop(until_idle=until_idle)
+                    await self._drain()
+                    tasks.cancel_scope.cancel()
         finally:
             self._active = False
+            self._handoff = None
 
     async def _claim_loop(self, *, until_idle: bool) -> None:
         store = self.app.store
@@ -256,7 +256,10 @@ class Worker:
             with running.scope:
                 await self._engine.run(running, definition)
         finally:
-            del self._running[job.id]
+            # A job that parked can be claimed again by this worker before this run's
+            # task ends: only forget the entry if it is still this run's.
+            if self._running.get(job.id) is running:
+                del self._running[job.id]
             self._slot_freed.set()
         if running.stop_reason == "cancelled":
             await self.app.hooks.emit(

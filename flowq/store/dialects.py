@@ -35,12 +35,17 @@ from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.models import TagQuery
 from flowq.store.schema import jobs
 
+BUSY_TIMEOUT_MS = 30000
+"""How long a SQLite statement waits for another connection's lock."""
+PIN_BUSY_TIMEOUT_MS = 50
+"""The same for the hot paths' reserved connections, which retry in Python."""
 CHANNEL = "flowq_jobs"
 """The PostgreSQL notification channel workers LISTEN on."""
 log = logging.getLogger("flowq")
 
-ErrorKind = Literal["missing_table", "unavailable", "locked"] | None
+ErrorKind = Literal["missing_table", "unavailable", "busy"] | None
 _PG_UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
+_PG_BUSY_STATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock timeout
 _SQLITE_UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
 
 __all__ = [
@@ -82,6 +87,12 @@ class SqlDialect(Protocol):
 
     async def lock_group_claims(self, connection: AsyncConnection) -> None:
         """Serialize group-limited claims of all workers until this transaction ends."""
+
+    async def reserve(self, driver: Any) -> None:
+        """Prepare a driver connection kept checked out for the hot paths."""
+
+    async def release(self, driver: Any) -> None:
+        """Undo :meth:`reserve` before the connection goes back to the pool."""
 
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
         """Deliver other processes' hints to ``on_wake`` until cancelled."""
@@ -151,6 +162,12 @@ class PostgresDialect:
     async def lock_group_claims(self, connection: AsyncConnection) -> None:
         await connection.execute(text("SELECT pg_advisory_xact_lock(4711020251)"))
 
+    async def reserve(self, driver: Any) -> None:
+        """Nothing to prepare on PostgreSQL."""
+
+    async def release(self, driver: Any) -> None:
+        """Nothing to undo on PostgreSQL."""
+
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
         """LISTEN on a dedicated connection; reconnect with backoff when it drops.
 
@@ -191,6 +208,8 @@ class PostgresDialect:
         state = str(getattr(error, "sqlstate", "") or "")
         if state == "42P01":
             return "missing_table"
+        if state in _PG_BUSY_STATES:
+            return "busy"
         if invalidated or state[:2] in _PG_UNAVAILABLE_CLASSES:
             return "unavailable"
         return None
@@ -222,7 +241,7 @@ class SqliteDialect:
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.close()
@@ -274,6 +293,14 @@ class SqliteDialect:
     async def lock_group_claims(self, connection: AsyncConnection) -> None:
         """BEGIN IMMEDIATE already serializes every writer."""
 
+    async def reserve(self, driver: Any) -> None:
+        """A short busy timeout: the hot paths wait for the lock in Python instead."""
+        await driver.execute(f"PRAGMA busy_timeout = {PIN_BUSY_TIMEOUT_MS}")
+
+    async def release(self, driver: Any) -> None:
+        """Back to the pool's busy timeout."""
+        await driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
         """Nothing to listen to: other processes' work is found by polling."""
         await anyio.sleep_forever()
@@ -287,5 +314,5 @@ class SqliteDialect:
         if invalidated or any(m in message for m in _SQLITE_UNAVAILABLE):
             return "unavailable"
         if "database is locked" in message:
-            return "locked"
+            return "busy"
         return None

@@ -99,6 +99,11 @@ SELECT * FROM claimed ORDER BY priority DESC, id
 COMPLETE_JOBS = """
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(id, lease_id, output)
+), locked AS MATERIALIZED (
+    -- Lock rows in id order, as every statement that locks several job rows does:
+    -- concurrent batches of one worker must not deadlock each other.
+    SELECT j.id FROM flowq_jobs j JOIN input i ON j.id = i.id AND j.lease_id = i.lease_id
+    WHERE j.status = 'processing' ORDER BY j.id FOR UPDATE OF j
 ), completed AS (
     UPDATE flowq_jobs j SET
         status = 'completed',
@@ -109,7 +114,7 @@ WITH input AS (
         updated_at = $4,
         locked_by = NULL,
         locked_at = NULL
-    FROM input i
+    FROM input i JOIN locked l ON l.id = i.id
     WHERE j.id = i.id AND j.lease_id = i.lease_id AND j.status = 'processing'
     RETURNING j.id,
         EXISTS (SELECT 1 FROM flowq_job_dependencies d WHERE d.depends_on_id = j.id)
@@ -133,6 +138,7 @@ WITH input AS (
 ), held AS (
     SELECT i.* FROM input i
     JOIN flowq_jobs j ON j.id = i.job_id AND j.lease_id = i.lease_id AND j.status = 'processing'
+    ORDER BY j.id
     FOR SHARE OF j
 ), recorded AS (
     INSERT INTO flowq_steps (job_id, seq, name, attempt, output, error, started_at, completed_at)

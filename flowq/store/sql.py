@@ -217,6 +217,11 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             return []
         async with self._transaction() as conn:
             now = self.clock.now()
+            # Lock the rows in id order first, as the completion and recorded-call
+            # batches do, so that a worker's concurrent statements never deadlock.
+            await conn.execute(
+                select(jobs.c.id).where(_held(leases)).order_by(jobs.c.id).with_for_update()
+            )
             result = await conn.execute(
                 update(jobs).where(_held(leases)).values(locked_at=now).returning(jobs.c.id)
             )

@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowq import codec
 from flowq.clock import Clock, SystemClock
-from flowq.errors import DatabaseError, DatabaseUnavailableError, SchemaError, ValidationError
+from flowq.errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    SchemaError,
+    ValidationError,
+)
 from flowq.models import EventType, JobStatus
 from flowq.store import migrate, records
 from flowq.store.base import JobFilter
@@ -118,6 +123,7 @@ class SqlBase:
         for pin in pins.values():
             if pin.connection is not None:
                 async with pin.lock:
+                    await self.dialect.release(pin.driver)
                     await pin.connection.close()
         if self._engine is not None:
             await self._engine.dispose()
@@ -174,6 +180,7 @@ class SqlBase:
             if pin.connection is None:
                 pin.connection = await self.engine.connect()
                 pin.driver = (await pin.connection.get_raw_connection()).driver_connection
+                await self.dialect.reserve(pin.driver)
             try:
                 yield pin.driver
             except Exception as exc:
@@ -214,11 +221,11 @@ class SqlBase:
                 f"cannot use the database at {self._safe_url()}: {error}. Is the server "
                 "running and the URL right?"
             )
-        if kind == "locked":
-            return DatabaseError(
-                f"{self._safe_url()} stayed locked by another connection's transaction: "
-                f"{error}. On SQLite, do not call the App while your own connection holds an "
-                "open write transaction (except with connection=)."
+        if kind == "busy":
+            return DatabaseBusyError(
+                f"{self._safe_url()} is busy ({error}); the operation can be retried. On "
+                "SQLite, do not call the App while your own connection holds an open write "
+                "transaction (except with connection=)."
             )
         return error
 

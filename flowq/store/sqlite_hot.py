@@ -11,10 +11,13 @@ these paths.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+
+import anyio
 
 from flowq import codec
 from flowq.models import EventType, JobStatus
@@ -94,16 +97,38 @@ async def _run(db: Any, sql: str, parameters: Sequence[Any] = ()) -> int:
         return int(cursor.rowcount)
 
 
+LOCK_WAIT_SECONDS = 30.0
+"""How long the hot paths wait for the write lock (in short, cancellable tries)."""
+
+
 @asynccontextmanager
 async def immediate(db: Any) -> AsyncIterator[Any]:
-    """A write transaction taken at its start (``BEGIN IMMEDIATE``) on ``db``."""
-    await db.execute("BEGIN IMMEDIATE")
+    """A write transaction taken at its start (``BEGIN IMMEDIATE``) on ``db``.
+
+    BEGIN is retried while another connection holds the lock (up to 30 s), sleeping
+    between tries; each try, like COMMIT and ROLLBACK, is shielded from cancellation,
+    so a cancelled caller never leaves the reused connection inside a transaction.
+    """
+    deadline = anyio.current_time() + LOCK_WAIT_SECONDS
+    delay = 0.002
+    while True:
+        try:
+            with anyio.CancelScope(shield=True):
+                await db.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or anyio.current_time() > deadline:
+                raise
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.05)
     try:
         yield db
     except BaseException:
-        await db.rollback()
+        with anyio.CancelScope(shield=True):
+            await db.rollback()
         raise
-    await db.commit()
+    with anyio.CancelScope(shield=True):
+        await db.commit()
 
 
 async def _events(db: Any, events: Sequence[tuple[int, EventType, Any]], now: datetime) -> None:

@@ -459,3 +459,66 @@ async def test_jobs_no_worker_runs_say_why(app: flowq.App, registry: flowq.Regis
             await worker.stop()
     assert "w-here" in job.pending_reason and "here" in job.pending_reason
     assert job.status is JobStatus.PENDING
+
+
+async def test_a_job_reclaimed_while_its_last_run_ends_does_not_crash_the_worker(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """A job that parks and is claimed again before its previous run's task finished
+    (here: a slow hook) runs to the end; the worker keeps running."""
+
+    @registry.workflow(name="naps")
+    async def naps(payload: dict[str, Any], ctx: flowq.Context) -> str:
+        await ctx.sleep("1ms")
+        return "done"
+
+    async def slow_hook(event: flowq.HookEvent) -> None:
+        clock.advance(timedelta(seconds=1))  # the wait is over: the job can be claimed again
+        await anyio.sleep(0.2)  # ...while this run's task is still busy here
+
+    app.on("job:waiting", slow_hook)
+    finished = anyio.Event()
+    app.on("job:completed", lambda event: finished.set())
+    worker = app.create_worker(poll_interval="10ms")
+    job_id = await app.start(naps, {})
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await finished.wait()
+            await worker.stop()
+    assert await app.result(job_id, timeout=5) == "done"
+
+
+async def test_a_cancelled_sqlite_claim_leaves_no_lock_behind(sqlite_url: str) -> None:
+    """Cancelling a claim that waits for the SQLite write lock leaves the database usable."""
+    import sqlite3
+
+    registry = flowq.Registry()
+
+    @registry.workflow(name="noop")
+    async def noop(payload: dict[str, Any]) -> None:
+        """Nothing."""
+
+    path = sqlite_url.split("///", 1)[1]
+
+    def writable() -> bool:
+        connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            connection.close()
+
+    async with flowq.App(sqlite_url, registry=registry, auto_migrate=True) as app:
+        await app.start(noop, {})
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
+        with anyio.move_on_after(0.3):  # the claim waits for it, then is cancelled
+            await app.store.claim_jobs("w", 10, ["noop"])
+        other.execute("ROLLBACK")
+        other.close()
+        await app.store.claim_jobs("w", 10, ["noop"])  # completes the shielded rollback path
+        assert writable()
