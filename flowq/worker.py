@@ -8,6 +8,7 @@ heartbeat (refreshes locks, notices cancelled jobs) and the wake-up listener
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import socket
@@ -17,7 +18,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flowq.batcher import Batcher
 from flowq.durations import Duration, parse_duration
@@ -116,7 +116,8 @@ class Worker:
         self._engine.on_parent_ready = lambda: self._work_hint.set()
         self._active = False
         self._failures = 0
-        self._handoff: MemoryObjectSendStream[RunningJob] | None = None
+        self._idle_runners: list[_Runner] = []
+        self._queued: collections.deque[RunningJob] = collections.deque()
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} concurrency={self.concurrency}>"
@@ -155,24 +156,22 @@ class Worker:
         self._active = True
         self._stop_requested = anyio.Event()
         await self.app.open()
-        send, receive = anyio.create_memory_object_stream[RunningJob](math.inf)
         try:
-            with send, receive:
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(self._completions.run)
-                    tasks.start_soon(self._calls.run)
-                    self._handoff = send
-                    for _ in range(self.concurrency):
-                        tasks.start_soon(self._runner, receive.clone())
-                    tasks.start_soon(self._heartbeats)
-                    if not until_idle:
-                        tasks.start_soon(self._listen)
-                    await self._claim_loop(until_idle=until_idle)
-                    await self._drain()
-                    tasks.cancel_scope.cancel()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._completions.run)
+                tasks.start_soon(self._calls.run)
+                for _ in range(self.concurrency):
+                    tasks.start_soon(self._runner)
+                tasks.start_soon(self._heartbeats)
+                if not until_idle:
+                    tasks.start_soon(self._listen)
+                await self._claim_loop(until_idle=until_idle)
+                await self._drain()
+                tasks.cancel_scope.cancel()
         finally:
             self._active = False
-            self._handoff = None
+            self._idle_runners.clear()
+            self._queued.clear()
 
     async def _claim_loop(self, *, until_idle: bool) -> None:
         store = self.app.store
@@ -237,17 +236,34 @@ class Worker:
 
     def _start(self, claimed: ClaimedJob) -> None:
         """Hand a claimed job to an idle runner (one of ``concurrency`` long-lived tasks;
-        cheaper than a task per job)."""
+        much cheaper than a task, or a stream message, per job)."""
         running = self._engine.prepare(claimed, self.app.registry.get(claimed.job.workflow))
         self._running[claimed.job.id] = running
-        if self._handoff is None:
-            raise RuntimeError("jobs are only started while the worker runs")
-        self._handoff.send_nowait(running)
+        if self._idle_runners:
+            runner = self._idle_runners.pop()
+            runner.job = running
+            runner.ready.set()
+        else:
+            self._queued.append(running)
 
-    async def _runner(self, jobs: MemoryObjectReceiveStream[RunningJob]) -> None:
-        with jobs:
-            async for running in jobs:
-                await self._run_job(running)
+    async def _runner(self) -> None:
+        runner = _Runner()
+        while True:
+            running: RunningJob | None
+            if self._queued:
+                running = self._queued.popleft()
+            else:
+                runner.ready = anyio.Event()
+                self._idle_runners.append(runner)
+                try:
+                    await runner.ready.wait()
+                finally:
+                    if runner in self._idle_runners:
+                        self._idle_runners.remove(runner)
+                running, runner.job = runner.job, None
+                if running is None:
+                    continue
+            await self._run_job(running)
 
     async def _run_job(self, running: RunningJob) -> None:
         job = running.claimed.job
@@ -357,6 +373,16 @@ class Worker:
 
     def _workflow_names(self) -> list[str]:
         return self._only if self._only is not None else self.app.registry.names()
+
+
+class _Runner:
+    """An idle runner's mailbox: the job handed to it, and the event that wakes it."""
+
+    __slots__ = ("job", "ready")
+
+    def __init__(self) -> None:
+        self.job: RunningJob | None = None
+        self.ready = anyio.Event()
 
 
 def _name(workflow: Workflow[Any, Any] | str) -> str:

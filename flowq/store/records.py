@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -96,8 +97,9 @@ def encode_retry(policy: RetryPolicy) -> str:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def decode_retry(text: str) -> RetryPolicy:
-    """JSON text back to a retry policy."""
+    """JSON text back to a retry policy (cached: policies are immutable and repeat)."""
     data = codec.decode(text)
     return RetryPolicy(
         timedelta(milliseconds=data["delay_ms"]),
