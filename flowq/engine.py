@@ -48,6 +48,9 @@ class RunningJob:
     stop_reason: str | None = None
     """Why the worker cancelled it: ``"cancelled"`` (job cancelled or lease lost) or
     ``"shutdown"`` (drain timeout); None while it runs on its own."""
+    on_handler_done: Callable[[], None] | None = None
+    """Called once the handler has returned or raised, before its outcome is written
+    (the worker then counts the job as no longer running user code)."""
 
 
 class Engine:
@@ -136,14 +139,16 @@ class Engine:
             )
             return
         timeout = job.timeout
-        deadline = anyio.CancelScope(
-            deadline=anyio.current_time() + timeout.total_seconds() if timeout else float("inf")
-        )
         token = context_module.bind(running.context)
         try:
-            with deadline:
+            if timeout is None:
                 returned = await self._call(definition, payload, running.context)
-            if deadline.cancelled_caught:
+                timed_out = False
+            else:
+                with anyio.move_on_after(timeout.total_seconds()) as deadline:
+                    returned = await self._call(definition, payload, running.context)
+                timed_out = deadline.cancelled_caught
+            if timed_out:
                 await self._fail(
                     claimed,
                     f"attempt {job.attempts} ran longer than its timeout of {_seconds(timeout)}",
@@ -170,6 +175,8 @@ class Engine:
             return
         finally:
             context_module._current.reset(token)
+            if running.on_handler_done is not None:
+                running.on_handler_done()
         completion = Completion(claimed.lease, output)
         if await persist(lambda: self.complete(completion), f"the completion of job {job.id}"):
             self._finished(job)
@@ -241,6 +248,8 @@ class Engine:
         error: ErrorEntry | None = None,
         will_retry: bool | None = None,
     ) -> None:
+        if not self.hooks.wants(event):
+            return
         await self.hooks.emit(
             HookEvent(
                 event=event,

@@ -65,6 +65,10 @@ class Hooks:
             raise ValidationError(f"hook callback must be callable, got {callback!r}")
         self._callbacks.setdefault(event, []).append(callback)
 
+    def wants(self, event: str) -> bool:
+        """Whether any callback listens to ``event`` (so callers can skip building it)."""
+        return event in self._callbacks
+
     async def emit(self, event: HookEvent) -> None:
         """Run every callback of ``event.event`` in registration order."""
         for callback in self._callbacks.get(event.event, ()):

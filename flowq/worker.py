@@ -117,6 +117,7 @@ class Worker:
         self._active = False
         self._failures = 0
         self._idle_runners: list[_Runner] = []
+        self._executing: set[int] = set()
         self._queued: collections.deque[RunningJob] = collections.deque()
 
     def __repr__(self) -> str:
@@ -160,7 +161,7 @@ class Worker:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._completions.run)
                 tasks.start_soon(self._calls.run)
-                for _ in range(self.concurrency):
+                for _ in range(2 * self.concurrency):
                     tasks.start_soon(self._runner)
                 tasks.start_soon(self._heartbeats)
                 if not until_idle:
@@ -172,12 +173,19 @@ class Worker:
             self._active = False
             self._idle_runners.clear()
             self._queued.clear()
+            self._executing.clear()
 
     async def _claim_loop(self, *, until_idle: bool) -> None:
         store = self.app.store
         last_unclaimed_check = -math.inf
         while not self._stop_requested.is_set():
-            free = self.concurrency - len(self._running)
+            # A slot is a handler running user code. A job whose handler has returned
+            # but whose outcome is still being written holds no slot, so the next claim
+            # overlaps that write; at most `concurrency` such jobs wait at once.
+            free = min(
+                self.concurrency - len(self._executing),
+                2 * self.concurrency - len(self._running),
+            )
             if free <= 0:
                 await self._wait(self._slot_freed, math.inf)
                 continue
@@ -235,16 +243,25 @@ class Worker:
         return await self.app.store.record_calls(calls)
 
     def _start(self, claimed: ClaimedJob) -> None:
-        """Hand a claimed job to an idle runner (one of ``concurrency`` long-lived tasks;
-        much cheaper than a task, or a stream message, per job)."""
+        """Hand a claimed job to an idle runner (one of ``2 * concurrency`` long-lived
+        tasks; much cheaper than a task, or a stream message, per job)."""
         running = self._engine.prepare(claimed, self.app.registry.get(claimed.job.workflow))
+        running.on_handler_done = lambda: self._handler_done(running)
         self._running[claimed.job.id] = running
+        self._executing.add(claimed.job.id)
         if self._idle_runners:
             runner = self._idle_runners.pop()
             runner.job = running
             runner.ready.set()
         else:
             self._queued.append(running)
+
+    def _handler_done(self, running: RunningJob) -> None:
+        """The job's handler ended: its slot is free for the next claim."""
+        job_id = running.claimed.job.id
+        if self._running.get(job_id) is running:
+            self._executing.discard(job_id)
+        self._slot_freed.set()
 
     async def _runner(self) -> None:
         runner = _Runner()
@@ -276,6 +293,7 @@ class Worker:
             # task ends: only forget the entry if it is still this run's.
             if self._running.get(job.id) is running:
                 del self._running[job.id]
+                self._executing.discard(job.id)
             self._slot_freed.set()
         if running.stop_reason == "cancelled":
             await self.app.hooks.emit(
