@@ -81,7 +81,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 return await self._claim_jobs_pg(worker_id, limit, workflows)
             async with self._driver("claim") as db:
                 return await sqlite_hot.claim_jobs(
-                    db, worker_id, limit, sorted(workflows), self.clock.now()
+                    db, self._writers(), worker_id, limit, sorted(workflows), self.clock.now()
                 )
         async with self._transaction() as conn:
             now = self.clock.now()
@@ -185,7 +185,9 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         if self.dialect.name == "postgresql":
             return await self._complete_jobs_pg(completions)
         async with self._driver("complete") as db:
-            recorded, unblocked = await sqlite_hot.complete_jobs(db, completions, self.clock.now())
+            recorded, unblocked = await sqlite_hot.complete_jobs(
+                db, self._writers(), completions, self.clock.now()
+            )
         if unblocked:
             self._wake("jobs")
         return recorded

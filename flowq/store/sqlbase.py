@@ -55,6 +55,7 @@ class SqlBase:
         self.dialect: SqlDialect = dialect_for_url(self.url)
         self._engine: AsyncEngine | None = None
         self._pins: dict[str, _Pin] = {}
+        self._writer_queue: anyio.Lock | None = None
         self.wakeups = LocalWakeups()
 
     def __repr__(self) -> str:
@@ -120,6 +121,7 @@ class SqlBase:
     async def close(self) -> None:
         """Dispose of the connection pool."""
         pins, self._pins = self._pins, {}
+        self._writer_queue = None
         for pin in pins.values():
             if pin.connection is not None:
                 async with pin.lock:
@@ -188,6 +190,12 @@ class SqlBase:
                 if not await self._after_driver_error(exc, connection):
                     await connection.close()
                 raise
+
+    def _writers(self) -> anyio.Lock:
+        """This process's queue of SQLite writers (made in the running event loop)."""
+        if self._writer_queue is None:
+            self._writer_queue = anyio.Lock(fast_acquire=True)
+        return self._writer_queue
 
     async def _after_driver_error(self, error: Exception, connection: AsyncConnection) -> bool:
         """On a lost connection, drop it and renew the pool; True if it was dropped."""

@@ -42,7 +42,7 @@ class SqlDurableVerbs(SqlBase):
             accepted = {(row["job_id"], row["seq"]) for row in rows}
             return [(lease.job_id, call.seq) in accepted for lease, call in calls]
         async with self._driver("record") as db:
-            return await sqlite_hot.record_calls(db, calls)
+            return await sqlite_hot.record_calls(db, self._writers(), calls)
 
     async def _held_ids(self, conn: AsyncConnection, leases: Sequence[Lease]) -> set[int]:
         """Ids of the jobs still held by these leases, locked until the transaction ends."""

@@ -102,13 +102,21 @@ LOCK_WAIT_SECONDS = 30.0
 
 
 @asynccontextmanager
-async def immediate(db: Any) -> AsyncIterator[Any]:
+async def immediate(db: Any, writers: anyio.Lock) -> AsyncIterator[Any]:
     """A write transaction taken at its start (``BEGIN IMMEDIATE``) on ``db``.
 
-    BEGIN is retried while another connection holds the lock (up to 30 s), sleeping
-    between tries; each try, like COMMIT and ROLLBACK, is shielded from cancellation,
-    so a cancelled caller never leaves the reused connection inside a transaction.
+    ``writers`` lines up this process's writers first (SQLite has one writer at a
+    time: waiting in a queue beats polling for the file lock). BEGIN is then retried
+    while another process holds the lock (up to 30 s), sleeping between tries; each
+    try, like COMMIT and ROLLBACK, is shielded from cancellation, so a cancelled
+    caller never leaves the reused connection inside a transaction.
     """
+    async with writers, _transaction(db):
+        yield db
+
+
+@asynccontextmanager
+async def _transaction(db: Any) -> AsyncIterator[Any]:
     deadline = anyio.current_time() + LOCK_WAIT_SECONDS
     delay = 0.002
     while True:
@@ -141,9 +149,11 @@ async def _events(db: Any, events: Sequence[tuple[int, EventType, Any]], now: da
         await db.executemany(_INSERT_EVENT, rows)
 
 
-async def add_plain_jobs(db: Any, jobs: Sequence[NewJob], now: datetime) -> list[int]:
+async def add_plain_jobs(
+    db: Any, writers: anyio.Lock, jobs: Sequence[NewJob], now: datetime
+) -> list[int]:
     """Jobs without dependencies, with their ``added`` events, in one transaction."""
-    async with immediate(db):
+    async with immediate(db, writers):
         keys = sorted({job.idempotency_key for job in jobs if job.idempotency_key is not None})
         existing: dict[str | None, int] = {}
         if keys:
@@ -194,7 +204,12 @@ RETURNING {columns}
 
 
 async def claim_jobs(
-    db: Any, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
+    db: Any,
+    writers: anyio.Lock,
+    worker_id: str,
+    limit: int,
+    workflows: Sequence[str],
+    now: datetime,
 ) -> list[ClaimedJob]:
     """Lock up to ``limit`` runnable jobs of ``workflows`` (no group limits)."""
     if not workflows:
@@ -204,7 +219,7 @@ async def claim_jobs(
     # never makes writers of other processes wait.
     if not await _fetch(db, "SELECT 1 FROM flowq_jobs WHERE ready_at <= ? LIMIT 1", [at]):
         return []
-    async with immediate(db):
+    async with immediate(db, writers):
         previous = dict(
             await _fetch(
                 db,
@@ -247,12 +262,12 @@ WHERE id = ? AND lease_id = ? AND status = 'processing'
 
 
 async def complete_jobs(
-    db: Any, completions: Sequence[Completion], now: datetime
+    db: Any, writers: anyio.Lock, completions: Sequence[Completion], now: datetime
 ) -> tuple[list[bool], bool]:
     """Complete held jobs; return which were recorded and whether any has dependants."""
     at = stored_time(now)
     done: list[bool] = []
-    async with immediate(db):
+    async with immediate(db, writers):
         for completion in completions:
             lease = completion.lease
             parameters = [completion.output, at, at, at, lease.job_id, lease.lease_id]
@@ -281,9 +296,11 @@ WHERE flowq_steps.error IS NOT NULL
 """
 
 
-async def record_calls(db: Any, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
+async def record_calls(
+    db: Any, writers: anyio.Lock, calls: Sequence[tuple[Lease, RecordedCall]]
+) -> list[bool]:
     """Store recorded calls of held jobs; False where the lease is stale."""
-    async with immediate(db):
+    async with immediate(db, writers):
         wanted = sorted({lease.job_id for lease, _ in calls})
         held = {
             (job_id, lease_id)

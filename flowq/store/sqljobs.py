@@ -38,7 +38,9 @@ class SqlJobVerbs(SqlBase):
                 return ids
         if self.dialect.name == "sqlite" and connection is None and _plain(new_jobs):
             async with self._driver("add") as db:
-                ids = await sqlite_hot.add_plain_jobs(db, new_jobs, self.clock.now())
+                ids = await sqlite_hot.add_plain_jobs(
+                    db, self._writers(), new_jobs, self.clock.now()
+                )
             self._wake("jobs")
             return ids
         for _ in range(_RACE_RETRIES):
