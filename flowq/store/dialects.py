@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -112,6 +113,15 @@ def normalize_url(url: str | URL) -> URL:
     )
 
 
+def _flag(value: object) -> bool:
+    text = value[-1] if isinstance(value, tuple) else value
+    return str(text).lower() in ("1", "true", "yes", "on")
+
+
+def _unique_statement_name() -> str:
+    return f"__flowq_{uuid.uuid4().hex}__"
+
+
 def dialect_for_url(url: URL) -> SqlDialect:
     """The dialect object for a normalized URL."""
     return PostgresDialect() if url.get_backend_name() == "postgresql" else SqliteDialect()
@@ -123,7 +133,19 @@ class PostgresDialect:
     name = "postgresql"
 
     def create_engine(self, url: URL) -> AsyncEngine:
-        return create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=3600)
+        """A pooled engine. ``?pgbouncer=1`` in the URL turns off server-side prepared
+        statements (of SQLAlchemy and asyncpg), which a PgBouncer in transaction
+        pooling mode before 1.21 cannot route; use it with ``notify=False`` workers."""
+        options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
+        if _flag(url.query.get("pgbouncer")):
+            url = url.difference_update_query(["pgbouncer"]).update_query_dict(
+                {"prepared_statement_cache_size": "0"}
+            )
+            options["connect_args"] = {
+                "statement_cache_size": 0,
+                "prepared_statement_name_func": _unique_statement_name,
+            }
+        return create_async_engine(url, **options)
 
     async def allocate_ids(self, connection: AsyncConnection, count: int) -> list[int]:
         result = await connection.execute(
