@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from signal import Signals
 
 import anyio
 import anyio.abc
@@ -33,6 +34,9 @@ DEADLINE = 60.0
 
 POLL = 0.05
 """How often conditions are checked."""
+
+UNFINISHED = ("pending", "processing", "waiting")
+"""The statuses of a job that has not reached its end."""
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -67,7 +71,7 @@ class WorkerProcess:
         tail = "\n".join(self.output().splitlines()[-lines:])
         return f"--- worker {self.name} (pid {self.process.pid}, {state}); log tail:\n{tail}"
 
-    def signal(self, signum: int) -> None:
+    def signal(self, signum: Signals) -> None:
         """Send ``signum`` if it still runs."""
         if self.returncode is None:
             self.process.send_signal(signum)
@@ -160,6 +164,18 @@ async def eventually(
             logs = "\n".join(w.describe() for w in watched)
             pytest.fail(f"waiting until {what}: {why}\nstate: {await state()}\n{logs}")
         await anyio.sleep(POLL)
+
+
+async def job_of(app: flowq.App, job_id: int) -> flowq.Job:
+    """The job, which must exist."""
+    job = await app.get_job(job_id)
+    assert job is not None, f"job {job_id} vanished"
+    return job
+
+
+async def events_of(app: flowq.App, job_id: int) -> list[str]:
+    """The event types of a job, oldest first."""
+    return [event.event_type.value for event in await app.get_job_events(job_id)]
 
 
 async def status_counts(app: flowq.App) -> dict[str, int]:

@@ -21,29 +21,18 @@ import flowq
 from flowq import JobStatus
 from tests.acceptance import workloads
 from tests.acceptance.processes import (
+    UNFINISHED,
     WorkerProcess,
     Workers,
     asyncpg_dsn,
+    events_of,
     eventually,
+    job_of,
     read_lines,
     status_counts,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-UNFINISHED = ("pending", "processing", "waiting")
-
-
-async def events_of(app: flowq.App, job_id: int) -> list[str]:
-    """The event types of a job, oldest first."""
-    return [event.event_type.value for event in await app.get_job_events(job_id)]
-
-
-async def job_of(app: flowq.App, job_id: int) -> flowq.Job:
-    """The job, which must exist."""
-    job = await app.get_job(job_id)
-    assert job is not None, f"job {job_id} vanished"
-    return job
 
 
 def describe(app: flowq.App) -> Any:
