@@ -22,6 +22,7 @@ from flowq.durable import Calls, LeaseLost, Suspend, error_json, wake_time
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import ContextError, JobFailedError, StepError, TokenError, ValidationError
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
+from flowq.replay import RecordedCall
 from flowq.store import records
 from flowq.store.base import Lease, NewToken, Store
 from flowq.validate import tags as checked_tags
@@ -122,29 +123,44 @@ class Context:
         async def run() -> R:
             return_type = step.return_type  # resolve before anything runs or is recorded
             recorded = await self._calls.recorded(reservation)
-            if recorded is not None:
-                if recorded.error is None:
-                    return codec.decode(recorded.output, return_type)  # type: ignore[no-any-return]
-                if recorded.attempt == self.job.attempt:
-                    error = codec.decode(recorded.error)
-                    raise StepError(step.name, error["message"], error["type"])
+            if recorded is not None and (
+                recorded.error is None or recorded.attempt == self.job.attempt
+            ):
+                return self._replayed_step(step, recorded)
             started = self._calls.clock.now()
             try:
                 result = await step.invoke_with_retries(args, kwargs)
             except Exception as exc:
-                await self._calls.record(reservation, started, output=None, error=error_json(exc))
+                earlier = await self._calls.record(
+                    reservation, started, output=None, error=error_json(exc)
+                )
+                if earlier is not None:
+                    return self._replayed_step(step, earlier)
                 raise
             what = f"result of step {step.name!r} (job {self.job.id})"
             try:
                 output = codec.encode(result, what=what)
                 value = codec.decode_result(output, return_type, what=what)
             except Exception as exc:
-                await self._calls.record(reservation, started, output=None, error=error_json(exc))
+                earlier = await self._calls.record(
+                    reservation, started, output=None, error=error_json(exc)
+                )
+                if earlier is not None:
+                    return self._replayed_step(step, earlier)
                 raise
-            await self._calls.record(reservation, started, output=output, error=None)
+            earlier = await self._calls.record(reservation, started, output=output, error=None)
+            if earlier is not None:
+                return self._replayed_step(step, earlier)
             return value  # type: ignore[no-any-return]
 
         return run()
+
+    def _replayed_step(self, step: Step[Any, R], recorded: RecordedCall) -> R:
+        """A step's recorded outcome: its result, or its failure raised again."""
+        if recorded.error is None:
+            return codec.decode(recorded.output, step.return_type)  # type: ignore[no-any-return]
+        error = codec.decode(recorded.error)
+        raise StepError(step.name, error["message"], error["type"])
 
     def run(
         self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
@@ -179,8 +195,8 @@ class Context:
                 return codec.decode(recorded.output, type_)
             started = self._calls.clock.now()
             output = codec.encode(make(), what=name)
-            await self._calls.record(reservation, started, output=output, error=None)
-            return codec.decode(output, type_)
+            earlier = await self._calls.record(reservation, started, output=output, error=None)
+            return codec.decode(output if earlier is None else earlier.output, type_)
 
         return run()
 
@@ -259,7 +275,9 @@ class Context:
             else:
                 until = wake(now)
                 output = codec.encode(until, what="wake time")
-                await self._calls.record(reservation, now, output=output, error=None)
+                earlier = await self._calls.record(reservation, now, output=output, error=None)
+                if earlier is not None:
+                    until = codec.decode(earlier.output, datetime)
             if until > self._calls.clock.now():
                 raise Suspend(until, None)
 
@@ -287,10 +305,7 @@ class Context:
         async def run() -> Token:
             recorded = await self._calls.recorded(reservation)
             if recorded is not None:
-                token = await self._store.get_token(codec.decode(recorded.output))
-                if token is None:
-                    raise TokenError(f"the token recorded by job {self.job.id} no longer exists")
-                return token
+                return await self._recorded_token(recorded)
             now = self._calls.clock.now()
             new = NewToken(
                 id=secrets.token_urlsafe(24),
@@ -301,10 +316,16 @@ class Context:
             if created is None:
                 raise LeaseLost
             output = codec.encode(new.id, what="token")
-            await self._calls.record(reservation, now, output=output, error=None)
-            return created
+            earlier = await self._calls.record(reservation, now, output=output, error=None)
+            return created if earlier is None else await self._recorded_token(earlier)
 
         return run()
+
+    async def _recorded_token(self, recorded: RecordedCall) -> Token:
+        token = await self._store.get_token(codec.decode(recorded.output))
+        if token is None:
+            raise TokenError(f"the token recorded by job {self.job.id} no longer exists")
+        return token
 
     def wait_for_token(self, token: Token | str) -> Coroutine[Any, Any, TokenResult]:
         """Wait durably until the token is completed (``ok=True`` with its output) or
@@ -328,10 +349,10 @@ class Context:
             else:
                 result = TokenResult(ok=False, error=f"timed out at {found.timeout_at}")
             output = codec.encode(result, what="token result")
-            await self._calls.record(
+            earlier = await self._calls.record(
                 reservation, self._calls.clock.now(), output=output, error=None
             )
-            return result
+            return result if earlier is None else codec.decode(earlier.output, TokenResult)
 
         return run()
 
@@ -353,8 +374,8 @@ class Context:
                 return int(codec.decode(recorded.output))
             now = self._calls.clock.now()
             child_id = await start(workflow, payload, options, self.job.id, reservation.seq)  # type: ignore[arg-type]
-            await self._calls.record(reservation, now, output=str(child_id), error=None)
-            return child_id
+            earlier = await self._calls.record(reservation, now, output=str(child_id), error=None)
+            return child_id if earlier is None else int(codec.decode(earlier.output))
 
         return run()
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import anyio
 
@@ -51,17 +52,21 @@ class LeaseLost(BaseException):
     """The job was cancelled or taken back while its handler ran: stop quietly."""
 
 
-Record = Callable[[Lease, RecordedCall], Awaitable[bool]]
+Record = Callable[[Lease, RecordedCall], Awaitable[RecordedCall | None]]
 log = logging.getLogger("flowq.worker")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class Calls:
     """One run's durable calls: the history, and how to record new calls.
 
-    The history is loaded on the first durable call, and not at all for a job's
-    first run (nothing can be recorded yet), so jobs without durable calls cost
-    no extra query.
+    The history is loaded on the first durable call, and not at all when the claim
+    found nothing recorded for the job (``history_loaded`` from the start), so jobs
+    without recorded calls cost no extra query. Whether anything is recorded is read
+    from the calls table by the claim, never inferred from the attempt count: a job
+    handed back by a stopping worker starts its first attempt again with its history
+    intact.
     """
 
     job_id: int
@@ -70,7 +75,8 @@ class Calls:
     store: Store
     clock: Clock
     record_call: Record
-    fresh: bool
+    history_loaded: bool
+    """The history in memory is complete: loaded, or nothing was recorded at claim."""
     history: History | None = None
     _lock: anyio.Lock | None = None
 
@@ -84,16 +90,16 @@ class Calls:
         return self.history
 
     async def loaded(self) -> History:
-        """The history, loading it from the store on first use after a suspension."""
+        """The history, loading it from the store on first use when the job had one."""
         history = self._history()
-        if not self.fresh:
+        if not self.history_loaded:
             if self._lock is None:
                 self._lock = anyio.Lock(fast_acquire=True)
             async with self._lock:
-                if not self.fresh:
+                if not self.history_loaded:
                     for call in await self.store.load_history(self.job_id):
                         history.record(call)
-                    self.fresh = True
+                    self.history_loaded = True
         return history
 
     async def recorded(self, reservation: Reservation) -> RecordedCall | None:
@@ -103,11 +109,17 @@ class Calls:
 
     async def record(
         self, reservation: Reservation, started: datetime, *, output: str | None, error: str | None
-    ) -> None:
+    ) -> RecordedCall | None:
         """Store a call's result before the workflow sees it.
+
+        Returns:
+            None when this result was stored. When a successful result was recorded at
+            this position earlier (it is never replaced), that record: the caller must
+            go on with it, as a replay would, and not with its own result.
 
         Raises:
             LeaseLost: The job is no longer this worker's.
+            NonDeterminismError: The earlier record is of another call.
         """
         call = RecordedCall(
             seq=reservation.seq,
@@ -119,17 +131,30 @@ class Calls:
             completed_at=self.clock.now(),
         )
         what = f"call {reservation.name!r} of job {self.job_id}"
-        if not await persist(lambda: self.record_call(self.lease, call), what):
+        stored = await persist(lambda: self.record_call(self.lease, call), what)
+        if stored is None:
             raise LeaseLost
-        self._history().record(call)
+        history = self._history()
+        history.record(stored)
+        if stored == call:  # stored now, or by an earlier try of this same write
+            return None
+        log.warning(
+            "flowq: job %s: position %d already holds a recorded result of %r; "
+            "going on with the recorded result, not the new one",
+            self.job_id,
+            reservation.seq,
+            stored.name,
+        )
+        return history.recorded_at(reservation)
 
 
-async def persist(write: Callable[[], Awaitable[bool]], what: str) -> bool:
+async def persist(write: Callable[[], Awaitable[T]], what: str) -> T:
     """Run ``write`` until the database takes it, backing off while it is unreachable.
 
     A job's outcome must not be lost to a dropped connection or a restarting server;
     the write is safe to repeat because the store checks the lease (a repeated
-    completion that already committed answers False). Cancelling the caller stops it.
+    completion that already committed answers False; a repeated call record answers
+    with the record it already holds). Cancelling the caller stops it.
     """
     delay = 0.05
     while True:

@@ -100,8 +100,8 @@ class Engine:
             store=self.store,
             clock=self.clock,
             record_call=self.record_call,
-            # A first run of a first attempt has nothing recorded yet: skip the load.
-            fresh=job.attempts == 1 and not claimed.resumed,
+            # Nothing recorded when the job was claimed: nothing to load.
+            history_loaded=not claimed.has_history,
         )
         context = Context(
             info,

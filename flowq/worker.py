@@ -239,7 +239,9 @@ class Worker:
         with anyio.move_on_after(seconds):
             await event.wait()
 
-    async def _record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
+    async def _record_calls(
+        self, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
         return await self.app.store.record_calls(calls)
 
     def _start(self, claimed: ClaimedJob) -> None:

@@ -28,19 +28,23 @@ class MemoryDurableVerbs(MemoryTables):
         calls = self._steps.get(job_id, {})
         return [records.recorded_call(calls[seq]) for seq in sorted(calls)]
 
-    async def record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
-        """Store durable calls of running jobs at once; False where the lease is stale.
-
-        A call already recorded at that position is replaced only if it had failed.
-        """
-        held = self._held([lease for lease, _ in calls])
+    async def record_calls(
+        self, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
+        """Store durable calls of running jobs at once; return each call as stored (an
+        earlier successful record wins), None where the lease is stale."""
+        held_jobs = self._held([lease for lease, _ in calls])
+        held: dict[tuple[int, int], RecordedCall | None] = {}
         for lease, call in calls:
-            if lease.job_id in held:
+            if lease.job_id in held_jobs:
                 stored = self._steps.setdefault(lease.job_id, {})
                 existing = stored.get(call.seq)
                 if existing is None or existing["error"] is not None:
                     stored[call.seq] = utc_values(records.call_row(lease.job_id, call))
-        return [lease.job_id in held for lease, _ in calls]
+                    held[(lease.job_id, call.seq)] = None
+                else:
+                    held[(lease.job_id, call.seq)] = records.recorded_call(existing)
+        return records.as_stored(calls, held)
 
     async def create_token(self, token: NewToken, lease: Lease | None) -> Token | None:
         """Store a waiting token, of the lease's job if given; None on a stale lease.

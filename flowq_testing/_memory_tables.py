@@ -208,7 +208,8 @@ class MemoryTables:
             pending_reason=None,
         )
         job = records.job_from_row(row, ())  # as SqlStore: depends_on is not loaded
-        return ClaimedJob(job, Lease(job.id, row["lease_id"], worker_id), resumed, row["payload"])
+        lease = Lease(job.id, row["lease_id"], worker_id)
+        return ClaimedJob(job, lease, resumed, row["payload"], bool(self._steps.get(job.id)))
 
     def _unclaimed_ids(self, workflows: Collection[str], now: datetime) -> list[int]:
         """Ids (ascending) of due pending jobs without a reason, outside ``workflows``."""

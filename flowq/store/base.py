@@ -129,6 +129,10 @@ class ClaimedJob:
     """True when the job continues after a wait instead of starting a new attempt."""
     payload_json: str
     """The payload as stored (JSON text), for decoding into the handler's type."""
+    has_history: bool
+    """True when durable calls are recorded for the job (read from the calls table at
+    claim time, never inferred from the attempt count): the engine then loads them
+    before the first durable call replays."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,10 +313,17 @@ class Store(Protocol):
     async def load_history(self, job_id: int) -> list[RecordedCall]:
         """The job's recorded durable calls, in position order."""
 
-    async def record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
-        """Store durable calls of running jobs (one transaction); False where the lease
-        is stale. A call already recorded at that position is replaced only if it had
-        failed (the step runs again in a later attempt)."""
+    async def record_calls(
+        self, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
+        """Store durable calls of running jobs (one transaction).
+
+        Returns, for each call, the call as the database now holds it at that
+        position: the given call when it was stored; the call recorded earlier when a
+        successful record is already there (it is never replaced, and the caller must
+        go on with it, not with its own); None where the lease is stale. A call
+        recorded earlier as failed is replaced (the step ran again in a later attempt).
+        """
 
     async def create_token(self, token: NewToken, lease: Lease | None) -> Token | None:
         """Store a waiting token (of the lease's job, or of no job); None on a stale lease."""

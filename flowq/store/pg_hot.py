@@ -85,7 +85,8 @@ WITH chosen AS (
         updated_at = $1
     FROM chosen c
     WHERE j.id = c.id
-    RETURNING j.*, c.previous_status
+    RETURNING j.*, c.previous_status,
+        EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id) AS has_history
 ), events AS (
     INSERT INTO flowq_job_events (job_id, event_type, at, metadata)
     SELECT id, 'processing', $1, json_build_object(
@@ -148,8 +149,16 @@ WITH input AS (
         error = excluded.error, started_at = excluded.started_at,
         completed_at = excluded.completed_at
     WHERE flowq_steps.error IS NOT NULL
+    RETURNING job_id, seq
 )
-SELECT job_id, seq FROM held
+-- Every held call, with the row already recorded at its position when the insert
+-- neither added nor replaced one (a success is never replaced). The statement's
+-- snapshot shows that row as it was, which is as it stays.
+SELECT h.job_id, h.seq, r.seq IS NOT NULL AS stored,
+    s.name, s.attempt, s.output, s.error, s.started_at, s.completed_at
+FROM held h
+LEFT JOIN recorded r ON r.job_id = h.job_id AND r.seq = h.seq
+LEFT JOIN flowq_steps s ON r.seq IS NULL AND s.job_id = h.job_id AND s.seq = h.seq
 """
 
 LOAD_HISTORY = """
@@ -200,6 +209,7 @@ def claimed_from_rows(rows: Sequence[Any], worker_id: str) -> list[ClaimedJob]:
             Lease(row["id"], row["lease_id"], worker_id),
             row["previous_status"] == JobStatus.WAITING.value,
             row["payload"],
+            row["has_history"],
         )
         for row in rows
     ]

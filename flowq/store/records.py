@@ -22,12 +22,13 @@ from flowq.models import (
     TokenStatus,
 )
 from flowq.replay import RecordedCall
-from flowq.store.base import EDITABLE_FIELDS, ClaimedJob, GroupLimits, NewJob, NewToken
+from flowq.store.base import EDITABLE_FIELDS, ClaimedJob, GroupLimits, Lease, NewJob, NewToken
 
 __all__ = [
     "EVENT_FIELD_OF_COLUMN",
     "UNCLAIMED_BATCH_SIZE",
     "UNLOCKED",
+    "as_stored",
     "call_row",
     "cancelled_values",
     "changed_columns",
@@ -464,6 +465,25 @@ def recorded_call(row: Mapping[Any, Any]) -> RecordedCall:
         started_at=row["started_at"],
         completed_at=row["completed_at"],
     )
+
+
+def as_stored(
+    calls: Sequence[tuple[Lease, RecordedCall]],
+    held: Mapping[tuple[int, int], RecordedCall | None],
+) -> list[RecordedCall | None]:
+    """What ``record_calls`` returns: each call as the database holds it.
+
+    ``held`` maps the (job id, position) of every call whose lease is held to the
+    successful record that was already there, or to None when the call was stored.
+    """
+    stored: list[RecordedCall | None] = []
+    for lease, call in calls:
+        key = (lease.job_id, call.seq)
+        if key not in held:
+            stored.append(None)
+        else:
+            stored.append(held[key] or call)
+    return stored
 
 
 def call_row(job_id: int, call: RecordedCall) -> dict[str, Any]:

@@ -119,14 +119,23 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 )
                 .returning(*jobs.c)
             )
+            claimed_rows = sorted(result.mappings(), key=lambda r: (-r["priority"], r["id"]))
+            with_history = set(
+                (
+                    await conn.execute(
+                        select(steps.c.job_id).where(steps.c.job_id.in_(list(previous))).distinct()
+                    )
+                ).scalars()
+            )
             claimed = [
                 ClaimedJob(
                     records.job_from_row(row, ()),
                     Lease(row["id"], row["lease_id"], worker_id),
                     previous[row["id"]] == JobStatus.WAITING.value,
                     row["payload"],
+                    row["id"] in with_history,
                 )
-                for row in sorted(result.mappings(), key=lambda r: (-r["priority"], r["id"]))
+                for row in claimed_rows
             ]
             await self._add_events(
                 conn,

@@ -32,15 +32,21 @@ class SqlDurableVerbs(SqlBase):
         async with self._driver() as db:
             return await sqlite_hot.load_history(db, job_id)
 
-    async def record_calls(self, calls: Sequence[tuple[Lease, RecordedCall]]) -> list[bool]:
-        """Store durable calls of running jobs in one transaction; False where stale."""
+    async def record_calls(
+        self, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
+        """Store durable calls of running jobs in one transaction; return each call as
+        stored (an earlier successful record wins), None where the lease is stale."""
         if not calls:
             return []
         if self.dialect.name == "postgresql":
             async with self._driver("record") as driver:
                 rows = await driver.fetch(pg_hot.RECORD_CALLS, *pg_hot.record_call_arguments(calls))
-            accepted = {(row["job_id"], row["seq"]) for row in rows}
-            return [(lease.job_id, call.seq) in accepted for lease, call in calls]
+            held = {
+                (row["job_id"], row["seq"]): None if row["stored"] else records.recorded_call(row)
+                for row in rows
+            }
+            return records.as_stored(calls, held)
         async with self._driver("record") as db:
             return await sqlite_hot.record_calls(db, self._writers(), calls)
 

@@ -181,7 +181,8 @@ async def add_plain_jobs(
 
 
 _CLAIMABLE = """
-SELECT j.id, j.status FROM flowq_jobs j
+SELECT j.id, j.status, EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id)
+FROM flowq_jobs j
 WHERE j.ready_at <= ? AND j.workflow IN ({workflows})
   AND NOT EXISTS (
       SELECT 1 FROM flowq_job_dependencies d JOIN flowq_jobs p ON p.id = d.depends_on_id
@@ -220,13 +221,14 @@ async def claim_jobs(
     if not await _fetch(db, "SELECT 1 FROM flowq_jobs WHERE ready_at <= ? LIMIT 1", [at]):
         return []
     async with immediate(db, writers):
-        previous = dict(
-            await _fetch(
+        previous = {
+            job_id: (status, bool(has_history))
+            for job_id, status, has_history in await _fetch(
                 db,
                 _CLAIMABLE.format(workflows=", ".join("?" for _ in workflows)),
                 [at, *sorted(workflows), limit],
             )
-        )
+        }
         if not previous:
             return []
         ids = sorted(previous)
@@ -241,8 +243,9 @@ async def claim_jobs(
             ClaimedJob(
                 records.job_from_row(row, ()),
                 Lease(row["id"], row["lease_id"], worker_id),
-                previous[row["id"]] == JobStatus.WAITING.value,
+                previous[row["id"]][0] == JobStatus.WAITING.value,
                 row["payload"],
+                previous[row["id"]][1],
             )
             for row in rows
         ]
@@ -288,21 +291,27 @@ async def complete_jobs(
 
 _RECORD = """
 INSERT INTO flowq_steps (job_id, seq, name, attempt, output, error, started_at, completed_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+VALUES {rows}
 ON CONFLICT (job_id, seq) DO UPDATE SET
     name = excluded.name, attempt = excluded.attempt, output = excluded.output,
     error = excluded.error, started_at = excluded.started_at, completed_at = excluded.completed_at
 WHERE flowq_steps.error IS NOT NULL
+RETURNING job_id, seq
 """
+_RECORD_CHUNK = 500
+"""Calls per INSERT (8 parameters each, well under SQLite's parameter limit)."""
+
+_CALL_COLUMNS = "seq, name, attempt, output, error, started_at, completed_at"
 
 
 async def record_calls(
     db: Any, writers: anyio.Lock, calls: Sequence[tuple[Lease, RecordedCall]]
-) -> list[bool]:
-    """Store recorded calls of held jobs; False where the lease is stale."""
+) -> list[RecordedCall | None]:
+    """Store recorded calls of held jobs; return each as stored (an earlier success
+    wins), None where the lease is stale."""
     async with immediate(db, writers):
         wanted = sorted({lease.job_id for lease, _ in calls})
-        held = {
+        leases = {
             (job_id, lease_id)
             for job_id, lease_id in await _fetch(
                 db,
@@ -310,37 +319,51 @@ async def record_calls(
                 f"({', '.join(str(int(i)) for i in wanted)})",
             )
         }
-        accepted = [(lease.job_id, lease.lease_id) in held for lease, _ in calls]
         rows = [
             (
                 lease.job_id, call.seq, call.name, call.attempt, call.output, call.error,
                 stored_time(call.started_at), stored_time(call.completed_at),
             )
-            for (lease, call), ok in zip(calls, accepted, strict=True)
-            if ok
+            for lease, call in calls
+            if (lease.job_id, lease.lease_id) in leases
         ]  # fmt: skip
-        if rows:
-            await db.executemany(_RECORD, rows)
-    return accepted
+        written: set[tuple[int, int]] = set()
+        for start in range(0, len(rows), _RECORD_CHUNK):
+            chunk = rows[start : start + _RECORD_CHUNK]
+            sql = _RECORD.format(rows=", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk))
+            found = await _fetch(db, sql, [value for row in chunk for value in row])
+            written.update((job_id, seq) for job_id, seq in found)
+        held: dict[tuple[int, int], RecordedCall | None] = {}
+        for job_id, seq, *_ in rows:
+            held[(job_id, seq)] = (
+                None if (job_id, seq) in written else await _recorded_call(db, job_id, seq)
+            )
+    return records.as_stored(calls, held)
+
+
+async def _recorded_call(db: Any, job_id: int, seq: int) -> RecordedCall:
+    [row] = await _fetch(
+        db, f"SELECT {_CALL_COLUMNS} FROM flowq_steps WHERE job_id = ? AND seq = ?", [job_id, seq]
+    )
+    return _call(row)
+
+
+def _call(row: Sequence[Any]) -> RecordedCall:
+    seq, name, attempt, output, error, started, completed = row
+    return RecordedCall(
+        seq=seq,
+        name=name,
+        attempt=attempt,
+        output=output,
+        error=error,
+        started_at=read_time(started),  # type: ignore[arg-type]
+        completed_at=read_time(completed),  # type: ignore[arg-type]
+    )
 
 
 async def load_history(db: Any, job_id: int) -> list[RecordedCall]:
     """The job's recorded calls in position order."""
     found = await _fetch(
-        db,
-        "SELECT seq, name, attempt, output, error, started_at, completed_at FROM flowq_steps "
-        "WHERE job_id = ? ORDER BY seq",
-        [job_id],
+        db, f"SELECT {_CALL_COLUMNS} FROM flowq_steps WHERE job_id = ? ORDER BY seq", [job_id]
     )
-    return [
-        RecordedCall(
-            seq=seq,
-            name=name,
-            attempt=attempt,
-            output=output,
-            error=error,
-            started_at=read_time(started),  # type: ignore[arg-type]
-            completed_at=read_time(completed),  # type: ignore[arg-type]
-        )
-        for seq, name, attempt, output, error, started, completed in found
-    ]
+    return [_call(row) for row in found]

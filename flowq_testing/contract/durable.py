@@ -9,9 +9,9 @@ import pytest
 import flowq
 from flowq import JobStatus, TokenStatus
 from flowq.replay import RecordedCall
-from flowq.store.base import NewToken, Release
+from flowq.store.base import GroupLimits, NewToken, Release
 from flowq_testing.clock import FakeClock
-from flowq_testing.contract.base import ContractBase, echo
+from flowq_testing.contract.base import ContractBase, contract_registry, echo
 
 __all__ = ["DurableVerbsContract"]
 
@@ -47,9 +47,8 @@ class DurableVerbsContract(ContractBase):
         job_id = await app.start(echo, {})
         [claimed] = await self.claim(app)
         lease = claimed.lease
-        assert await app.store.record_calls(
-            [(lease, call(1, "second", clock, output='{"v": 2}')), (lease, call(0, "first", clock))]
-        ) == [True, True]
+        calls = [call(1, "second", clock, output='{"v": 2}'), call(0, "first", clock)]
+        assert await app.store.record_calls([(lease, c) for c in calls]) == calls
         history = await app.store.load_history(job_id)
         assert [(c.seq, c.name, c.output, c.attempt) for c in history] == [
             (0, "first", "1", 1), (1, "second", '{"v": 2}', 1),
@@ -67,27 +66,28 @@ class DurableVerbsContract(ContractBase):
         [claimed] = await self.claim(app)
         clock.advance(timedelta(hours=1))
         assert await app.reclaim_stuck_jobs(10) == 1
-        assert await app.store.record_calls([(claimed.lease, call(0, "late", clock))]) == [False]
+        assert await app.store.record_calls([(claimed.lease, call(0, "late", clock))]) == [None]
         assert await app.store.load_history(job_id) == []
 
     async def test_a_success_is_never_overwritten_but_a_failure_is(
         self, app: flowq.App, clock: FakeClock
     ) -> None:
-        """A recorded result stays; a recorded failure is replaced when the step runs again."""
+        """A recorded result stays, and a conflicting write is answered with it (never
+        reported as stored); a recorded failure is replaced when the step runs again."""
         job_id = await app.start(echo, {})
         [claimed] = await self.claim(app)
+        done = call(0, "done", clock)
         failed = call(1, "flaky", clock, output=None, error='{"message": "x", "type": "E"}')
-        await app.store.record_calls(
-            [(claimed.lease, call(0, "done", clock)), (claimed.lease, failed)]
-        )
+        await app.store.record_calls([(claimed.lease, done), (claimed.lease, failed)])
+        clock.advance(timedelta(seconds=1))
         redo = call(0, "done", clock, output="2", attempt=2)
         fixed = call(1, "flaky", clock, output="3", attempt=2)
         assert await app.store.record_calls([(claimed.lease, redo), (claimed.lease, fixed)]) == [
-            True,
-            True,
+            done,
+            fixed,
         ]
         history = await app.store.load_history(job_id)
-        assert [(c.output, c.error, c.attempt) for c in history] == [("1", None, 1), ("3", None, 2)]
+        assert history == [done, fixed]
 
     async def test_tokens_complete_once(self, app: flowq.App, clock: FakeClock) -> None:
         """A token completes once; completing it again, or an unknown one, raises TokenError."""
@@ -205,15 +205,24 @@ class DurableVerbsContract(ContractBase):
         [resumed] = await self.claim(app)
         assert resumed.job.id == parent_id
 
-    async def test_released_job_keeps_its_history(self, app: flowq.App, clock: FakeClock) -> None:
-        """Handing a job back keeps what it recorded, for the next run to replay."""
+    @pytest.mark.parametrize(
+        "groups", [None, GroupLimits(default=5)], ids=["plain claim", "group claim"]
+    )
+    async def test_released_job_keeps_its_history(
+        self, app: flowq.App, clock: FakeClock, groups: GroupLimits | None
+    ) -> None:
+        """Handing a first attempt back keeps what it recorded, and the next claim says
+        so (from the recorded calls, not from the attempt count, which is 1 again)."""
         job_id = await app.start(echo, {})
-        [claimed] = await self.claim(app)
+        [claimed] = await app.store.claim_jobs("w", 10, contract_registry.names(), groups)
+        assert not claimed.has_history
         await app.store.record_calls([(claimed.lease, call(0, "kept", clock))])
         await app.store.release_jobs([Release(claimed.lease, new_attempt=True)])
         job = await app.get_job(job_id)
-        assert job is not None and job.status is JobStatus.PENDING
+        assert job is not None and (job.status, job.attempts) == (JobStatus.PENDING, 0)
         assert [c.name for c in await app.store.load_history(job_id)] == ["kept"]
+        [again] = await app.store.claim_jobs("w", 10, contract_registry.names(), groups)
+        assert (again.job.attempts, again.resumed, again.has_history) == (1, False, True)
 
     async def test_cleanup_removes_steps_and_tokens(self, app: flowq.App, clock: FakeClock) -> None:
         """Deleting a finished job deletes its recorded calls and its tokens."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -139,6 +140,30 @@ async def crash_between_steps(payload: dict[str, Any], ctx: flowq.Context) -> di
         await anyio.sleep_forever()  # until the test kills this process
     b = await crash_b(url, ctx.job.id, a, payload["hang"] == "in_b")
     return {"a": a, "b": b}
+
+
+# -- 1b. a job handed back by a stopping worker -------------------------------------------
+
+
+@flowq.step(name="handback.charge")
+async def handback_charge(database_url: str, job_id: int) -> str:
+    """Bump ``<job>:handback.charge``; return a new charge id each time the body runs."""
+    await bump(database_url, f"{job_id}:handback.charge")
+    return f"ch_{uuid.uuid4().hex[:8]}"
+
+
+@registry.workflow(name="replay.charge_then_approval")
+async def charge_then_approval(payload: dict[str, Any], ctx: flowq.Context) -> dict[str, Any]:
+    """Charge, create an approval token, then (until the file ``payload["go"]`` exists)
+    write the token id to ``payload["marker"]`` and hang until the worker stops; then
+    wait for the approval."""
+    charged = await handback_charge(payload["database_url"], ctx.job.id)
+    token = await ctx.create_token(tags=["approval"])
+    if not await anyio.Path(payload["go"]).exists():
+        append_line(payload["marker"], token.id)
+        await anyio.sleep_forever()  # until the worker's drain timeout cancels it
+    approval = await ctx.wait_for_token(token)
+    return {"charge": charged, "token": token.id, "approval": approval.output}
 
 
 # -- 2. the soak ----------------------------------------------------------------------------

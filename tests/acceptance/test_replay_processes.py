@@ -100,6 +100,60 @@ async def test_a_worker_killed_between_two_steps_does_not_repeat_the_first(
     ], await state()  # fmt: skip
 
 
+# -- 1b. SIGTERM with a job that outlives the drain timeout -----------------------------------
+
+
+async def test_a_job_handed_back_on_sigterm_keeps_its_charge_and_its_token(
+    database_url: str, app: flowq.App, workers: Workers, tmp_path: Path
+) -> None:
+    """A first attempt handed back after SIGTERM: the next worker does not charge again,
+    returns the recorded charge, and waits on the token created before the hand-back."""
+    await replay_workloads.create_side_effects(database_url)
+    marker, go = tmp_path / "paused-with-token", tmp_path / "go"
+    payload = {"database_url": database_url, "marker": str(marker), "go": str(go)}
+    job_id = await app.start(replay_workloads.charge_then_approval, payload)
+    charge_key = f"{job_id}:handback.charge"
+
+    async def state() -> str:
+        job = await job_of(app, job_id)
+        return (
+            f"job {job_id} {job.status.value} attempts={job.attempts} output={job.output}"
+            f"; steps={await steps_of(app, job_id)}; events={await events_of(app, job_id)}"
+            f"; side effects={await replay_workloads.side_effects(database_url)}"
+        )
+
+    deploying = await workers.start(
+        database_url, "--drain-timeout", "0.3", name="deploying", target=TARGET
+    )
+
+    async def paused() -> bool:
+        return marker.exists()
+
+    await eventually(paused, "the job pauses after its charge", state=state, watch=[deploying])
+    deploying.signal(signal.SIGTERM)
+    assert await deploying.exit_status(15) == 0, deploying.describe()
+    job = await job_of(app, job_id)
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 0), await state()
+    [first_token] = read_lines(marker)
+
+    go.touch()
+    resumed = await workers.run(database_url, "--until-idle", name="resumed", target=TARGET)
+    assert resumed.returncode == 0, resumed.describe()
+    job = await job_of(app, job_id)
+    assert (job.status, job.wait_token_id) == (JobStatus.WAITING, first_token), await state()
+
+    await app.complete_token(first_token, {"approved": True})
+    finisher = await workers.run(database_url, "--until-idle", name="finisher", target=TARGET)
+    assert finisher.returncode == 0, finisher.describe()
+    job = await job_of(app, job_id)
+    [charge] = [s for s in await app.get_job_steps(job_id) if s.name == "handback.charge"]
+    assert job.status is JobStatus.COMPLETED, await state()
+    assert job.output == {
+        "charge": charge.output, "token": first_token, "approval": {"approved": True},
+    }, await state()  # fmt: skip
+    assert (await replay_workloads.side_effects(database_url))[charge_key] == 1, await state()
+
+
 # -- 2. the soak ----------------------------------------------------------------------------
 
 SOAK_JOBS = 10_000
