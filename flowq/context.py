@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from flowq import codec
-from flowq.durable import Calls, LeaseLost, Suspend, error_json, wake_time
+from flowq.durable import Calls, LeaseLost, error_json, wake_time
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import ContextError, JobFailedError, StepError, TokenError, ValidationError
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
-from flowq.replay import RecordedCall
+from flowq.replay import RecordedCall, Reservation
 from flowq.store import records
 from flowq.store.base import Lease, NewToken, Store
 from flowq.validate import tags as checked_tags
@@ -121,46 +121,55 @@ class Context:
         reservation = self._calls.reserve(step.name)
 
         async def run() -> R:
-            return_type = step.return_type  # resolve before anything runs or is recorded
+            step.return_type  # noqa: B018 (resolved before anything runs or is recorded)
             recorded = await self._calls.recorded(reservation)
             if recorded is not None and (
                 recorded.error is None or recorded.attempt == self.job.attempt
             ):
                 return self._replayed_step(step, recorded)
-            started = self._calls.clock.now()
-            try:
-                result = await step.invoke_with_retries(args, kwargs)
-            except Exception as exc:
-                earlier = await self._calls.record(
-                    reservation, started, output=None, error=error_json(exc)
-                )
-                if earlier is not None:
-                    return self._replayed_step(step, earlier)
-                raise
-            what = f"result of step {step.name!r} (job {self.job.id})"
-            try:
-                output = codec.encode(result, what=what)
-                value = codec.decode_result(output, return_type, what=what)
-            except Exception as exc:
-                earlier = await self._calls.record(
-                    reservation, started, output=None, error=error_json(exc)
-                )
-                if earlier is not None:
-                    return self._replayed_step(step, earlier)
-                raise
-            earlier = await self._calls.record(reservation, started, output=output, error=None)
-            if earlier is not None:
-                return self._replayed_step(step, earlier)
-            return value  # type: ignore[no-any-return]
+            return await self._calls.execute(
+                lambda: self._execute_step(step, reservation, args, kwargs)
+            )
 
         return run()
+
+    async def _execute_step(
+        self, step: Step[Any, R], reservation: Reservation, args: Any, kwargs: Any
+    ) -> R:
+        """Run the body and record its result (or final error) before returning it."""
+        started = self._calls.clock.now()
+        try:
+            result = await step.invoke_with_retries(args, kwargs)
+            output = codec.encode(result, what=self._step_what(step))
+        except Exception as exc:
+            earlier = await self._calls.record(
+                reservation, started, output=None, error=error_json(exc)
+            )
+            if earlier is not None:
+                return self._replayed_step(step, earlier)
+            raise
+        earlier = await self._calls.record(reservation, started, output=output, error=None)
+        if earlier is not None:
+            return self._replayed_step(step, earlier)
+        return self._step_result(step, output)
 
     def _replayed_step(self, step: Step[Any, R], recorded: RecordedCall) -> R:
         """A step's recorded outcome: its result, or its failure raised again."""
         if recorded.error is None:
-            return codec.decode(recorded.output, step.return_type)  # type: ignore[no-any-return]
+            return self._step_result(step, recorded.output)
         error = codec.decode(recorded.error)
         raise StepError(step.name, error["message"], error["type"])
+
+    def _step_result(self, step: Step[Any, R], output: str | None) -> R:
+        """A recorded result decoded as the step's return annotation. A result that
+        does not fit raises SerializationError on the first run and on every replay
+        alike: it is recorded, so the body does not run again because of it."""
+        if output is None:
+            return None  # type: ignore[return-value]
+        return codec.decode_result(output, step.return_type, what=self._step_what(step))  # type: ignore[no-any-return]
+
+    def _step_what(self, step: Step[Any, Any]) -> str:
+        return f"result of step {step.name!r} (job {self.job.id})"
 
     def run(
         self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
@@ -195,8 +204,9 @@ class Context:
                 return codec.decode(recorded.output, type_)
             started = self._calls.clock.now()
             output = codec.encode(make(), what=name)
-            earlier = await self._calls.record(reservation, started, output=output, error=None)
-            return codec.decode(output if earlier is None else earlier.output, type_)
+            return codec.decode(
+                await self._calls.record_output(reservation, started, output), type_
+            )
 
         return run()
 
@@ -273,13 +283,12 @@ class Context:
             if recorded is not None:
                 until = codec.decode(recorded.output, datetime)
             else:
-                until = wake(now)
-                output = codec.encode(until, what="wake time")
-                earlier = await self._calls.record(reservation, now, output=output, error=None)
-                if earlier is not None:
-                    until = codec.decode(earlier.output, datetime)
+                output = codec.encode(wake(now), what="wake time")
+                until = codec.decode(
+                    await self._calls.record_output(reservation, now, output), datetime
+                )
             if until > self._calls.clock.now():
-                raise Suspend(until, None)
+                await self._calls.suspend(until, None)
 
         return run()
 
@@ -306,6 +315,9 @@ class Context:
             recorded = await self._calls.recorded(reservation)
             if recorded is not None:
                 return await self._recorded_token(recorded)
+            return await self._calls.execute(create)
+
+        async def create() -> Token:
             now = self._calls.clock.now()
             new = NewToken(
                 id=secrets.token_urlsafe(24),
@@ -343,16 +355,14 @@ class Context:
             if found is None:
                 raise TokenError(f"there is no token {token_id!r}")
             if found.status is TokenStatus.WAITING:
-                raise Suspend(found.timeout_at, token_id)
+                await self._calls.suspend(found.timeout_at, token_id)
             if found.status is TokenStatus.COMPLETED:
                 result = TokenResult(ok=True, output=found.output)
             else:
                 result = TokenResult(ok=False, error=f"timed out at {found.timeout_at}")
             output = codec.encode(result, what="token result")
-            earlier = await self._calls.record(
-                reservation, self._calls.clock.now(), output=output, error=None
-            )
-            return result if earlier is None else codec.decode(earlier.output, TokenResult)
+            stored = await self._calls.record_output(reservation, self._calls.clock.now(), output)
+            return codec.decode(stored, TokenResult)  # type: ignore[no-any-return]
 
         return run()
 
@@ -372,6 +382,9 @@ class Context:
             recorded = await self._calls.recorded(reservation)
             if recorded is not None:
                 return int(codec.decode(recorded.output))
+            return await self._calls.execute(start_and_record)
+
+        async def start_and_record() -> int:
             now = self._calls.clock.now()
             child_id = await start(workflow, payload, options, self.job.id, reservation.seq)  # type: ignore[arg-type]
             earlier = await self._calls.record(reservation, now, output=str(child_id), error=None)
@@ -403,7 +416,7 @@ class Context:
                 raise JobFailedError(child)
             child = await self._store.get_job(child_id)
             if child is None or not _finished(child):
-                raise Suspend(None, records.child_wait_id(child_id))
+                await self._calls.suspend(None, records.child_wait_id(child_id))
             now = self._calls.clock.now()
             if child.status is JobStatus.COMPLETED:
                 output = codec.encode(child.output, what="child output")

@@ -9,17 +9,18 @@ records its result before returning it. A wait that is not over raises
 from __future__ import annotations
 
 import calendar
+import contextvars
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import anyio
 
 from flowq import codec
 from flowq.clock import Clock
-from flowq.errors import DatabaseUnavailableError
+from flowq.errors import DatabaseUnavailableError, NonDeterminismError
 from flowq.replay import History, RecordedCall, Reservation
 from flowq.store.base import Lease, Store
 
@@ -28,6 +29,7 @@ __all__ = [
     "LeaseLost",
     "Suspend",
     "add_months",
+    "effective",
     "error_json",
     "exception_message",
     "exception_name",
@@ -79,6 +81,8 @@ class Calls:
     """The history in memory is complete: loaded, or nothing was recorded at claim."""
     history: History | None = None
     _lock: anyio.Lock | None = None
+    _executing: set[anyio.CancelScope] = field(default_factory=set)
+    _idle: anyio.Event | None = None
 
     def reserve(self, name: str) -> Reservation:
         """Take the next position (synchronously, at call time)."""
@@ -146,6 +150,107 @@ class Calls:
             stored.name,
         )
         return history.recorded_at(reservation)
+
+    async def record_output(self, reservation: Reservation, started: datetime, output: str) -> str:
+        """Record a call's successful output as one execution (see :meth:`execute`);
+        return the output as stored: this one, or the one recorded earlier."""
+        earlier = await self.execute(
+            lambda: self.record(reservation, started, output=output, error=None)
+        )
+        return output if earlier is None or earlier.output is None else earlier.output
+
+    # -- settling: no durable call is left half done when a run ends ---------------------
+
+    async def execute(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` (a durable call's execution and its record) so that the end of
+        the run can wait for it (:meth:`settle`), and a wait beside it lets it finish
+        first (:meth:`suspend`).
+
+        Raises:
+            LeaseLost: The run ended before ``work`` finished and cancelled it.
+        """
+        scope = anyio.CancelScope()
+        self._executing.add(scope)
+        token = _executing_here.set(True)
+        try:
+            with scope:
+                return await work()
+        finally:
+            _executing_here.reset(token)
+            self._executing.discard(scope)
+            if not self._executing and self._idle is not None:
+                self._idle.set()
+        raise LeaseLost  # reached only when settle() cancelled it
+
+    async def suspend(self, wait_until: datetime | None, wait_id: str | None) -> NoReturn:
+        """Park the job on a wait that is not over, once the durable calls running
+        beside this one (in ``gather`` or a task group) have finished and recorded
+        their results; a call made inside a step's body does not wait for that step."""
+        if not _executing_here.get():
+            await self._quiet()
+        raise Suspend(wait_until, wait_id)
+
+    async def settle(self) -> None:
+        """At the end of a run: wait until the durable calls still executing (left
+        running by ``asyncio.gather`` when a sibling raised) have recorded their
+        results, so that no finished step is lost. If this wait is cancelled (the
+        job's timeout, cancellation, a worker's drain timeout) they are cancelled."""
+        try:
+            await self._quiet()
+        finally:
+            for scope in self._executing:
+                scope.cancel()
+
+    async def _quiet(self) -> None:
+        while self._executing:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+
+_executing_here: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "flowq_executing", default=False
+)
+"""True in the task (and its child tasks) running a durable call's execution."""
+
+
+def effective(raised: BaseException) -> BaseException:
+    """What ended a handler run, seen through exception groups (``gather`` raises bare
+    exceptions; anyio task groups wrap them, however deeply).
+
+    In a group, a lost lease wins, then a :class:`NonDeterminismError`, then the
+    handler's errors (the only one, or a group of them without the waits); waits
+    alone merge into one :class:`Suspend` that wakes at the earliest of their times
+    (and on the first token or child they wait for). A group holding anything else
+    (a cancellation, ``KeyboardInterrupt``...) comes back as it is.
+    """
+    if not isinstance(raised, BaseExceptionGroup):
+        return raised
+    leaves = list(_leaves(raised))
+    for kind in (LeaseLost, NonDeterminismError):
+        found = [leaf for leaf in leaves if isinstance(leaf, kind)]
+        if found:
+            return found[0]
+    if any(not isinstance(leaf, Suspend | Exception) for leaf in leaves):
+        return raised
+    errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
+    if len(errors) == 1:
+        return errors[0]
+    if errors:
+        matched, _ = raised.split(Exception)
+        assert matched is not None  # noqa: S101 (there are errors)
+        return matched
+    suspends = [leaf for leaf in leaves if isinstance(leaf, Suspend)]
+    times = [s.wait_until for s in suspends if s.wait_until is not None]
+    ids = [s.wait_id for s in suspends if s.wait_id is not None]
+    return Suspend(min(times, default=None), ids[0] if ids else None)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 async def persist(write: Callable[[], Awaitable[T]], what: str) -> T:

@@ -21,6 +21,7 @@ from flowq.durable import (
     LeaseLost,
     Record,
     Suspend,
+    effective,
     exception_message,
     exception_name,
     persist,
@@ -44,6 +45,7 @@ class RunningJob:
 
     claimed: ClaimedJob
     context: Context
+    calls: Calls
     scope: anyio.CancelScope
     stop_reason: str | None = None
     """Why the worker cancelled it: ``"cancelled"`` (job cancelled or lease lost) or
@@ -111,7 +113,7 @@ class Engine:
             durable=definition is None or definition.is_async,
             start_child=self.start_child,
         )
-        return RunningJob(claimed, context, anyio.CancelScope())
+        return RunningJob(claimed, context, calls, anyio.CancelScope())
 
     async def run(self, running: RunningJob, definition: Workflow[Any, Any] | None) -> None:
         """Run the handler and record completion or failure (not cancellation: the
@@ -142,11 +144,11 @@ class Engine:
         token = context_module.bind(running.context)
         try:
             if timeout is None:
-                returned = await self._call(definition, payload, running.context)
+                returned = await self._call(definition, payload, running)
                 timed_out = False
             else:
                 with anyio.move_on_after(timeout.total_seconds()) as deadline:
-                    returned = await self._call(definition, payload, running.context)
+                    returned = await self._call(definition, payload, running)
                 timed_out = deadline.cancelled_caught
             if timed_out:
                 await self._fail(
@@ -157,21 +159,30 @@ class Engine:
                 )
                 return
             output = running.context.output_for(returned)
-        except Suspend as wait:
-            await self._suspend(claimed, wait)
-            return
-        except LeaseLost:
-            log.warning("flowq: job %s was taken from this worker while it ran", job.id)
-            return
-        except NonDeterminismError as exc:
-            await self._fail(
-                claimed, str(exc), "NonDeterminismError", FailureReason.NONDETERMINISM, retry=False
-            )
-            return
-        except Exception as exc:
-            await self._fail(
-                claimed, exception_message(exc), exception_name(exc), FailureReason.HANDLER_ERROR
-            )
+        except BaseException as raised:
+            # However the handler's end is wrapped (anyio task groups raise groups).
+            ended = effective(raised)
+            if isinstance(ended, Suspend):
+                await self._suspend(claimed, ended)
+            elif isinstance(ended, LeaseLost):
+                log.warning("flowq: job %s was taken from this worker while it ran", job.id)
+            elif isinstance(ended, NonDeterminismError):
+                await self._fail(
+                    claimed,
+                    str(ended),
+                    "NonDeterminismError",
+                    FailureReason.NONDETERMINISM,
+                    retry=False,
+                )
+            elif isinstance(ended, Exception):
+                await self._fail(
+                    claimed,
+                    exception_message(ended),
+                    exception_name(ended),
+                    FailureReason.HANDLER_ERROR,
+                )
+            else:
+                raise
             return
         finally:
             context_module._current.reset(token)
@@ -206,13 +217,18 @@ class Engine:
         else:
             log.warning("flowq: job %s reached a wait but its lease was lost", job.id)
 
-    async def _call(self, definition: Workflow[Any, Any], payload: Any, ctx: Context) -> Any:
-        args = (payload, ctx) if definition.takes_context else (payload,)
-        if definition.is_async:
+    async def _call(self, definition: Workflow[Any, Any], payload: Any, running: RunningJob) -> Any:
+        args = (payload, running.context) if definition.takes_context else (payload,)
+        if not definition.is_async:
+            return await anyio.to_thread.run_sync(
+                functools.partial(definition.fn, *args), abandon_on_cancel=True
+            )
+        try:
             return await definition.fn(*args)
-        return await anyio.to_thread.run_sync(
-            functools.partial(definition.fn, *args), abandon_on_cancel=True
-        )
+        finally:
+            # Steps left running by asyncio.gather when a sibling raised finish and
+            # are recorded before the job parks or fails.
+            await running.calls.settle()
 
     async def _fail(
         self,

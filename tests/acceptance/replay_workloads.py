@@ -9,6 +9,7 @@ how often each body really ran: a counter in the test database (table
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -164,6 +165,30 @@ async def charge_then_approval(payload: dict[str, Any], ctx: flowq.Context) -> d
         await anyio.sleep_forever()  # until the worker's drain timeout cancels it
     approval = await ctx.wait_for_token(token)
     return {"charge": charged, "token": token.id, "approval": approval.output}
+
+
+# -- 1c. steps beside waits in a task group and in gather ---------------------------------
+
+
+@flowq.step(name="beside.work")
+async def beside_work(database_url: str, job_id: int, name: str) -> str:
+    """Bump ``<job>:beside.<name>`` and take a moment (still running when the wait
+    beside it parks the job)."""
+    await bump(database_url, f"{job_id}:beside.{name}")
+    await anyio.sleep(0.1)
+    return name
+
+
+@registry.workflow(name="replay.beside_waits")
+async def beside_waits(payload: dict[str, Any], ctx: flowq.Context) -> list[str]:
+    """A step and a 300 ms durable sleep in an anyio task group, then a step and a
+    300 ms sleep under ``asyncio.gather``."""
+    url, job_id = payload["database_url"], ctx.job.id
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beside_work, url, job_id, "grouped")
+        tg.start_soon(ctx.sleep, "300ms")
+    gathered, _ = await asyncio.gather(beside_work(url, job_id, "gathered"), ctx.sleep("300ms"))
+    return ["grouped", gathered]
 
 
 # -- 2. the soak ----------------------------------------------------------------------------

@@ -154,6 +154,38 @@ async def test_a_job_handed_back_on_sigterm_keeps_its_charge_and_its_token(
     assert (await replay_workloads.side_effects(database_url))[charge_key] == 1, await state()
 
 
+# -- 1c. steps beside waits -------------------------------------------------------------------
+
+
+async def test_steps_beside_waits_in_task_groups_and_gather_run_once(
+    database_url: str, app: flowq.App, workers: Workers, tmp_path: Path
+) -> None:
+    """Through `flowq worker`: a wait in a task group and a wait under gather park the
+    job (the worker lives on), the steps beside them finish first, and no step body
+    runs twice."""
+    await replay_workloads.create_side_effects(database_url)
+    payload = {"database_url": database_url}
+    job_ids = [await app.start(replay_workloads.beside_waits, payload) for _ in range(5)]
+
+    async def state() -> str:
+        return f"{await status_counts(app)}; {await replay_workloads.side_effects(database_url)}"
+
+    async def all_completed() -> bool:
+        return (await status_counts(app)).get("completed", 0) == len(job_ids)
+
+    worker = await workers.start(database_url, name="beside", target=TARGET)
+    await eventually(all_completed, "every job completes", state=state, watch=[worker])
+    worker.signal(signal.SIGTERM)
+    assert await worker.exit_status(15) == 0, worker.describe()
+    effects = await replay_workloads.side_effects(database_url)
+    for job_id in job_ids:
+        job = await job_of(app, job_id)
+        assert (job.output, job.attempts) == (["grouped", "gathered"], 1), await state()
+        assert effects[f"{job_id}:beside.grouped"] == 1, await state()
+        assert effects[f"{job_id}:beside.gathered"] == 1, await state()
+    assert "Traceback" not in worker.output(), worker.describe()
+
+
 # -- 2. the soak ----------------------------------------------------------------------------
 
 SOAK_JOBS = 10_000

@@ -532,27 +532,44 @@ async def test_gathered_children_keep_their_results_apart(
     assert await app.result(job_id, timeout=10) == ["ANN", "BOB", "CY"]
 
 
-async def test_a_result_that_does_not_fit_its_annotation_fails_the_step(
+async def test_a_result_that_does_not_fit_its_annotation_is_not_run_again(
     app: flowq.App, registry: flowq.Registry, clock: FakeClock
 ) -> None:
-    """A step returning a value its annotation rejects fails (named), and is re-run later."""
+    """A step returning a value its annotation rejects: the result is recorded and every
+    attempt fails with SerializationError naming the step, without running the body
+    again; once the annotation is fixed, a retry replays the recorded result."""
     calls = 0
 
     @flowq.step(name="answer")
     async def answer() -> int:
         nonlocal calls
         calls += 1
-        return 42 if calls > 1 else "forty-two"  # type: ignore[return-value]
+        return "forty-two"  # type: ignore[return-value]
 
-    @registry.workflow(name="typed_answer", max_attempts=2)
-    async def typed_answer(payload: dict[str, Any]) -> int:
-        return await answer()
+    @flowq.step(name="answer")
+    async def fixed_answer() -> str:
+        raise AssertionError("a recorded result is replayed, the body never runs")
+
+    deployed = {"step": answer}
+
+    @registry.workflow(name="typed_answer", max_attempts=3, retry=flowq.RetryPolicy(1))
+    async def typed_answer(payload: dict[str, Any]) -> Any:
+        return await deployed["step"]()
 
     job_id = await app.start(typed_answer, {})
-    await run(app)
+    for _ in range(3):
+        await run(app)
+        clock.advance(timedelta(hours=1))
     job = await job_of(app, job_id)
-    assert job.status is JobStatus.FAILED and "'answer'" in job.error_history[0].message
-    assert "annotation" in job.error_history[0].message
-    clock.advance(timedelta(hours=1))
+    assert (job.status, job.attempts, job.next_attempt_at) == (JobStatus.FAILED, 3, None)
+    assert calls == 1, f"the body ran {calls} times"
+    for error in job.error_history:
+        assert error.type == "flowq.errors.SerializationError"
+        assert "'answer'" in error.message and "annotation" in error.message
+    [recorded] = await app.get_job_steps(job_id)
+    assert (recorded.output, recorded.error) == ("forty-two", None)
+
+    deployed["step"] = fixed_answer  # type: ignore[assignment]
+    assert await app.retry_job(job_id)
     await run(app)
-    assert await app.result(job_id, timeout=10) == 42 and calls == 2
+    assert await app.result(job_id, timeout=10) == "forty-two" and calls == 1
