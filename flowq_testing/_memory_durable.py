@@ -102,26 +102,29 @@ class MemoryDurableVerbs(MemoryTables):
         """Park a processing job as waiting (releases its lock); False on a stale lease.
 
         If the token (or child job) it parks on is resolved already, nobody else will
-        wake it: it is runnable at once.
+        wake it: it is runnable at once. The look and the write happen with no await
+        between them, so no completion can fall in between (the SQL store locks the
+        token or child row for that).
         """
         row = self._leased(lease)
         if row is None:
             return False
         now = self._now()
         until = None if wait_until is None else utc(wait_until)
+        over = token_id is not None and self._wait_is_over(token_id)
         self._set(
             lease.job_id,
             now,
             status=JobStatus.WAITING.value,
             wait_until=until,
             wait_token_id=token_id,
-            ready_at=until,
+            ready_at=now if over else until,
             **records.UNLOCKED,
         )
         meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
         self._add_events([(lease.job_id, EventType.WAITING, meta)], now)
-        if token_id is not None and self._wait_is_over(token_id):
-            self._write(row, {"ready_at": now})
+        if over:
+            self._wake("jobs")
         return True
 
     def _wait_is_over(self, wait_id: str) -> bool:

@@ -374,9 +374,21 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
     async def suspend_job(
         self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
     ) -> bool:
-        """Park the job as waiting until ``wait_until`` or the token's completion."""
+        """Park the job as waiting until ``wait_until`` or the token's completion.
+
+        If the token (or child job) it parks on is resolved already, nobody else will
+        wake it: it is runnable at once. That look locks the token (or child) row
+        before the job's, in the order their wakers take them (``complete_token`` and
+        ``expire_timed_out_tokens``: the token, then the jobs waiting on it; a child
+        finishing: its row, then its parent's in the ``flowq_jobs_wake_parent``
+        trigger). So a concurrent waker either committed before the look, which sees
+        it, or waits for this commit and then finds the job waiting. Without the lock,
+        under READ COMMITTED, the waker's UPDATE could skip the job (still processing
+        in its snapshot) while the look missed the waker's uncommitted write.
+        """
         async with self._transaction() as conn:
             now = self.clock.now()
+            over = token_id is not None and await self._lock_wait_is_over(conn, token_id)
             result = await conn.execute(
                 update(jobs)
                 .where(self._leased(lease))
@@ -384,7 +396,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                     status=JobStatus.WAITING.value,
                     wait_until=wait_until,
                     wait_token_id=token_id,
-                    ready_at=wait_until,
+                    ready_at=now if over else wait_until,
                     locked_by=None,
                     locked_at=None,
                     updated_at=now,
@@ -395,16 +407,16 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 return False
             meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
             await self._add_events(conn, [(lease.job_id, EventType.WAITING, meta)], now)
-            if token_id is not None and await self._wait_is_over(conn, token_id):
-                # The token was completed (or the child finished) while the job was
-                # still running: nobody else will wake it, so it is runnable now.
-                await conn.execute(
-                    update(jobs).where(jobs.c.id == lease.job_id).values(ready_at=now)
-                )
-            return True
+            if over:
+                await self.dialect.notify(conn, "jobs")
+        if over:
+            self._wake("jobs")
+        return True
 
-    async def _wait_is_over(self, conn: AsyncConnection, wait_id: str) -> bool:
-        """Whether the token (or child job) a job waits for is already resolved."""
+    async def _lock_wait_is_over(self, conn: AsyncConnection, wait_id: str) -> bool:
+        """Whether the token (or child job) a job waits for is already resolved; its
+        row stays locked FOR SHARE (PostgreSQL) until the transaction ends, so it
+        cannot be resolved meanwhile."""
         if wait_id.startswith("child:"):
             query = select(jobs.c.finished_at.is_not(None)).where(
                 jobs.c.id == int(wait_id.partition(":")[2])
@@ -413,7 +425,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             query = select(tokens.c.status != TokenStatus.WAITING.value).where(
                 tokens.c.id == wait_id
             )
-        return bool((await conn.execute(query)).scalar())
+        return bool((await conn.execute(query.with_for_update(read=True))).scalar())
 
     # -- maintenance ----------------------------------------------------------------
 

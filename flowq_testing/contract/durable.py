@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 import flowq
@@ -155,6 +158,75 @@ class DurableVerbsContract(ContractBase):
         assert await app.store.suspend_job(claimed.lease, wait_until=None, token_id=token.id)
         [resumed] = await self.claim(app)
         assert resumed.job.id == job_id
+
+    @pytest.mark.parametrize("resolve", ["complete_token", "expire_timed_out_tokens"])
+    async def test_a_token_resolved_between_the_look_and_the_park_resumes_at_once(
+        self, app: flowq.App, clock: FakeClock, resolve: str
+    ) -> None:
+        """wait_for_token's order, with the token resolved in the window: the job looks
+        (settle_token: waiting), the token is completed or times out (waking nobody:
+        the job still runs), then the job parks on it. It is runnable at once, and
+        workers are told."""
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        deadline = clock.now() + timedelta(hours=1)
+        token = await app.store.create_token(
+            NewToken(id="t-" + "w" * 30, tags=(), timeout_at=deadline), claimed.lease
+        )
+        assert token is not None
+        looked = await app.store.settle_token(token.id)
+        assert looked is not None and looked.status is TokenStatus.WAITING
+        if resolve == "complete_token":
+            await app.complete_token(token.id, "in the window")
+        else:
+            clock.advance(timedelta(hours=2))
+            assert await app.expire_timed_out_tokens() == 1
+        hints: list[str] = []
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(app.store.listen, hints.append, remote=False))
+            await anyio.lowlevel.checkpoint()
+            # No timer of its own (wait_until=None): only the token can make it runnable.
+            assert await app.store.suspend_job(claimed.lease, wait_until=None, token_id=token.id)
+            tasks.cancel_scope.cancel()
+        assert "jobs" in hints
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.WAITING
+        [resumed] = await self.claim(app)
+        assert resumed.job.id == job_id and resumed.resumed
+
+    @pytest.mark.parametrize("finish", ["complete", "fail", "cancel"])
+    async def test_a_child_finished_between_the_look_and_the_park_resumes_at_once(
+        self, app: flowq.App, clock: FakeClock, finish: str
+    ) -> None:
+        """ctx.call()'s order, with the child finishing in the window: the parent looks
+        (get_job: not finished), the child completes, fails for good or is cancelled
+        (waking nobody: the parent still runs), then the parent parks on it. It is
+        runnable at once, and workers are told."""
+        parent_id = await app.start(echo, {"role": "parent"})
+        [parent] = await self.claim(app)
+        child_id = await app.start_child(echo, {"role": "child"}, {"max_attempts": 1}, parent_id, 0)
+        looked = await app.get_job(child_id)
+        assert looked is not None and looked.status is JobStatus.PENDING
+        if finish == "cancel":
+            assert await app.cancel_job(child_id)
+        else:
+            [child] = await self.claim(app)
+            assert child.job.id == child_id
+            if finish == "complete":
+                assert await self.complete(app, child, '"child done"')
+            else:
+                assert await self.fail(app, child, retry_in=None)
+        hints: list[str] = []
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(app.store.listen, hints.append, remote=False))
+            await anyio.lowlevel.checkpoint()
+            assert await app.store.suspend_job(
+                parent.lease, wait_until=None, token_id=f"child:{child_id}"
+            )
+            tasks.cancel_scope.cancel()
+        assert "jobs" in hints
+        [resumed] = await self.claim(app)
+        assert resumed.job.id == parent_id and resumed.resumed
 
     async def test_expired_token_wakes_its_job(self, app: flowq.App, clock: FakeClock) -> None:
         """expire_timed_out_tokens makes jobs waiting on expired tokens runnable."""
