@@ -302,14 +302,28 @@ class App:
         options: JobOptions,
         parent_id: int,
         position: int,
+        outcome_position: int | None = None,
     ) -> int:
         """Add the child job of ``ctx.start_child`` (idempotent per parent and position,
-        so a parent that crashes and replays never starts it twice)."""
+        so a parent that crashes and replays never starts it twice).
+
+        Args:
+            workflow: The child's workflow.
+            payload: The child's payload.
+            options: ``start()``'s options, except ``idempotency_key``.
+            parent_id: The parent job.
+            position: The position of the start in the parent's history.
+            outcome_position: Where the parent records the child's outcome
+                (``ctx.call``), or None if it does not wait for it. Until something is
+                recorded there, ``cleanup_old_jobs`` keeps the finished child while the
+                parent is unfinished.
+        """
         if "idempotency_key" in options:
             raise ValidationError("a child job gets its idempotency key from its parent")
         new_job = dataclasses.replace(
             self._new_job(workflow, payload, options),
             parent_job_id=parent_id,
+            parent_outcome_seq=outcome_position,
             idempotency_key=f"flowq.child:{parent_id}:{position}",
         )
         [child_id] = await (await self._ready()).add_jobs([new_job])

@@ -421,13 +421,16 @@ class InMemoryStore(MemoryDurableVerbs):
         """Delete finished jobs that finished at or before now - ``older_than``.
 
         Their events, dependency edges, recorded calls and tokens go with them; their
-        ids are never reused.
+        ids are never reused. A finished child whose unfinished parent has not
+        recorded its outcome is kept.
         """
         cutoff = self._now() - older_than
         ids = {
             job_id
             for job_id, row in self._rows.items()
-            if row["finished_at"] is not None and row["finished_at"] <= cutoff
+            if row["finished_at"] is not None
+            and row["finished_at"] <= cutoff
+            and not self._needed_by_parent(row)
         }
         for job_id in ids:
             row = self._rows.pop(job_id)
@@ -437,6 +440,17 @@ class InMemoryStore(MemoryDurableVerbs):
         self._events = {key: e for key, e in self._events.items() if e.job_id not in ids}
         self._forget_durable(ids)
         return len(ids)
+
+    def _needed_by_parent(self, row: dict[str, Any]) -> bool:
+        """Whether ``row`` is a child of ``ctx.call`` whose parent is unfinished and
+        has not recorded the child's outcome yet (``_NEEDED_BY_PARENT`` in the SQL)."""
+        seq = row["parent_outcome_seq"]
+        parent = self._rows.get(row["parent_job_id"]) if seq is not None else None
+        return (
+            parent is not None
+            and parent["finished_at"] is None
+            and seq not in self._steps.get(parent["id"], {})
+        )
 
     async def cleanup_old_job_events(self, older_than: timedelta) -> int:
         """Delete events written at or before now - ``older_than``; return the count."""

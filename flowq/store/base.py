@@ -85,6 +85,8 @@ class NewJob:
     depends_on_tags: tuple[str, ...]
     dead_letter: str | None
     parent_job_id: int | None = None
+    parent_outcome_seq: int | None = None
+    """For a child of ``ctx.call``: where in the parent's history its outcome goes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -217,6 +217,7 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
         "last_cancelled_at": None,
         "finished_at": None,
         "parent_job_id": job.parent_job_id,
+        "parent_outcome_seq": job.parent_outcome_seq,
     }
 
 

@@ -8,6 +8,9 @@ listing need. Events, step results, dependency edges and tokens live in their ow
 tables so large or numerous rows never bloat it. ``ready_at`` is the instant a job
 becomes claimable (its ``run_at``, next retry or wake time); it is NULL while the job
 is running, finished, or waiting on a token without a timeout.
+``parent_outcome_seq`` is set on a child started by ``ctx.call``: the position in its
+parent's history where the parent records the child's outcome. ``cleanup_old_jobs``
+keeps the finished child while the parent is unfinished and nothing is recorded there.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ jobs = Table(
     Column("last_cancelled_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
     Column("parent_job_id", BigInteger),
+    Column("parent_outcome_seq", Integer),
     sqlite_autoincrement=True,
     postgresql_with={
         "fillfactor": "70",

@@ -48,6 +48,23 @@ _UNFINISHED_PREREQUISITE = exists(
     )
 )
 _NO_LIMIT = 2**31 - 1
+_parent = jobs.alias("parent")
+_NEEDED_BY_PARENT = exists(
+    select(_parent.c.id)
+    .where(
+        _parent.c.id == jobs.c.parent_job_id,
+        jobs.c.parent_outcome_seq.is_not(None),
+        _parent.c.finished_at.is_(None),
+        ~exists(
+            select(steps.c.seq)
+            .where(steps.c.job_id == _parent.c.id, steps.c.seq == jobs.c.parent_outcome_seq)
+            .correlate_except(steps)
+        ),
+    )
+    .correlate_except(_parent)
+)
+"""A child whose parent is unfinished and has not recorded the child's outcome yet
+(``ctx.call``): cleanup keeps it. Two primary-key look-ups per child row."""
 
 
 def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
@@ -483,22 +500,32 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         return count
 
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:
-        """Delete finished jobs (with their events, steps, edges and tokens) in batches."""
+        """Delete finished jobs (with their events, steps, edges and tokens) in batches.
+
+        A finished child whose unfinished parent has not recorded its outcome is kept.
+        Each batch starts at the finish time the previous one reached, so kept rows
+        are passed over once per run, not once per batch.
+        """
         total = 0
+        since: datetime | None = None
         while True:
             async with self._transaction() as conn:
                 cutoff = self.clock.now() - older_than
-                ids = list(
-                    (
-                        await conn.execute(
-                            select(jobs.c.id)
-                            .where(jobs.c.finished_at.is_not(None), jobs.c.finished_at <= cutoff)
-                            .order_by(jobs.c.finished_at)
-                            .limit(CLEANUP_BATCH_SIZE)
-                            .with_for_update(skip_locked=True)
-                        )
-                    ).scalars()
+                query = (
+                    select(jobs.c.id, jobs.c.finished_at)
+                    .where(
+                        jobs.c.finished_at.is_not(None),
+                        jobs.c.finished_at <= cutoff,
+                        ~_NEEDED_BY_PARENT,
+                    )
+                    .order_by(jobs.c.finished_at)
+                    .limit(CLEANUP_BATCH_SIZE)
+                    .with_for_update(skip_locked=True)
                 )
+                if since is not None:
+                    query = query.where(jobs.c.finished_at >= since)
+                rows = (await conn.execute(query)).all()
+                ids = [row.id for row in rows]
                 if ids:
                     for table in (job_events, steps, job_dependencies, tokens):
                         await conn.execute(delete(table).where(table.c.job_id.in_(ids)))
@@ -506,6 +533,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             total += len(ids)
             if len(ids) < CLEANUP_BATCH_SIZE:
                 return total
+            since = rows[-1].finished_at
 
     async def cleanup_old_job_events(self, older_than: timedelta) -> int:
         """Delete events written at or before now - ``older_than``, in batches."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from datetime import timedelta
 
@@ -12,7 +13,14 @@ import pytest
 import flowq
 from flowq import JobStatus, TokenStatus
 from flowq.replay import RecordedCall
-from flowq.store.base import GroupLimits, NewToken, Release
+from flowq.store.base import (
+    CLEANUP_BATCH_SIZE,
+    Completion,
+    GroupLimits,
+    NewJob,
+    NewToken,
+    Release,
+)
 from flowq_testing.clock import FakeClock
 from flowq_testing.contract.base import ContractBase, contract_registry, echo
 
@@ -276,6 +284,109 @@ class DurableVerbsContract(ContractBase):
         assert await app.cancel_job(child_id)
         [resumed] = await self.claim(app)
         assert resumed.job.id == parent_id
+
+    async def test_cleanup_keeps_a_finished_child_its_parent_still_needs(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A finished child of ``ctx.call`` survives cleanup while its parent is
+        unfinished and has not recorded its outcome; once the parent finished, it goes."""
+        parent_id = await app.start(echo, {"role": "parent"})
+        [parent] = await self.claim(app)
+        child_id = await app.start_child(echo, {"role": "child"}, {}, parent_id, 0, 1)
+        started = [call(0, "@child:x", clock)]
+        assert await app.store.record_calls([(parent.lease, c) for c in started]) == started
+        assert await app.store.suspend_job(
+            parent.lease, wait_until=None, token_id=f"child:{child_id}"
+        )
+        await self.run_to_completion(app, child_id)
+        clock.advance(timedelta(days=40))
+        assert await app.cleanup_old_jobs() == 0
+        assert await app.cleanup_old_jobs(days=0) == 0
+        assert (await app.get_job(child_id)) is not None
+        [resumed] = await self.claim(app)  # woken by its child; still unfinished
+        assert resumed.job.id == parent_id
+        assert await app.cleanup_old_jobs(days=0) == 0
+        assert await self.complete(app, resumed, '"parent done"')
+        assert await app.cleanup_old_jobs(days=0) == 2
+        assert await app.get_job(child_id) is None and await app.get_job(parent_id) is None
+
+    async def test_cleanup_deletes_a_child_once_its_parent_recorded_the_outcome(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A long-lived parent does not keep its children: a child whose outcome the
+        parent recorded is cleaned up like any job while the parent still runs (and a
+        sibling whose outcome is not recorded yet stays)."""
+        parent_id = await app.start(echo, {})
+        [parent] = await self.claim(app)
+        child_id = await app.start_child(echo, {}, {}, parent_id, 4, 5)
+        awaited_id = await app.start_child(echo, {}, {}, parent_id, 6, 7)
+        children = await self.claim(app)
+        assert sorted(c.job.id for c in children) == [child_id, awaited_id]
+        assert await app.store.complete_jobs([Completion(c.lease, None) for c in children])
+        outcome = [call(5, "@child_result", clock)]
+        assert await app.store.record_calls([(parent.lease, c) for c in outcome]) == outcome
+        assert await app.store.suspend_job(
+            parent.lease, wait_until=clock.now() + timedelta(days=365), token_id=None
+        )
+        clock.advance(timedelta(days=31))
+        assert await app.cleanup_old_jobs() == 1
+        assert await app.get_job(child_id) is None
+        assert await app.get_job(awaited_id) is not None  # its outcome is not recorded
+        parent_job = await app.get_job(parent_id)
+        assert parent_job is not None and parent_job.status is JobStatus.WAITING
+
+    async def test_cleanup_deletes_children_nobody_waits_for(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A child of ``ctx.start_child`` alone (no outcome position) is deleted like
+        any finished job, whatever its parent does."""
+        parent_id = await app.start(echo, {})
+        assert len(await self.claim(app)) == 1  # the parent runs on
+        child_id = await app.start_child(echo, {}, {}, parent_id, 0)
+        assert await app.cancel_job(child_id)
+        assert await app.cleanup_old_jobs(days=0) == 1
+        assert await app.get_job(child_id) is None
+        assert (await app.get_job(parent_id)) is not None
+
+    async def test_cleanup_batches_pass_over_kept_children(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """More kept children than a batch holds, finished before the deletable jobs,
+        neither stop a cleanup run nor hide the jobs after them."""
+        parent_id = await app.start(echo, {})
+        [parent] = await self.claim(app)
+        kept = CLEANUP_BATCH_SIZE + 5
+        template = NewJob(
+            workflow=echo.name,
+            payload="{}",
+            priority=0,
+            max_attempts=1,
+            run_at=None,
+            retry=flowq.RetryPolicy(),
+            timeout=None,
+            force_kill_on_timeout=False,
+            tags=("kept",),
+            idempotency_key=None,
+            group=None,
+            depends_on=(),
+            depends_on_tags=(),
+            dead_letter=None,
+        )
+        await app.store.add_jobs(
+            [
+                dataclasses.replace(template, parent_job_id=parent_id, parent_outcome_seq=n)
+                for n in range(kept)
+            ]
+        )
+        assert await app.cancel_all_upcoming_jobs(tags=flowq.TagQuery("kept")) == kept
+        clock.advance(timedelta(seconds=1))
+        await app.add_jobs([flowq.JobSpec(echo, {"n": n}) for n in range(kept)])
+        assert await app.cancel_all_upcoming_jobs(tags=flowq.TagQuery("kept", "none")) == kept
+        assert await app.cleanup_old_jobs(days=0) == kept
+        assert len(await app.get_jobs(limit=None)) == kept + 1
+        assert await self.complete(app, parent, None)
+        assert await app.cleanup_old_jobs(days=0) == kept + 1
+        assert await app.get_jobs(limit=None) == []
 
     @pytest.mark.parametrize(
         "groups", [None, GroupLimits(default=5)], ids=["plain claim", "group claim"]

@@ -28,7 +28,7 @@ def test_migrate_applies_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = _flowq("migrate", "--database-url", url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "applied 1 migration(s)" in first.stdout and "0001_initial" in first.stdout
+    assert "applied 2 migration(s)" in first.stdout and "0001_initial" in first.stdout
     second = _flowq("migrate", "--database-url", url, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "up to date" in second.stdout
@@ -102,12 +102,12 @@ def test_migrate_from_an_installed_wheel(tmp_path: Path) -> None:
         cwd=workdir, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "0001_initial" in done.stdout
+    assert "0001_initial" in done.stdout and "0002_child_outcome_seq" in done.stdout
     site = subprocess.run(
         [str(bin_dir / "python"), "-c", "import flowq, os; print(os.path.dirname(flowq.__file__))"],
         capture_output=True, text=True, check=True, cwd=workdir,
     ).stdout.strip()  # fmt: skip
-    assert Path(site, "migrations", "postgres", "0001_initial.sql").is_file()
+    assert Path(site, "migrations", "postgres", "0002_child_outcome_seq.sql").is_file()
     assert not site.startswith(str(ROOT))
     assert shutil.which("flowq", path=str(bin_dir))
     assert sysconfig.get_paths()["purelib"]
