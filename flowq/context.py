@@ -7,6 +7,7 @@ are recorded the first time and replayed afterwards; see :mod:`flowq.durable`.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import random as random_module
 import secrets
 import uuid as uuid_module
@@ -18,9 +19,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from flowq import codec
-from flowq.durable import Calls, LeaseLost, error_json, wake_time
+from flowq.durable import Calls, LeaseLost, error_json, exception_name, wake_time
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
-from flowq.errors import ContextError, JobFailedError, StepError, TokenError, ValidationError
+from flowq.errors import (
+    ContextError,
+    FlowqError,
+    JobFailedError,
+    SerializationError,
+    StepError,
+    TokenError,
+    ValidationError,
+)
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
 from flowq.replay import RecordedCall, Reservation
 from flowq.store import records
@@ -36,7 +45,11 @@ __all__ = ["Context", "JobInfo", "current_context", "current_or_none"]
 
 _current: contextvars.ContextVar[Context] = contextvars.ContextVar("flowq_context")
 R = TypeVar("R")
-StartChild = Callable[["Workflow[Any, Any]", Any, "JobOptions", int, int], Coroutine[Any, Any, int]]
+StartChild = Callable[
+    ["Workflow[Any, Any]", Any, "JobOptions", int, int, int | None], Coroutine[Any, Any, int]
+]
+"""Adds a child job: (workflow, payload, options, parent id, position of the start,
+position of the outcome or None); see :meth:`flowq.App.start_child`."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -372,25 +385,8 @@ class Context:
         self, workflow: Workflow[Any, Any], payload: Any, **options: Any
     ) -> Coroutine[Any, Any, int]:
         """Start a child job (recorded once); return its id. Takes ``start()``'s options."""
-        self._require_durable("ctx.start_child()")
-        if self._start_child is None:
-            raise ContextError("child workflows need a worker that can add jobs")
-        start = self._start_child
-        reservation = self._calls.reserve(f"@child:{workflow.name}")
-
-        async def run() -> int:
-            recorded = await self._calls.recorded(reservation)
-            if recorded is not None:
-                return int(codec.decode(recorded.output))
-            return await self._calls.execute(start_and_record)
-
-        async def start_and_record() -> int:
-            now = self._calls.clock.now()
-            child_id = await start(workflow, payload, options, self.job.id, reservation.seq)  # type: ignore[arg-type]
-            earlier = await self._calls.record(reservation, now, output=str(child_id), error=None)
-            return child_id if earlier is None else int(codec.decode(earlier.output))
-
-        return run()
+        start, reservation = self._reserve_child_start(workflow)
+        return self._start_child_at(start, reservation, workflow, payload, options, None)
 
     def call(
         self, workflow: Workflow[Any, R], payload: Any, **options: Any
@@ -398,35 +394,109 @@ class Context:
         """Start a child job and wait durably for its output (the parent holds no slot
         while it waits). Both positions are taken when this is called.
 
+        The outcome is recorded in this job's history, a failure with a snapshot of
+        the child, so a replay never needs the child's row.
+
         Raises:
-            JobFailedError: The child failed for good or was cancelled.
+            JobFailedError: The child failed for good or was cancelled; ``exc.job`` is
+                the child as it was when it finished (the same on every replay).
+            ContextError: The child was deleted before its outcome was recorded.
         """
-        started = self.start_child(workflow, payload, **options)
-        reservation = self._calls.reserve("@child_result")
+        start, reservation = self._reserve_child_start(workflow)
+        outcome = self._calls.reserve("@child_result")
+        started = self._start_child_at(start, reservation, workflow, payload, options, outcome.seq)
 
         async def run() -> R:
-            child_id = await started
-            recorded = await self._calls.recorded(reservation)
-            if recorded is not None:
-                if recorded.error is None:
-                    return codec.decode(recorded.output)  # type: ignore[no-any-return]
-                child = await self._store.get_job(child_id)
-                if child is None:
-                    raise ContextError(f"child job {child_id} is gone")
-                raise JobFailedError(child)
-            child = await self._store.get_job(child_id)
-            if child is None or not _finished(child):
-                await self._calls.suspend(None, records.child_wait_id(child_id))
-            now = self._calls.clock.now()
-            if child.status is JobStatus.COMPLETED:
-                output = codec.encode(child.output, what="child output")
-                await self._calls.record(reservation, now, output=output, error=None)
-                return child.output  # type: ignore[no-any-return]
-            error = codec.encode({"job_id": child_id}, what="child")
-            await self._calls.record(reservation, now, output=None, error=error)
-            raise JobFailedError(child)
+            return await self._child_outcome(outcome, await started)  # type: ignore[no-any-return]
 
         return run()
+
+    def _reserve_child_start(self, workflow: Workflow[Any, Any]) -> tuple[StartChild, Reservation]:
+        self._require_durable("ctx.start_child()")
+        if self._start_child is None:
+            raise ContextError("child workflows need a worker that can add jobs")
+        return self._start_child, self._calls.reserve(f"@child:{workflow.name}")
+
+    async def _start_child_at(
+        self,
+        start: StartChild,
+        reservation: Reservation,
+        workflow: Workflow[Any, Any],
+        payload: Any,
+        options: dict[str, Any],
+        outcome_seq: int | None,
+    ) -> int:
+        """Add the child (or find the one recorded at ``reservation``); return its id."""
+        recorded = await self._calls.recorded(reservation)
+        if recorded is not None:
+            return int(codec.decode(recorded.output))
+
+        async def start_and_record() -> int:
+            now = self._calls.clock.now()
+            child_id = await start(
+                workflow,
+                payload,
+                options,  # type: ignore[arg-type]
+                self.job.id,
+                reservation.seq,
+                outcome_seq,
+            )
+            earlier = await self._calls.record(reservation, now, output=str(child_id), error=None)
+            return child_id if earlier is None else int(codec.decode(earlier.output))
+
+        return await self._calls.execute(start_and_record)
+
+    async def _child_outcome(self, reservation: Reservation, child_id: int) -> Any:
+        """The child's output, recorded at ``reservation`` the first time it is known.
+
+        Raises:
+            JobFailedError: The child failed for good or was cancelled.
+            ContextError: The child was deleted before its outcome was recorded.
+        """
+        recorded = await self._calls.recorded(reservation)
+        if recorded is not None:
+            return await self._replayed_child_outcome(recorded, child_id)
+        child = await self._store.get_job(child_id)
+        if child is None:
+            raise ContextError(
+                f"child job {child_id} of job {self.job.id} is gone: it was deleted before "
+                "its outcome was recorded, so there is nothing to wait for"
+            )
+        if not _finished(child):
+            await self._calls.suspend(None, records.child_wait_id(child_id))
+        now = self._calls.clock.now()
+        if child.status is JobStatus.COMPLETED:
+            output = codec.encode(child.output, what="child output")
+            return codec.decode(await self._calls.record_output(reservation, now, output))
+        error = _child_failure_json(child)
+        earlier = await self._calls.execute(
+            lambda: self._calls.record(reservation, now, output=None, error=error)
+        )
+        if earlier is not None:
+            return await self._replayed_child_outcome(earlier, child_id)
+        raise await self._recorded_child_failure(error, child_id)
+
+    async def _replayed_child_outcome(self, recorded: RecordedCall, child_id: int) -> Any:
+        """A recorded child outcome: the child's output, or its failure raised again."""
+        if recorded.error is None:
+            return codec.decode(recorded.output)
+        raise await self._recorded_child_failure(recorded.error, child_id)
+
+    async def _recorded_child_failure(self, error: str, child_id: int) -> FlowqError:
+        """The error a recorded child failure raises: JobFailedError with the recorded
+        snapshot; for a record of an older version (only ``{"job_id": N}``), with the
+        child's row, or ContextError if that row was deleted."""
+        failure = codec.decode(error, _ChildFailure)
+        if failure.job is not None:
+            return JobFailedError(failure.job)
+        child = await self._store.get_job(child_id)
+        if child is None:
+            return ContextError(
+                f"child job {child_id} of job {self.job.id} failed and is gone: this job "
+                "recorded only the child's id (before flowq recorded child failures in "
+                "full), and the child was deleted since (cleanup_old_jobs)"
+            )
+        return JobFailedError(child)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -436,6 +506,35 @@ class Context:
                 f"{what} needs an async def workflow: a sync workflow runs in a thread and "
                 "cannot await durable operations"
             )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ChildFailure:
+    """A child failure as ``ctx.call`` records it (``job`` is None in older records,
+    which hold only ``job_id``)."""
+
+    message: str = ""
+    type: str = ""
+    job: Job | None = None
+    job_id: int | None = None
+
+
+def _child_failure_json(child: Job) -> str:
+    """How ``ctx.call`` records a child that failed for good or was cancelled.
+
+    ``{"message", "type"}`` like a failed step, plus ``job``: the child as stored, so
+    that a replay raises the same :class:`JobFailedError` without reading the child's
+    row (which ``cleanup_old_jobs`` may have deleted by then). A child whose payload
+    and output are too large to record together is recorded without them (``None``).
+    """
+    error = JobFailedError(child)
+    what = f"failure of child job {child.id}"
+    record: dict[str, Any] = {"message": str(error), "type": exception_name(error), "job": child}
+    try:
+        return codec.encode(record, what=what)
+    except SerializationError:
+        record["job"] = dataclasses.replace(child, payload=None, output=None)
+        return codec.encode(record, what=what)
 
 
 def _finished(job: Job) -> bool:

@@ -15,7 +15,7 @@ The tree::
     │   │   └── DatabaseBusyError             locked or deadlocked for now: retry
     │   └── SchemaError                       flowq's tables are missing or too old
     ├── TokenError                            completing an unknown or finished token
-    ├── JobFailedError                        app.result() of a job that failed or was cancelled
+    ├── JobFailedError                        a job waited for (app.result, ctx.call) failed
     ├── NonDeterminismError                   replayed code called another step than recorded
     ├── StepError                             a recorded step failure, replayed
     └── ContextError                          a ctx feature used where it cannot work
@@ -111,10 +111,21 @@ class TokenError(FlowqError):
 
 
 class JobFailedError(FlowqError):
-    """``App.result()`` waited for a job that failed permanently or was cancelled.
+    """A job that was waited for failed permanently or was cancelled.
+
+    Raised by ``App.result()``, and by ``ctx.call`` for a child job. ``ctx.call``
+    records the failure in the parent's history together with a snapshot of the
+    child, and raises from that record: on the first run and on every replay the
+    error is the same, even after the child itself was deleted by
+    ``cleanup_old_jobs``.
+
+    Args:
+        job: The job that failed (a :class:`flowq.Job`).
 
     Attributes:
-        job: The job as stored (``status``, ``error_history``, ``failure_reason``).
+        job: The job as stored when it finished (``id``, ``workflow``, ``status``,
+            ``error_history``, ``failure_reason``...); for ``ctx.call``, the recorded
+            snapshot of the child.
     """
 
     def __init__(self, job: Any) -> None:
