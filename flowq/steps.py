@@ -152,14 +152,14 @@ class Step(Generic[P, R]):
             with anyio.fail_after(limit):
                 if previous is not None:
                     await previous.ended()
-                tries.thread = body
+                tries.thread, tries.thread_try = body, tries.count
                 return await anyio.to_thread.run_sync(body.run, abandon_on_cancel=True)
         except TimeoutError:
             if tries.thread is body or limit is None:
                 raise
             raise TimeoutError(
                 f"try {tries.count} of step {self.name!r} did not start within its timeout "
-                f"of {limit:g}s: the thread of try {tries.count - 1}, which timed out, "
+                f"of {limit:g}s: the thread of try {tries.thread_try}, which timed out, "
                 "was still running"
             ) from None
         finally:
@@ -213,13 +213,15 @@ class _Body:
 
 
 class _Tries:
-    """The tries of one step call: how many began, and the last sync try's body."""
+    """The tries of one step call: how many began, and the body (and number) of the
+    last try that handed a sync body to a thread."""
 
-    __slots__ = ("count", "thread")
+    __slots__ = ("count", "thread", "thread_try")
 
     def __init__(self) -> None:
         self.count = 0
         self.thread: _Body | None = None
+        self.thread_try = 0
 
 
 class StepDecorator(Protocol):

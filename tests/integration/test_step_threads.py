@@ -120,7 +120,7 @@ async def test_a_thread_that_never_ends_fails_the_step_without_a_second_body(
     error = job.error_history[0]
     assert error.type == "TimeoutError"
     assert "try 3 of step 'stuck' did not start" in error.message
-    assert "thread of try 2" in error.message
+    assert "the thread of try 1, which timed out, was still running" in error.message
     [recorded] = await app.get_job_steps(job_id)
     assert recorded.error is not None and recorded.error["type"] == "TimeoutError"
 
