@@ -26,10 +26,10 @@ from flowq.errors import (
     FlowqError,
     JobFailedError,
     SerializationError,
-    StepError,
     TokenError,
     ValidationError,
 )
+from flowq.failures import replayed_error
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
 from flowq.replay import RecordedCall, Reservation
 from flowq.store import records
@@ -170,8 +170,7 @@ class Context:
         """A step's recorded outcome: its result, or its failure raised again."""
         if recorded.error is None:
             return self._step_result(step, recorded.output)
-        error = codec.decode(recorded.error)
-        raise StepError(step.name, error["message"], error["type"])
+        raise replayed_error(step.name, recorded.error)
 
     def _step_result(self, step: Step[Any, R], output: str | None) -> R:
         """A recorded result decoded as the step's return annotation. A result that

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 
-from flowq import codec
+from flowq import codec, failures
 from flowq.clock import Clock
 from flowq.errors import DatabaseUnavailableError, NonDeterminismError
 from flowq.replay import History, RecordedCall, Reservation
@@ -285,8 +285,13 @@ def exception_message(exc: BaseException) -> str:
 
 
 def error_json(exc: BaseException) -> str:
-    """A failed call's error as stored: ``{"message": ..., "type": ...}``."""
-    error = {"message": exception_message(exc), "type": exception_name(exc)}
+    """A failed call's error as stored: ``{"message": ..., "type": ...}``, with
+    ``"args"`` when a replay needs them to rebuild it (:mod:`flowq.failures`)."""
+    message = exception_message(exc)
+    error: dict[str, Any] = {"message": message, "type": exception_name(exc)}
+    args = failures.error_args(exc, message)
+    if args is not None:
+        error["args"] = args
     return codec.encode(error, what="step error")
 
 

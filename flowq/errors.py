@@ -17,7 +17,7 @@ The tree::
     ├── TokenError                            completing an unknown or finished token
     ├── JobFailedError                        a job waited for (app.result, ctx.call) failed
     ├── NonDeterminismError                   replayed code called another step than recorded
-    ├── StepError                             a recorded step failure, replayed
+    ├── StepError                             a recorded step failure that cannot be rebuilt
     └── ContextError                          a ctx feature used where it cannot work
 
 All of them carry a message that names the value that is wrong and, where there is
@@ -161,17 +161,26 @@ class NonDeterminismError(FlowqError):
 
 
 class StepError(FlowqError):
-    """A step that failed earlier in this attempt, replayed after a wait.
+    """A step that failed earlier in this attempt, replayed after a wait, whose
+    exception cannot be rebuilt as its original type.
+
+    A replayed step failure is raised as the original exception type where flowq can
+    rebuild it (a builtin, or an importable ``Exception`` subclass whose constructor
+    takes the exception's arguments); this error stands in for the rest, such as a
+    class defined inside a function.
 
     Attributes:
         step: The step name.
-        error_type: The type name of the original exception.
+        error_type: The type name of the original exception (``ValueError``, or
+            ``package.module.Qualname``).
+        message: The original exception's message.
     """
 
     def __init__(self, step: str, message: str, error_type: str) -> None:
         super().__init__(f"step {step!r} failed: {error_type}: {message}")
         self.step = step
         self.error_type = error_type
+        self.message = message
 
 
 class ContextError(FlowqError):

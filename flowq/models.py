@@ -275,7 +275,8 @@ class StepRecord:
     """One recorded durable call of a job (a step, a wait, a token...), in call order.
 
     ``output`` is the decoded result; ``error`` is ``{"message", "type"}`` for a step
-    that failed. Internal calls have names starting with ``@`` (``@timer``, ``@now``).
+    that failed, with ``"args"`` when the exception's arguments were stored.
+    Internal calls have names starting with ``@`` (``@timer``, ``@now``).
     """
 
     seq: int

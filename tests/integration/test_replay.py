@@ -304,26 +304,114 @@ async def test_failed_step_reruns_in_the_next_attempt_only(
     assert ran == {"reserve": 1, "pay": 4} and job.attempts == 2
 
 
-async def test_a_caught_step_failure_replays_as_step_error(
+async def test_a_caught_step_failure_replays_as_its_own_type(
     app: flowq.App, registry: flowq.Registry, clock: FakeClock
 ) -> None:
-    """A failure the workflow caught is replayed (as StepError) after a wait, not re-run."""
+    """except ValueError around a failing step, then a wait: on resume the replayed
+    failure is a ValueError again, so the same except catches it; the step ran once."""
+    ran: Counter[str] = Counter()
+    caught: list[str] = []
+    notes: list[list[str]] = []
+
+    @flowq.step(name="parse_amount")
+    async def parse_amount(text: str) -> int:
+        ran["parse_amount"] += 1
+        return int(text)
+
+    @registry.workflow(name="lenient", max_attempts=1)
+    async def lenient(payload: dict[str, Any], ctx: flowq.Context) -> int:
+        try:
+            amount = await parse_amount(payload["amount"])
+        except ValueError as exc:
+            caught.append(f"{type(exc).__name__}: {exc}")
+            notes.append(getattr(exc, "__notes__", []))
+            amount = 0
+        await ctx.sleep("5m")
+        return amount
+
+    job_id = await app.start(lenient, {"amount": "ten"})
+    await run(app)
+    assert (await job_of(app, job_id)).status is JobStatus.WAITING
+    clock.advance(timedelta(minutes=5))
+    await run(app)
+    job = await job_of(app, job_id)
+    assert job.status is JobStatus.COMPLETED and job.output == 0 and job.attempts == 1
+    assert ran["parse_amount"] == 1
+    assert caught == ["ValueError: invalid literal for int() with base 10: 'ten'"] * 2
+    assert notes[0] == [] and len(notes[1]) == 1
+    assert notes[1][0].startswith("flowq: replayed: step 'parse_amount' failed")
+
+
+class QuotaExceeded(Exception):
+    """A user's error with two arguments, importable from this module."""
+
+    def __init__(self, account: str, limit: int) -> None:
+        super().__init__(account, limit)
+        self.account = account
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"{self.account} is over its quota of {self.limit}"
+
+
+async def test_a_user_exception_replays_with_its_arguments(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """A user-defined exception class from an importable module is rebuilt from its
+    recorded args: same class, same attributes, same message."""
+    seen: list[tuple[str, str, int, str]] = []
+
+    @flowq.step(name="reserve_quota")
+    async def reserve_quota(account: str) -> None:
+        raise QuotaExceeded(account, 3)
+
+    @registry.workflow(name="quota_flow", max_attempts=1)
+    async def quota_flow(payload: dict[str, Any], ctx: flowq.Context) -> str:
+        try:
+            await reserve_quota(payload["account"])
+        except QuotaExceeded as exc:
+            seen.append((type(exc).__qualname__, exc.account, exc.limit, str(exc)))
+        await ctx.sleep("1h")
+        return "queued"
+
+    job_id = await app.start(quota_flow, {"account": "acme"})
+    await run(app)
+    clock.advance(timedelta(hours=1))
+    await run(app)
+    assert (await job_of(app, job_id)).status is JobStatus.COMPLETED
+    assert seen == [("QuotaExceeded", "acme", 3, "acme is over its quota of 3")] * 2
+    recorded = (await app.get_job_steps(job_id))[0].error
+    assert recorded == {
+        "message": "acme is over its quota of 3",
+        "type": f"{__name__}.QuotaExceeded",
+        "args": ["acme", 3],
+    }
+
+
+async def test_a_failure_that_cannot_be_rebuilt_replays_as_step_error(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """An exception class defined inside a function cannot be imported: the replay
+    raises StepError carrying the type name and message; the step ran once."""
     ran: Counter[str] = Counter()
     seen: list[str] = []
+
+    class LocalError(Exception):
+        """Not importable: it lives in this function."""
 
     @flowq.step(name="probe")
     async def probe() -> None:
         ran["probe"] += 1
-        raise LookupError("not found")
+        raise LocalError("not found")
 
     @registry.workflow(name="tolerant")
     async def tolerant(payload: dict[str, Any], ctx: flowq.Context) -> str:
         try:
             await probe()
-        except flowq.StepError as exc:
-            seen.append(f"replayed {exc.error_type}")
-        except LookupError:
+        except LocalError:
             seen.append("raised")
+        except flowq.StepError as exc:
+            seen.append(f"replayed {exc.step} {exc.error_type} {exc.message}")
         await ctx.sleep("5m")
         return "ok"
 
@@ -332,7 +420,8 @@ async def test_a_caught_step_failure_replays_as_step_error(
     clock.advance(timedelta(minutes=5))
     await run(app)
     assert (await job_of(app, job_id)).status is JobStatus.COMPLETED
-    assert ran["probe"] == 1 and seen == ["raised", "replayed LookupError"]
+    type_name = f"{LocalError.__module__}.{LocalError.__qualname__}"
+    assert ran["probe"] == 1 and seen == ["raised", f"replayed probe {type_name} not found"]
 
 
 async def test_step_results_decode_to_their_annotation(

@@ -22,7 +22,7 @@ async def fetch_profile(user_id: int) -> dict[str, str]:
     return {"email": f"{user_id}@example.com"}
 
 
-@flowq.step(name="count", retries=2)
+@flowq.step(name="count", retries=2, timeout="5s", overlap_retries=True)
 def count(text: str) -> int:
     """A sync step with options."""
     return len(text)

@@ -1,0 +1,177 @@
+"""Recorded step failures raised again on replay, as the exception type they had.
+
+A failed step's error is stored as ``{"message", "type"}``, plus ``"args"`` when the
+exception's arguments are not just its message and survive JSON unchanged. When a
+handler runs again in the same attempt, the step raises what :func:`replayed_error`
+rebuilds from that record, so an ``except`` that caught the original catches the
+replay too:
+
+- ``type`` names a builtin (``ValueError``) or ``module.Qualname``; the module is
+  imported if it is not yet, and the name must lead to that very class, a subclass
+  of :class:`Exception` (never ``KeyboardInterrupt``, ``SystemExit``, a
+  cancellation or other ``BaseException``-only types);
+- the exception is made as ``cls(*args)``, or ``cls(message)`` without stored args
+  (records written before args were stored, too);
+- when any of that fails (a class defined inside a function, a module that no longer
+  imports, a constructor that rejects the arguments), the replay raises
+  :class:`flowq.StepError` carrying the type name instead.
+
+Either way the exception carries a note (:pep:`678`) saying it was replayed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib
+import sys
+from types import ModuleType
+from typing import Any
+
+from flowq import codec
+from flowq.errors import StepError
+
+__all__ = ["REPLAYED_NOTE", "error_args", "rebuild_exception", "replayed_error"]
+
+REPLAYED_NOTE = "flowq: replayed"
+"""How the note added to every replayed step failure begins."""
+
+MAX_ARGS_BYTES = 64 * 1024
+"""The largest encoded ``args`` stored with a step error; longer ones are left out."""
+
+
+def error_args(exc: BaseException, message: str) -> list[Any] | None:
+    """The arguments to store with a failure, or None when there is no need or no way.
+
+    None when ``exc.args`` is just ``(message,)`` (rebuilding from the message is
+    the same), or when the arguments do not come back equal from JSON (objects,
+    tuples, bytes, non-string keys...) or take more than :data:`MAX_ARGS_BYTES`.
+    """
+    args = exc.args
+    try:
+        if len(args) == 1 and isinstance(args[0], str) and args[0] == message:
+            return None
+        arguments = list(args)
+        text = codec.encode(arguments, what="step error arguments")
+        if len(text) > MAX_ARGS_BYTES:
+            return None
+        decoded = codec.decode(text)
+        same = bool(decoded == arguments)
+    except Exception:  # not JSON (SerializationError), or an __eq__ that raises
+        return None
+    return decoded if same and isinstance(decoded, list) else None
+
+
+def rebuild_exception(type_name: str, message: str, args: Any = None) -> Exception | str:
+    """Rebuild a recorded exception, or say why it cannot be.
+
+    Args:
+        type_name: ``ValueError`` for a builtin, ``package.module.Qualname`` otherwise.
+        message: The recorded message; the only argument when ``args`` is None.
+        args: The recorded arguments (a list), or None.
+
+    Returns:
+        The new exception, or a short reason why it could not be made.
+    """
+    found = _exception_class(type_name)
+    if isinstance(found, str):
+        return found
+    arguments = list(args) if isinstance(args, list) else [message]
+    try:
+        rebuilt = found(*arguments)
+    except Exception as exc:
+        return f"{type_name}(*args) raised {type(exc).__name__}"
+    if not isinstance(rebuilt, found):
+        return f"{type_name}(*args) did not return a {type_name}"
+    return rebuilt
+
+
+def replayed_error(step: str, recorded: str | bytes) -> Exception:
+    """The exception a replay raises for a step failure recorded in this attempt.
+
+    Args:
+        step: The step's name (for :class:`flowq.StepError` and the note).
+        recorded: The stored error (JSON ``{"message", "type"[, "args"]}``).
+
+    Returns:
+        The rebuilt exception, else a :class:`flowq.StepError` with the type name;
+        either has a note that begins with :data:`REPLAYED_NOTE`.
+    """
+    try:
+        error = codec.decode(recorded)
+    except Exception:
+        error = None
+    if not isinstance(error, dict):
+        error = {}
+    message = str(error.get("message", ""))
+    type_name = str(error.get("type", ""))
+    rebuilt = rebuild_exception(type_name, message, error.get("args"))
+    if isinstance(rebuilt, str):
+        note = (
+            f"{REPLAYED_NOTE}: step {step!r} failed earlier in this attempt and did not "
+            f"run again; its {type_name} could not be rebuilt ({rebuilt})"
+        )
+        rebuilt = StepError(step, message, type_name)
+    else:
+        note = (
+            f"{REPLAYED_NOTE}: step {step!r} failed with this exception earlier in this "
+            f"attempt and did not run again; recorded message: {message}"
+        )
+    with contextlib.suppress(Exception):  # a class that refuses new attributes
+        rebuilt.add_note(note)
+    return rebuilt
+
+
+def _exception_class(type_name: str) -> type[Exception] | str:
+    """The Exception subclass ``type_name`` names, or why there is none."""
+    parts = type_name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return f"{type_name!r} is not an importable name"
+    if len(parts) == 1:
+        found: object = getattr(builtins, type_name, None)
+        if not (isinstance(found, type) and _type_name(found) == type_name):
+            found = None
+    else:
+        found = _find_in_modules(type_name, parts)
+    if not isinstance(found, type):
+        return f"{type_name!r} was not found"
+    if not issubclass(found, Exception):
+        return f"{type_name} is not an Exception subclass"
+    return found
+
+
+def _find_in_modules(type_name: str, parts: list[str]) -> type | None:
+    """The class named ``a.b.C.D``: looked up in module ``a.b.C``, then ``a.b``, then
+    ``a`` (a qualname may have dots); modules already imported first, then importing
+    them. It must be that very class (module and qualname), not an alias."""
+    cuts = range(len(parts) - 1, 0, -1)
+    for importing in (False, True):
+        for cut in cuts:
+            module_name = ".".join(parts[:cut])
+            module = sys.modules.get(module_name)
+            if module is None and importing:
+                module = _import(module_name)
+            if module is None:
+                continue
+            found: Any = module
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute, None)
+                if found is None:
+                    break
+            if isinstance(found, type) and _type_name(found) == type_name:
+                return found
+    return None
+
+
+def _import(module_name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module_name)
+    except Exception:  # not a module, or one that fails to import now
+        return None
+
+
+def _type_name(kind: type) -> str:
+    """As :func:`flowq.durable.exception_name` names it."""
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
