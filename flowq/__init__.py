@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flowq.client import App as App
 from flowq.clock import Clock as Clock
-from flowq.clock import SystemClock as SystemClock
 from flowq.context import Context as Context
 from flowq.context import JobInfo as JobInfo
 from flowq.context import current_context as current_context
@@ -49,6 +48,7 @@ from flowq.registry import default_registry as default_registry
 from flowq.registry import workflow as workflow
 from flowq.steps import Step as Step
 from flowq.steps import step as step
+from flowq.system_clock import SystemClock as SystemClock
 from flowq.worker import Worker as Worker
 from flowq.worker import WorkerOptions as WorkerOptions
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq import codec, validate
 from flowq import options as job_options
-from flowq.clock import Clock, SystemClock
+from flowq.clock import Clock
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
@@ -25,6 +25,7 @@ from flowq.registry import Registry, Workflow, default_registry
 from flowq.store import records
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
 from flowq.store.sql import SqlStore
+from flowq.system_clock import SystemClock
 from flowq.worker import Worker, WorkerOptions
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]

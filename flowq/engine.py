@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -80,7 +80,9 @@ class Engine:
         self.complete = complete
         self.record_call = record_call
         self.start_child = start_child
-        self.on_parent_ready: Callable[[], None] | None = None
+        self.on_due: Callable[[datetime], None] | None = None
+        """Told when a job this engine ran becomes runnable again at a known time (a
+        parent its child woke, a timer, a retry), so that an idle worker looks then."""
 
     def prepare(
         self, claimed: ClaimedJob, definition: Workflow[Any, Any] | None = None
@@ -201,8 +203,12 @@ class Engine:
 
     def _finished(self, job: Job) -> None:
         """A child that finished has made its waiting parent runnable: look again."""
-        if job.parent_job_id is not None and self.on_parent_ready is not None:
-            self.on_parent_ready()
+        if job.parent_job_id is not None:
+            self._due(self.clock.now())
+
+    def _due(self, when: datetime | None) -> None:
+        if when is not None and self.on_due is not None:
+            self.on_due(when)
 
     async def _suspend(self, claimed: ClaimedJob, wait: Suspend) -> None:
         job = claimed.job
@@ -213,6 +219,7 @@ class Engine:
             f"the wait of job {job.id}",
         )
         if parked:
+            self._due(wait.wait_until)
             await self._emit("job:waiting", job)
         else:
             log.warning("flowq: job %s reached a wait but its lease was lost", job.id)
@@ -254,6 +261,8 @@ class Engine:
             return
         if retry_at is None:
             self._finished(job)
+        else:
+            self._due(retry_at)
         await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
 
     async def _emit(

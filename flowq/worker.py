@@ -13,8 +13,8 @@ import logging
 import math
 import socket
 import uuid
-from collections.abc import Collection, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Worker", "WorkerOptions"]
 
 log = logging.getLogger("flowq.worker")
+
+_FOREVER = datetime.max.replace(tzinfo=UTC)
 
 UNCLAIMED_CHECK_EVERY = 30.0
 """Seconds between two looks for due jobs that no worker here can run."""
@@ -113,7 +115,8 @@ class Worker:
             lambda lease, call: self._calls.submit((lease, call)),
             app.start_child,
         )
-        self._engine.on_parent_ready = lambda: self._work_hint.set()
+        self._engine.on_due = self._due
+        self._idle_until: datetime | None = None
         self._active = False
         self._failures = 0
         self._idle_runners: list[_Runner] = []
@@ -193,6 +196,7 @@ class Worker:
             self._work_hint = anyio.Event()
             self._slot_freed = anyio.Event()
             workflows = self._workflow_names()
+            claimed_at = self.app.clock.now()
             try:
                 claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
             except DatabaseUnavailableError as exc:
@@ -211,7 +215,7 @@ class Worker:
             if anyio.current_time() - last_unclaimed_check > UNCLAIMED_CHECK_EVERY:
                 last_unclaimed_check = anyio.current_time()
                 await self._explain_unclaimed(workflows)
-            await self._wait(self._work_hint, await self._idle_delay(workflows))
+            await self._idle(workflows, claimed_at)
 
     async def _back_off(self, error: Exception) -> None:
         """Wait before the next claim while the database is unreachable (up to 5 s)."""
@@ -222,16 +226,40 @@ class Worker:
         )
         await self._wait(self._stop_requested, delay)
 
-    async def _idle_delay(self, workflows: Collection[str]) -> float:
-        """Seconds until the next look: the poll interval, or sooner for a due job."""
+    async def _idle(self, workflows: Collection[str], claimed_at: datetime) -> None:
+        """Wait for the next look: a wake-up, the poll interval (real time), or the
+        moment the next job comes due (job time: the clock wakes us, a fake one as
+        soon as a test moves it there; a job due since the last claim, at once)."""
+        hint = self._work_hint
+        self._idle_until = _FOREVER  # a job of ours parking meanwhile sets the hint
         try:
-            next_at = await self.app.store.next_ready_at(workflows)
-        except DatabaseUnavailableError:
-            return self.poll_interval
-        if next_at is None:
-            return self.poll_interval
-        until = (next_at - self.app.clock.now()).total_seconds()
-        return max(0.0, min(self.poll_interval, until))
+            try:
+                next_at = await self.app.store.next_ready_at(workflows, after=claimed_at)
+            except DatabaseUnavailableError:
+                next_at = None
+            if self._stop_requested.is_set():
+                return
+            self._idle_until = next_at or _FOREVER
+            with anyio.move_on_after(self.poll_interval):
+                if next_at is None:
+                    await hint.wait()
+                    return
+                async with anyio.create_task_group() as waits:
+
+                    async def first_of(wait: Callable[[], Awaitable[object]]) -> None:
+                        await wait()
+                        waits.cancel_scope.cancel()
+
+                    waits.start_soon(first_of, hint.wait)
+                    waits.start_soon(first_of, lambda: self.app.clock.sleep_until(next_at))
+        finally:
+            self._idle_until = None
+
+    def _due(self, when: datetime) -> None:
+        """A job run here comes due at ``when``: wake the idle claim loop if it sleeps
+        longer than that."""
+        if self._idle_until is not None and when < self._idle_until:
+            self._work_hint.set()
 
     async def _wait(self, event: anyio.Event, seconds: float) -> None:
         if self._stop_requested.is_set():

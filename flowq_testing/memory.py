@@ -19,13 +19,14 @@ from typing import Any
 
 import anyio
 
-from flowq.clock import Clock, SystemClock
+from flowq.clock import Clock
 from flowq.errors import ValidationError
 from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus
 from flowq.store import records
 from flowq.store.base import ClaimedJob, Completion, GroupLimits, JobFilter, Lease, NewJob, Release
 from flowq.store.batch import plan_batch
 from flowq.store.wakeups import LocalWakeups
+from flowq.system_clock import SystemClock
 from flowq_testing._memory_durable import MemoryDurableVerbs
 from flowq_testing._memory_tables import utc_values
 
@@ -349,9 +350,11 @@ class InMemoryStore(MemoryDurableVerbs):
             self._wake("jobs")
         return len(released)
 
-    async def next_ready_at(self, workflows: Collection[str] | None = None) -> datetime | None:
-        """When the earliest job not yet runnable becomes due (None: no such job)."""
-        now = self._now()
+    async def next_ready_at(
+        self, workflows: Collection[str] | None = None, *, after: datetime | None = None
+    ) -> datetime | None:
+        """The earliest due time later than ``after`` (default: now; None: no such job)."""
+        now = self._now() if after is None else after
         return min(
             (
                 row["ready_at"]

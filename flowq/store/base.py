@@ -271,8 +271,12 @@ class Store(Protocol):
     async def release_jobs(self, releases: Sequence[Release]) -> int:
         """Hand running jobs back as pending at once (worker shutdown); return the count."""
 
-    async def next_ready_at(self, workflows: Collection[str] | None = None) -> datetime | None:
-        """When the earliest job not yet runnable becomes due (None: no such job)."""
+    async def next_ready_at(
+        self, workflows: Collection[str] | None = None, *, after: datetime | None = None
+    ) -> datetime | None:
+        """When the earliest job not yet runnable becomes due (None: no such job): the
+        earliest due time later than ``after`` (default: now). A worker passes the time
+        of its last claim, so a job that came due since (the clock moved) is found."""
 
     async def listen(self, on_wake: Callable[[str], None], *, remote: bool = True) -> None:
         """Call ``on_wake(hint)`` whenever work may be waiting, until cancelled.

@@ -292,10 +292,13 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             self._wake("jobs")
         return len(released)
 
-    async def next_ready_at(self, workflows: Collection[str] | None = None) -> datetime | None:
-        """When the earliest job not yet runnable becomes due."""
+    async def next_ready_at(
+        self, workflows: Collection[str] | None = None, *, after: datetime | None = None
+    ) -> datetime | None:
+        """The earliest due time later than ``after`` (default: now)."""
+        after = self.clock.now() if after is None else after
         async with self._transaction() as conn:
-            query = select(func.min(jobs.c.ready_at)).where(jobs.c.ready_at > self.clock.now())
+            query = select(func.min(jobs.c.ready_at)).where(jobs.c.ready_at > after)
             if workflows is not None:
                 query = query.where(jobs.c.workflow.in_(sorted(workflows)))
             found: datetime | None = (await conn.execute(query)).scalar()

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowq import codec
-from flowq.clock import Clock, SystemClock
+from flowq.clock import Clock
 from flowq.errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
@@ -27,6 +27,7 @@ from flowq.store.base import JobFilter
 from flowq.store.dialects import ErrorKind, SqlDialect, dialect_for_url, normalize_url
 from flowq.store.schema import job_dependencies, job_events, jobs
 from flowq.store.wakeups import LocalWakeups
+from flowq.system_clock import SystemClock
 
 __all__ = ["UPCOMING", "SqlBase"]
 

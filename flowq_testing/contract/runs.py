@@ -322,8 +322,11 @@ class RunVerbsContract(ContractBase):
         assert await app.store.next_ready_at(["contract.echo"]) == clock.now() + timedelta(
             seconds=60
         )
+        before = clock.now()
         clock.advance(timedelta(seconds=45))
         assert await app.store.next_ready_at() == clock.now() + timedelta(seconds=15)
+        # A worker that claimed before the clock moved still learns of the job due at 30 s.
+        assert await app.store.next_ready_at(after=before) == before + timedelta(seconds=30)
 
     async def test_unclaimed_jobs_say_why(self, app: flowq.App) -> None:
         """Due jobs of workflows no worker here handles get a pending_reason once."""
