@@ -22,7 +22,7 @@ from flowq.hooks import HookCallback, Hooks
 from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token
 from flowq.options import JobOptions, JobSpec
 from flowq.registry import Registry, Workflow, default_registry
-from flowq.store import records
+from flowq.store import rows
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
 from flowq.store.sql import SqlStore
 from flowq.system_clock import SystemClock
@@ -217,7 +217,7 @@ class App:
     async def get_job_steps(self, job_id: int) -> list[StepRecord]:
         """The job's recorded durable calls (steps, waits, tokens...) in call order."""
         calls = await (await self._ready()).load_history(_job_id(job_id))
-        return [records.step_record(call) for call in calls]
+        return [rows.step_record(call) for call in calls]
 
     # -- adding jobs ----------------------------------------------------------------
 

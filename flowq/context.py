@@ -32,7 +32,7 @@ from flowq.errors import (
 from flowq.failures import replayed_error
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
 from flowq.replay import RecordedCall, Reservation
-from flowq.store import records
+from flowq.store import transitions
 from flowq.store.base import Lease, NewToken, Store
 from flowq.validate import tags as checked_tags
 
@@ -462,7 +462,7 @@ class Context:
                 "its outcome was recorded, so there is nothing to wait for"
             )
         if not _finished(child):
-            await self._calls.suspend(None, records.child_wait_id(child_id))
+            await self._calls.suspend(None, transitions.child_wait_id(child_id))
         now = self._calls.clock.now()
         if child.status is JobStatus.COMPLETED:
             output = codec.encode(child.output, what="child output")

@@ -28,9 +28,9 @@ from flowq.durable import (
 )
 from flowq.errors import NonDeterminismError
 from flowq.hooks import HookEvent, Hooks
-from flowq.models import ErrorEntry, FailureReason, Job
+from flowq.models import ErrorEntry, FailureReason
 from flowq.registry import Workflow
-from flowq.store.base import ClaimedJob, Completion, Store
+from flowq.store.base import ClaimedJob, Completion, JobHeader, Store
 
 __all__ = ["Engine", "RunningJob"]
 
@@ -201,7 +201,7 @@ class Engine:
                 job.id,
             )
 
-    def _finished(self, job: Job) -> None:
+    def _finished(self, job: JobHeader) -> None:
         """A child that finished has made its waiting parent runnable: look again."""
         if job.parent_job_id is not None:
             self._due(self.clock.now())
@@ -268,7 +268,7 @@ class Engine:
     async def _emit(
         self,
         event: str,
-        job: Job,
+        job: JobHeader,
         *,
         error: ErrorEntry | None = None,
         will_retry: bool | None = None,

@@ -12,7 +12,7 @@ from flowq.durations import Duration, parse_duration, parse_optional_duration, t
 from flowq.errors import DependencyError, ValidationError
 from flowq.models import BatchDepRef, DependsOn, RetryPolicy
 from flowq.registry import Workflow
-from flowq.store.base import NewJob
+from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, NewJob
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -22,9 +22,6 @@ __all__ = [
     "build_new_job",
     "check_changes",
 ]
-
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_RETRY = RetryPolicy()
 
 
 class JobOptions(TypedDict, total=False):

@@ -93,7 +93,7 @@ class Worker:
         self.app = app
         self.concurrency = _positive_int(concurrency, "concurrency")
         self.batch_size = _positive_int(batch_size or self.concurrency, "batch_size")
-        default_poll = 2.0 if _dialect(app) == "postgresql" else 0.1
+        default_poll = app.store.capabilities.poll_interval
         self.poll_interval = _seconds(poll_interval, "poll_interval", default_poll)
         self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", 5)
         self.drain_timeout = _seconds(drain_timeout, "drain_timeout", 30)
@@ -461,8 +461,3 @@ def _group_limits(value: int | Mapping[str, int] | None) -> GroupLimits | None:
             per_group={g: _positive_int(n, f"group_concurrency[{g!r}]") for g, n in value.items()}
         )
     return GroupLimits(default=_positive_int(value, "group_concurrency"))
-
-
-def _dialect(app: App) -> str:
-    dialect = getattr(app.store, "dialect", None)
-    return str(getattr(dialect, "name", "memory"))

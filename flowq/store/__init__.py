@@ -1,8 +1,14 @@
-"""Storage: the :class:`Store` boundary and the SQL implementation."""
+"""Storage: the :class:`Store` port and the pure parts every store shares.
+
+This package imports no SQL library. ``flowq.store.base`` declares the port (the
+:class:`Store` protocol and its records); ``transitions`` the job state machine;
+``rows`` the row mapping; ``batch`` the planning of batches; ``wakeups`` the
+in-process wake-up hints. The SQL implementation is :mod:`flowq.store.sql`.
+"""
 
 from __future__ import annotations
 
 from flowq.store.base import Store as Store
-from flowq.store.sql import SqlStore as SqlStore
+from flowq.store.base import StoreCapabilities as StoreCapabilities
 
-__all__ = ["SqlStore", "Store"]
+__all__ = ["Store", "StoreCapabilities"]

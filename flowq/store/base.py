@@ -3,7 +3,7 @@
 The engine, the worker and the client reach the database only through a
 :class:`Store`. Implementations: :class:`flowq.store.sql.SqlStore` (PostgreSQL and
 SQLite) and ``flowq_testing.InMemoryStore``; ``flowq_testing.StoreContract`` is the
-behaviour suite all of them pass.
+behaviour suite all of them pass. This module (the port) imports no SQL library.
 """
 
 from __future__ import annotations
@@ -30,17 +30,22 @@ from flowq.replay import RecordedCall
 
 __all__ = [
     "CLEANUP_BATCH_SIZE",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_RETRY",
     "EDITABLE_FIELDS",
+    "UNCLAIMED_BATCH_SIZE",
     "ClaimedJob",
     "Completion",
     "GroupLimits",
     "JobFilter",
+    "JobHeader",
     "Lease",
     "NewJob",
     "NewToken",
     "Release",
     "RunAtOp",
     "Store",
+    "StoreCapabilities",
 ]
 
 RunAtOp = Literal["eq", "gt", "gte", "lt", "lte"]
@@ -63,6 +68,31 @@ EDITABLE_FIELDS = frozenset(
 
 CLEANUP_BATCH_SIZE = 1000
 """Rows deleted per transaction by the cleanup verbs."""
+
+UNCLAIMED_BATCH_SIZE = 100
+"""At most this many jobs get a ``pending_reason`` per ``mark_unclaimed`` call."""
+
+DEFAULT_MAX_ATTEMPTS = 3
+"""Attempts of a job that sets none (and of every dead-letter job)."""
+
+DEFAULT_RETRY = RetryPolicy()
+"""The retry policy of a job that sets none (and of every dead-letter job)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCapabilities:
+    """What a store can do that its callers adapt to (instead of asking what it is).
+
+    Attributes:
+        notifications: Whether writes of other processes wake this process's
+            workers (PostgreSQL's LISTEN/NOTIFY); without them, workers find other
+            processes' work by polling.
+        poll_interval: A worker's default seconds between looks for work when
+            nothing woke it.
+    """
+
+    notifications: bool
+    poll_interval: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,14 +148,33 @@ class Lease:
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job handed to a worker, with the lease its writes must carry.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobHeader:
+    """What running a claimed job needs to know of it: its identity and run settings,
+    as they are after the claim (``attempts`` counts the attempt now running).
 
-    ``job.depends_on`` is not loaded (empty): the prerequisites have completed.
+    Nothing is decoded generically: the payload stays JSON text in
+    :attr:`ClaimedJob.payload_json` for the engine to decode into the handler's type.
     """
 
-    job: Job
+    id: int
+    workflow: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    tags: tuple[str, ...]
+    group: str | None
+    timeout: timedelta | None
+    force_kill_on_timeout: bool
+    retry: RetryPolicy
+    parent_job_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job handed to a worker, with the lease its writes must carry."""
+
+    job: JobHeader
     lease: Lease
     resumed: bool
     """True when the job continues after a wait instead of starting a new attempt."""
@@ -186,10 +235,14 @@ class Store(Protocol):
     """Domain verbs over flowq's tables. Each call is one transaction.
 
     Times are read from :attr:`clock`, never from the database, so a fake clock
-    moves stored time too.
+    moves stored time too. :attr:`capabilities` tells callers what to expect of it.
     """
 
     clock: Clock
+
+    @property
+    def capabilities(self) -> StoreCapabilities:
+        """What callers may expect of this store (notifications, poll interval)."""
 
     async def open(self) -> None:
         """Connect and check the schema.

@@ -1,16 +1,21 @@
-"""Planning an ``add_jobs`` batch: ids, idempotency, dependency edges (pure)."""
+"""Planning batches before anything is written (pure, no I/O).
+
+An ``add_jobs`` batch: the ids, idempotency keys and dependency edges of its jobs
+(:func:`count_new_jobs`, :func:`plan_batch`). A group-limited claim: which
+candidates fit in their concurrency groups (:func:`full_groups`, :func:`fit_groups`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from flowq.errors import DependencyError
 from flowq.models import BatchDepRef, JobStatus
-from flowq.store.base import NewJob
+from flowq.store.base import GroupLimits, NewJob
 
-__all__ = ["BatchPlan", "plan_batch"]
+__all__ = ["BatchPlan", "Candidate", "count_new_jobs", "fit_groups", "full_groups", "plan_batch"]
 
 
 @dataclass(slots=True)
@@ -28,6 +33,12 @@ class BatchPlan:
     rows: list[tuple[int, NewJob]] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
     added_metadata: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def count_new_jobs(jobs: Sequence[NewJob], existing_keys: Mapping[str | None, int]) -> int:
+    """How many of ``jobs`` will be inserted (not duplicates of stored or earlier keys)."""
+    keys = {job.idempotency_key for job in jobs if job.idempotency_key is not None}
+    return sum(1 for job in jobs if job.idempotency_key is None) + len(keys - set(existing_keys))
 
 
 def plan_batch(
@@ -136,3 +147,43 @@ def _reject_cycles(graph: dict[int, list[int]], ids: list[int]) -> None:
             elif state.get(child) is None and child in graph:
                 state[child] = 1
                 stack.append((child, iter(graph[child])))
+
+
+class Candidate(Protocol):
+    """A runnable job as a group-limited claim sees it (a row with a group name)."""
+
+    @property
+    def group_name(self) -> str | None:
+        """The job's concurrency group."""
+
+
+CandidateT = TypeVar("CandidateT", bound=Candidate)
+
+
+def full_groups(taken: Mapping[str, int], groups: GroupLimits) -> list[str]:
+    """The groups (sorted) whose running jobs in ``taken`` reached their limit."""
+    return sorted(
+        group
+        for group, count in taken.items()
+        if (limit := groups.limit(group)) is not None and count >= limit
+    )
+
+
+def fit_groups(
+    candidates: Sequence[CandidateT], taken: dict[str, int], groups: GroupLimits
+) -> list[CandidateT]:
+    """Keep candidates (in order) while their group has room; count them in ``taken``.
+
+    ``taken`` holds the running jobs per group and grows with every candidate kept.
+    Groups without a limit always have room.
+    """
+    kept = []
+    for candidate in candidates:
+        group = candidate.group_name
+        limit = None if group is None else groups.limit(group)
+        if group is not None and limit is not None:
+            if taken.get(group, 0) >= limit:
+                continue
+            taken[group] = taken.get(group, 0) + 1
+        kept.append(candidate)
+    return kept

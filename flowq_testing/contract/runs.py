@@ -153,7 +153,9 @@ class RunVerbsContract(ContractBase):
         assert [c.job.id for c in await self.claim(app)] == [low2]
         clock.advance(timedelta(seconds=60))
         [claimed] = await self.claim(app)
-        assert claimed.job.id == future and claimed.job.status is JobStatus.PROCESSING
+        assert claimed.job.id == future
+        stored = await app.get_job(future)
+        assert stored is not None and stored.status is JobStatus.PROCESSING
 
     async def test_claim_only_listed_workflows(self, app: flowq.App) -> None:
         """A claim restricted to some workflows leaves other jobs alone."""
@@ -167,7 +169,9 @@ class RunVerbsContract(ContractBase):
         """A job that runs once has exactly added, processing, completed; output stored."""
         job_id = await app.start(echo, {"x": 1})
         [claimed] = await self.claim(app)
-        assert claimed.job.attempts == 1 and claimed.job.started_at == clock.now()
+        assert claimed.job.attempts == 1
+        running = await app.get_job(job_id)
+        assert running is not None and running.started_at == clock.now()
         clock.advance(timedelta(seconds=5))
         assert await self.complete(app, claimed, '{"answer": 42}')
         job = await app.get_job(job_id)
@@ -340,7 +344,8 @@ class RunVerbsContract(ContractBase):
         other = await app.get_job(mine)
         assert other is not None and other.pending_reason is None
         [claimed] = await self.claim(app, workflows=["contract.signup"])
-        assert claimed.job.pending_reason is None
+        claimed_job = await app.get_job(claimed.job.id)
+        assert claimed_job is not None and claimed_job.pending_reason is None
 
     async def test_group_limit_counts_running_jobs_of_every_worker(self, app: flowq.App) -> None:
         """With a group limit of 1: A1 and B run together; A2 only after A1 finished."""

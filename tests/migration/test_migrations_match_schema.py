@@ -35,9 +35,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowq import SchemaError
-from flowq.store.dialects import dialect_for_url, normalize_url
-from flowq.store.schema import metadata
 from flowq.store.sql import SqlStore
+from flowq.store.sql.base import dialect_for_url, normalize_url
+from flowq.store.sql.schema import metadata
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 MIGRATION_FOLDERS = {"postgresql": "postgres", "sqlite": "sqlite"}

@@ -1,4 +1,5 @@
-"""The SQL store: every verb of :class:`flowq.store.base.Store` on PostgreSQL or SQLite."""
+"""SQL verbs of workers and operators: claiming, completing, failing, heartbeats,
+hand-backs, and the maintenance verbs (reclaim, cleanup)."""
 
 from __future__ import annotations
 
@@ -7,36 +8,33 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
-    and_,
-    case,
     delete,
     exists,
     func,
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus, TokenStatus
-from flowq.store import pg_hot, records, sqlite_hot
+from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
+from flowq.store import batch, rows, transitions
 from flowq.store.base import (
     CLEANUP_BATCH_SIZE,
+    UNCLAIMED_BATCH_SIZE,
     ClaimedJob,
     Completion,
     GroupLimits,
     Lease,
     Release,
 )
-from flowq.store.schema import job_dependencies, job_events, jobs, steps, tokens
-from flowq.store.sqldurable import SqlDurableVerbs
-from flowq.store.sqljobs import SqlJobVerbs
+from flowq.store.sql import render
+from flowq.store.sql.base import SqlBase, held
+from flowq.store.sql.schema import job_dependencies, job_events, jobs, steps, tokens
 
-__all__ = ["SqlStore"]
+__all__ = ["SqlRunVerbs"]
 
 _prerequisite = jobs.alias("prerequisite")
 _UNFINISHED_PREREQUISITE = exists(
@@ -67,21 +65,11 @@ _NEEDED_BY_PARENT = exists(
 (``ctx.call``): cleanup keeps it. Two primary-key look-ups per child row."""
 
 
-def _held(leases: Sequence[Lease]) -> ColumnElement[bool]:
-    """Rows still held by these leases (same lease id, still processing)."""
-    return and_(
-        tuple_(jobs.c.id, jobs.c.lease_id).in_([(x.job_id, x.lease_id) for x in leases]),
-        jobs.c.status == JobStatus.PROCESSING.value,
-    )
+_CLAIMED = [jobs.c[column] for column in rows.CLAIMED_COLUMNS]
 
 
-class SqlStore(SqlJobVerbs, SqlDurableVerbs):
-    """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
-
-    Args:
-        url: A database URL; ``postgresql://`` and ``sqlite:///`` pick flowq's drivers.
-        clock: Where "now" comes from (the system clock by default).
-    """
+class SqlRunVerbs(SqlBase):
+    """Claiming, completing and failing jobs; heartbeats, hand-backs, maintenance."""
 
     # -- running --------------------------------------------------------------------
 
@@ -93,12 +81,10 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         groups: GroupLimits | None = None,
     ) -> list[ClaimedJob]:
         """Lock up to ``limit`` runnable jobs, highest priority first, then oldest."""
-        if groups is None and workflows is not None:
-            if self.dialect.name == "postgresql":
-                return await self._claim_jobs_pg(worker_id, limit, workflows)
-            async with self._driver("claim") as db:
-                return await sqlite_hot.claim_jobs(
-                    db, self._writers(), worker_id, limit, sorted(workflows), self.clock.now()
+        if groups is None and workflows is not None and self.fast_paths:
+            async with self._driver("claim") as driver:
+                return await self.dialect.claim_jobs(
+                    driver, worker_id, limit, sorted(workflows), self.clock.now()
                 )
         async with self._transaction() as conn:
             now = self.clock.now()
@@ -110,31 +96,17 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             ordered = candidates.order_by(jobs.c.priority.desc(), jobs.c.id)
             if groups is None:
                 query = ordered.limit(limit).with_for_update(skip_locked=True)
-                rows: Sequence[Any] = (await conn.execute(query)).all()
+                chosen: Sequence[Any] = (await conn.execute(query)).all()
             else:
-                rows = await self._claim_within_groups(conn, ordered, limit, groups)
-            if not rows:
+                chosen = await self._claim_within_groups(conn, ordered, limit, groups)
+            if not chosen:
                 return []
-            previous = {row.id: row.status for row in rows}
-            resumed = jobs.c.status == JobStatus.WAITING.value
+            previous = {row.id: row.status for row in chosen}
             result = await conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(list(previous)))
-                .values(
-                    status=JobStatus.PROCESSING.value,
-                    attempts=jobs.c.attempts + case((resumed, 0), else_=1),
-                    started_at=case((resumed, jobs.c.started_at), else_=now),
-                    lease_id=jobs.c.lease_id + 1,
-                    locked_by=worker_id,
-                    locked_at=now,
-                    ready_at=None,
-                    next_attempt_at=None,
-                    wait_until=None,
-                    wait_token_id=None,
-                    pending_reason=None,
-                    updated_at=now,
-                )
-                .returning(*jobs.c)
+                .values(render.values(transitions.CLAIM, now, worker_id=worker_id))
+                .returning(*_CLAIMED)
             )
             claimed_rows = sorted(result.mappings(), key=lambda r: (-r["priority"], r["id"]))
             with_history = set(
@@ -146,7 +118,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             )
             claimed = [
                 ClaimedJob(
-                    records.job_from_row(row, ()),
+                    rows.header_from_row(row),
                     Lease(row["id"], row["lease_id"], worker_id),
                     previous[row["id"]] == JobStatus.WAITING.value,
                     row["payload"],
@@ -154,11 +126,11 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 )
                 for row in claimed_rows
             ]
-            await self._add_events(
-                conn,
-                [(c.job.id, EventType.PROCESSING, records.processing_metadata(c)) for c in claimed],
-                now,
-            )
+            events = [
+                (c.job.id, EventType.PROCESSING, transitions.processing_metadata(c))
+                for c in claimed
+            ]
+            await self._add_events(conn, events, now)
             return claimed
 
     async def _claim_within_groups(
@@ -187,7 +159,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         seen: list[int] = []
         while len(kept) < limit:
             query = ordered
-            full = records.full_groups(taken, groups)
+            full = batch.full_groups(taken, groups)
             if full:
                 query = query.where(
                     or_(jobs.c.group_name.is_(None), jobs.c.group_name.not_in(full))
@@ -195,12 +167,12 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             if seen:
                 query = query.where(jobs.c.id.not_in(seen))
             wanted = limit - len(kept)
-            batch = (
+            found = (
                 await conn.execute(query.limit(wanted).with_for_update(skip_locked=True))
             ).all()
-            seen += [row.id for row in batch]
-            kept += records.fit_groups(batch, taken, groups)
-            if len(batch) < wanted:
+            seen += [row.id for row in found]
+            kept += batch.fit_groups(found, taken, groups)
+            if len(found) < wanted:
                 break
         return kept
 
@@ -208,36 +180,13 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
         """Mark jobs completed in one transaction; False for each stale lease."""
         if not completions:
             return []
-        if self.dialect.name == "postgresql":
-            return await self._complete_jobs_pg(completions)
-        async with self._driver("complete") as db:
-            recorded, unblocked = await sqlite_hot.complete_jobs(
-                db, self._writers(), completions, self.clock.now()
+        async with self._driver("complete") as driver:
+            recorded, unblocked = await self.dialect.complete_jobs(
+                driver, completions, self.clock.now()
             )
         if unblocked:
             self._wake("jobs")
         return recorded
-
-    async def _claim_jobs_pg(
-        self, worker_id: str, limit: int, workflows: Collection[str]
-    ) -> list[ClaimedJob]:
-        """The claim in one statement (no group limits)."""
-        async with self._driver("claim") as driver:
-            rows = await driver.fetch(
-                pg_hot.CLAIM_JOBS, self.clock.now(), sorted(workflows), limit, worker_id
-            )
-        return pg_hot.claimed_from_rows(rows, worker_id)
-
-    async def _complete_jobs_pg(self, completions: Sequence[Completion]) -> list[bool]:
-        """Completions, their events and the dependants' wake-up in one statement."""
-        async with self._driver("complete") as driver:
-            rows = await driver.fetch(
-                pg_hot.COMPLETE_JOBS, *pg_hot.complete_arguments(completions, self.clock.now())
-            )
-        done = {row["id"] for row in rows}
-        if any(row["has_dependants"] for row in rows):
-            self._wake("jobs")
-        return [c.lease.job_id in done for c in completions]
 
     async def heartbeat(self, leases: Sequence[Lease]) -> list[Lease]:
         """Refresh the locks of running jobs; return the leases no longer held."""
@@ -248,32 +197,28 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             # Lock the rows in id order first, as the completion and recorded-call
             # batches do, so that a worker's concurrent statements never deadlock.
             await conn.execute(
-                select(jobs.c.id).where(_held(leases)).order_by(jobs.c.id).with_for_update()
+                select(jobs.c.id).where(held(leases)).order_by(jobs.c.id).with_for_update()
             )
             result = await conn.execute(
-                update(jobs).where(_held(leases)).values(locked_at=now).returning(jobs.c.id)
+                update(jobs)
+                .where(held(leases))
+                .values(render.values(transitions.HEARTBEAT, now))
+                .returning(jobs.c.id)
             )
-            held = set(result.scalars())
-        return [lease for lease in leases if lease.job_id not in held]
+            kept = set(result.scalars())
+        return [lease for lease in leases if lease.job_id not in kept]
 
     async def release_jobs(self, releases: Sequence[Release]) -> int:
         """Hand running jobs back as pending at once, not counting their attempt."""
         if not releases:
             return 0
-        refund = {r.lease.job_id: 1 if r.new_attempt else 0 for r in releases}
+        refund = {r.lease.job_id: -1 if r.new_attempt else 0 for r in releases}
         async with self._transaction() as conn:
             now = self.clock.now()
             result = await conn.execute(
                 update(jobs)
-                .where(_held([r.lease for r in releases]))
-                .values(
-                    status=JobStatus.PENDING.value,
-                    attempts=jobs.c.attempts - case(refund, value=jobs.c.id, else_=0),
-                    lease_id=jobs.c.lease_id + 1,
-                    ready_at=now,
-                    updated_at=now,
-                    **records.UNLOCKED,
-                )
+                .where(held([r.lease for r in releases]))
+                .values(render.values(transitions.RELEASE, now, refund=refund))
                 .returning(jobs.c.id, jobs.c.attempts)
             )
             released = sorted(result.all())
@@ -281,7 +226,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             await self._add_events(
                 conn,
                 [
-                    (job_id, EventType.RECLAIMED, records.released_metadata(worker, attempts))
+                    (job_id, EventType.RECLAIMED, transitions.released_metadata(worker, attempts))
                     for job_id, attempts in released
                 ],
                 now,
@@ -307,19 +252,22 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
     async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
         """Explain, on due pending jobs no worker here handles, why they wait."""
         async with self._transaction() as conn:
+            now = self.clock.now()
             ids = (
                 select(jobs.c.id)
                 .where(
-                    jobs.c.ready_at <= self.clock.now(),
+                    jobs.c.ready_at <= now,
                     jobs.c.status == JobStatus.PENDING.value,
                     jobs.c.pending_reason.is_(None),
                     jobs.c.workflow.not_in(sorted(workflows)),
                 )
-                .limit(records.UNCLAIMED_BATCH_SIZE)
+                .limit(UNCLAIMED_BATCH_SIZE)
                 .scalar_subquery()
             )
             result = await conn.execute(
-                update(jobs).where(jobs.c.id.in_(ids)).values(pending_reason=reason)
+                update(jobs)
+                .where(jobs.c.id.in_(ids))
+                .values(render.values(transitions.MARK_UNCLAIMED, now, reason=reason))
             )
             return int(result.rowcount or 0)
 
@@ -329,8 +277,8 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
             now = self.clock.now()
             result = await conn.execute(
                 update(jobs)
-                .where(_held([lease]))
-                .values(progress=percent, updated_at=now)
+                .where(held([lease]))
+                .values(render.values(transitions.PROGRESS, now, progress=percent))
                 .returning(jobs.c.id)
             )
             if result.first() is None:
@@ -342,25 +290,21 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
     async def record_output(self, lease: Lease, output: str) -> bool:
         """Store a running job's output before it ends."""
         async with self._transaction() as conn:
+            now = self.clock.now()
             result = await conn.execute(
                 update(jobs)
-                .where(_held([lease]))
-                .values(output=output, updated_at=self.clock.now())
+                .where(held([lease]))
+                .values(render.values(transitions.OUTPUT, now, output=output))
                 .returning(jobs.c.id)
             )
             return result.first() is not None
-
-    def _leased(self, lease: Lease) -> ColumnElement[bool]:
-        return _held([lease])
 
     async def fail_job(
         self, lease: Lease, error: ErrorEntry, *, reason: FailureReason, retry_at: datetime | None
     ) -> bool:
         """Record a failed attempt: retry later, or fail permanently (cascade, dead letter)."""
         async with self._transaction() as conn:
-            row = (
-                await conn.execute(select(jobs).where(self._leased(lease)).with_for_update())
-            ).first()
+            row = (await conn.execute(select(jobs).where(held([lease])).with_for_update())).first()
             if row is None:
                 return False
             await self._fail_row(conn, row._mapping, error, reason, retry_at)
@@ -376,76 +320,20 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
     ) -> None:
         """Write a failed attempt of a locked job row, with everything that follows."""
         now = self.clock.now()
-        values, will_retry = records.failure_values(row, error, reason, retry_at, now)
+        values, will_retry = transitions.failure(row, error, reason, retry_at, now)
         dead_letter_id = None
         if not will_retry and row["dead_letter"] is not None:
             [dead_letter_id] = await self.dialect.allocate_ids(conn, 1)
-            letter = records.dead_letter_job(row, error, reason, now)
-            await conn.execute(insert(jobs), [records.new_job_row(letter, dead_letter_id, now)])
+            letter = transitions.dead_letter_job(row, error, reason, now)
+            await conn.execute(insert(jobs), [rows.new_job_row(letter, dead_letter_id, now)])
             meta = {"dead_letter_for": row["id"]}
             await self._add_events(conn, [(dead_letter_id, EventType.ADDED, meta)], now)
             values["dead_letter_job_id"] = dead_letter_id
         await conn.execute(update(jobs).where(jobs.c.id == row["id"]).values(**values))
-        meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
+        meta = transitions.failed_metadata(row, error, reason, values, dead_letter_id)
         await self._add_events(conn, [(row["id"], EventType.FAILED, meta)], now)
         if not will_retry:
             await self._cancel_dependants(conn, [row["id"]], "dependency_failed")
-
-    async def suspend_job(
-        self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
-    ) -> bool:
-        """Park the job as waiting until ``wait_until`` or the token's completion.
-
-        If the token (or child job) it parks on is resolved already, nobody else will
-        wake it: it is runnable at once. That look locks the token (or child) row
-        before the job's, in the order their wakers take them (``complete_token`` and
-        ``expire_timed_out_tokens``: the token, then the jobs waiting on it; a child
-        finishing: its row, then its parent's in the ``flowq_jobs_wake_parent``
-        trigger). So a concurrent waker either committed before the look, which sees
-        it, or waits for this commit and then finds the job waiting. Without the lock,
-        under READ COMMITTED, the waker's UPDATE could skip the job (still processing
-        in its snapshot) while the look missed the waker's uncommitted write.
-        """
-        async with self._transaction() as conn:
-            now = self.clock.now()
-            over = token_id is not None and await self._lock_wait_is_over(conn, token_id)
-            result = await conn.execute(
-                update(jobs)
-                .where(self._leased(lease))
-                .values(
-                    status=JobStatus.WAITING.value,
-                    wait_until=wait_until,
-                    wait_token_id=token_id,
-                    ready_at=now if over else wait_until,
-                    locked_by=None,
-                    locked_at=None,
-                    updated_at=now,
-                )
-                .returning(jobs.c.id)
-            )
-            if result.first() is None:
-                return False
-            meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
-            await self._add_events(conn, [(lease.job_id, EventType.WAITING, meta)], now)
-            if over:
-                await self.dialect.notify(conn, "jobs")
-        if over:
-            self._wake("jobs")
-        return True
-
-    async def _lock_wait_is_over(self, conn: AsyncConnection, wait_id: str) -> bool:
-        """Whether the token (or child job) a job waits for is already resolved; its
-        row stays locked FOR SHARE (PostgreSQL) until the transaction ends, so it
-        cannot be resolved meanwhile."""
-        if wait_id.startswith("child:"):
-            query = select(jobs.c.finished_at.is_not(None)).where(
-                jobs.c.id == int(wait_id.partition(":")[2])
-            )
-        else:
-            query = select(tokens.c.status != TokenStatus.WAITING.value).where(
-                tokens.c.id == wait_id
-            )
-        return bool((await conn.execute(query.with_for_update(read=True))).scalar())
 
     # -- maintenance ----------------------------------------------------------------
 
@@ -467,7 +355,7 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 .order_by(jobs.c.id)
                 .with_for_update(skip_locked=True)
             )
-            stuck = [row for row in result.mappings() if records.is_stuck(row, older_than, now)]
+            stuck = [row for row in result.mappings() if transitions.is_stuck(row, older_than, now)]
             if not stuck:
                 return 0
             requeue = [row["id"] for row in stuck if row["attempts"] < row["max_attempts"]]
@@ -475,17 +363,12 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 await conn.execute(
                     update(jobs)
                     .where(jobs.c.id.in_(requeue))
-                    .values(
-                        status=JobStatus.PENDING.value,
-                        ready_at=now,
-                        updated_at=now,
-                        **records.UNLOCKED,
-                    )
+                    .values(render.values(transitions.REQUEUE, now))
                 )
             await self._add_events(
                 conn,
                 [
-                    (row["id"], EventType.RECLAIMED, records.reclaimed_metadata(row))
+                    (row["id"], EventType.RECLAIMED, transitions.reclaimed_metadata(row))
                     for row in stuck
                 ],
                 now,
@@ -494,9 +377,8 @@ class SqlStore(SqlJobVerbs, SqlDurableVerbs):
                 await self.dialect.notify(conn, "jobs")
             for row in stuck:
                 if row["attempts"] >= row["max_attempts"]:
-                    await self._fail_row(
-                        conn, row, records.lost_worker_error(row, now), FailureReason.TIMEOUT, None
-                    )
+                    error = transitions.lost_worker_error(row, now)
+                    await self._fail_row(conn, row, error, FailureReason.TIMEOUT, None)
             count = len(stuck)
         if requeue:
             self._wake("jobs")

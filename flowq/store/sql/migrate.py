@@ -12,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
 
 from flowq.errors import SchemaError
-from flowq.store import schema
+from flowq.store.sql import schema
+from flowq.store.sql.dialect import SqlDialect
 
 __all__ = ["Migration", "applied_version", "apply_migrations", "latest_version", "load_migrations"]
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _DIALECT_FOLDERS = {"postgresql": "postgres", "sqlite": "sqlite"}
+"""The folder of ``migrations/`` that holds each dialect's files."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ def _migrations_root() -> Path:
     packaged = resources.files("flowq") / "migrations"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "migrations"
+    return Path(__file__).resolve().parents[3] / "migrations"
 
 
 def load_migrations(dialect: str) -> list[Migration]:
@@ -71,18 +73,19 @@ async def applied_version(connection: AsyncConnection) -> int:
     return int(result.scalar() or 0)
 
 
-async def apply_migrations(connection: AsyncConnection, now: datetime) -> list[str]:
+async def apply_migrations(
+    connection: AsyncConnection, dialect: SqlDialect, now: datetime
+) -> list[str]:
     """Apply missing migrations inside the caller's transaction; return their names.
 
-    On PostgreSQL a transaction-level advisory lock serializes concurrent runs.
+    The dialect serializes concurrent runs first (on PostgreSQL, a transaction-level
+    advisory lock).
     """
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711020250)")
+    await dialect.lock_migrations(connection)
     await connection.execute(CreateTable(schema.schema_version, if_not_exists=True))
     current = await applied_version(connection)
     applied = []
-    for migration in load_migrations(dialect):
+    for migration in load_migrations(dialect.name):
         if migration.version <= current:
             continue
         for statement in migration.statements:

@@ -1,10 +1,11 @@
 """flowq's tables as Python dicts: the storage under :class:`flowq_testing.InMemoryStore`.
 
 Jobs are dicts shaped like ``flowq_jobs`` rows (column names as keys) so that the SQL
-and in-memory stores share :func:`flowq.store.records.job_from_row`; recorded calls
-and tokens likewise (``flowq_steps``, ``flowq_tokens``). The conditions here mirror
-the SQL of :class:`flowq.store.sql.SqlStore`, and :meth:`MemoryTables._write` does
-what the database triggers do.
+and in-memory stores share the row mapping of :mod:`flowq.store.rows`; recorded
+calls and tokens likewise (``flowq_steps``, ``flowq_tokens``). Every change of a job
+row is a transition of the state machine (:mod:`flowq.store.transitions`) applied by
+:meth:`MemoryTables._apply`, and :meth:`MemoryTables._write` does what the database
+triggers do. The conditions here mirror the SQL of :class:`flowq.store.sql.SqlStore`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from flowq import codec
 from flowq.clock import Clock
-from flowq.models import ErrorEntry, EventType, FailureReason, Job, JobEvent, JobStatus, TagQuery
-from flowq.store import records
-from flowq.store.base import ClaimedJob, GroupLimits, JobFilter, Lease
+from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
+from flowq.store import rows, transitions
+from flowq.store.base import JobFilter, Lease
 from flowq.store.wakeups import LocalWakeups
 
-__all__ = ["EventRow", "MemoryTables", "matches", "utc", "utc_values"]
+__all__ = ["EventRow", "MemoryTables", "matches", "tags_match", "utc", "utc_values"]
 
 _RUN_AT_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
     "eq": operator.eq,
@@ -46,20 +46,15 @@ class EventRow:
 
     def to_event(self) -> JobEvent:
         """A fresh :class:`JobEvent` (its metadata dict is decoded anew every time)."""
-        return JobEvent(
-            id=self.id,
-            job_id=self.job_id,
-            event_type=EventType(self.event_type),
-            at=self.at,
-            metadata=codec.decode(self.metadata) if self.metadata else {},
+        return rows.event_from_row(
+            {
+                "id": self.id,
+                "job_id": self.job_id,
+                "event_type": self.event_type,
+                "at": self.at,
+                "metadata": self.metadata,
+            }
         )
-
-
-class _Candidate(NamedTuple):
-    """A runnable job as the group helpers of :mod:`flowq.store.records` see it."""
-
-    id: int
-    group_name: str | None
 
 
 class MemoryTables:
@@ -86,7 +81,7 @@ class MemoryTables:
         return utc(self.clock.now())
 
     def _job(self, row: Mapping[str, Any]) -> Job:
-        return records.job_from_row(row, tuple(sorted(self._edges.get(row["id"], ()))))
+        return rows.job_from_row(row, tuple(sorted(self._edges.get(row["id"], ()))))
 
     def _insert(self, row: dict[str, Any]) -> None:
         for column, value in row.items():
@@ -98,16 +93,33 @@ class MemoryTables:
         if row["idempotency_key"] is not None:
             self._keys[row["idempotency_key"]] = row["id"]
 
-    def _set(self, job_id: int, now: datetime, **values: Any) -> None:
-        self._write(self._rows[job_id], {**values, "updated_at": now})
+    def _apply(
+        self,
+        transition: transitions.Transition,
+        row: dict[str, Any],
+        now: datetime,
+        **params: Any,
+    ) -> None:
+        """Move a stored job row through ``transition`` (as the SQL store's UPDATE).
+
+        Raises:
+            RuntimeError: The row's status is not one ``transition`` starts from (a
+                bug of this store: the SQL store's conditions never select it).
+        """
+        if row["status"] not in transition.sources:
+            raise RuntimeError(
+                f"InMemoryStore bug: {transition.name} of job {row['id']} "
+                f"in status {row['status']!r}"
+            )
+        self._write(row, transition.values(row, now, **params))
 
     def _write(self, row: dict[str, Any], values: Mapping[str, Any]) -> None:
         """Update a stored job row: every change of a job goes through here.
 
         Like the ``flowq_jobs_wake_parent`` trigger: when a child job finishes (its
         ``finished_at`` goes from unset to set, whatever the path), a parent waiting
-        for it (``wait_token_id`` ``child:<id>``) gets ``ready_at`` and ``updated_at``
-        set to the child's ``finished_at``.
+        for it (``transitions.child_wait_id``) is woken (``transitions.WAKE``) at the
+        child's ``finished_at``.
         """
         was_finished = row["finished_at"] is not None
         row.update(values)
@@ -118,14 +130,14 @@ class MemoryTables:
         if (
             parent is not None
             and parent["status"] == JobStatus.WAITING
-            and parent["wait_token_id"] == records.child_wait_id(row["id"])
+            and parent["wait_token_id"] == transitions.child_wait_id(row["id"])
         ):
-            self._write(parent, {"ready_at": finished_at, "updated_at": finished_at})
+            self._apply(transitions.WAKE, parent, finished_at)
 
     def _add_events(self, events: Events, now: datetime) -> None:
         for job_id, event_type, meta in events:
             self._last_event_id += 1
-            text = codec.encode(dict(meta), what="event metadata") if meta else None
+            text = rows.event_metadata(meta)
             self._events[self._last_event_id] = EventRow(
                 self._last_event_id, job_id, event_type.value, now, text
             )
@@ -154,116 +166,33 @@ class MemoryTables:
         return row if row["status"] == JobStatus.PROCESSING else None
 
     def _held(self, leases: Iterable[Lease]) -> dict[int, dict[str, Any]]:
-        """The rows still held by ``leases``, by job id (as SqlStore's ``_held``)."""
+        """The rows still held by ``leases``, by job id (as the SQL store's ``held``)."""
         return {lease.job_id: row for lease in leases if (row := self._leased(lease)) is not None}
 
     def _has_dependants(self, job_ids: Collection[int]) -> bool:
         """Whether any job depends on one of ``job_ids`` (whatever its status)."""
         return any(not edges.isdisjoint(job_ids) for edges in self._edges.values())
 
-    def _claimable(
-        self,
-        now: datetime,
-        limit: int,
-        workflows: Collection[str] | None,
-        groups: GroupLimits | None,
-    ) -> list[dict[str, Any]]:
-        """The rows a claim takes, in claim order, as SqlStore's ``claim_jobs`` picks them.
-
-        Like the SQL: runnable jobs by priority then id, skipping (with ``groups``)
-        those whose group is full, the first ``limit``.
-        """
-        rows = [
-            row
-            for row in self._rows.values()
-            if self._runnable(row, now) and (workflows is None or row["workflow"] in workflows)
-        ]
-        rows.sort(key=lambda row: (-row["priority"], row["id"]))
-        if groups is None:
-            return rows[: max(limit, 0)]
-        taken: dict[str, int] = {}
-        for row in self._rows.values():
-            if row["status"] == JobStatus.PROCESSING and row["group_name"] is not None:
-                taken[row["group_name"]] = taken.get(row["group_name"], 0) + 1
-        candidates = [_Candidate(row["id"], row["group_name"]) for row in rows]
-        candidates = records.fit_groups(candidates, taken, groups)[: max(limit, 0)]
-        return [self._rows[candidate.id] for candidate in candidates]
-
-    def _claim_row(self, row: dict[str, Any], worker_id: str, now: datetime) -> ClaimedJob:
-        """Lock a runnable row for ``worker_id`` (a new attempt unless it resumes)."""
-        resumed = row["status"] == JobStatus.WAITING
-        self._set(
-            row["id"],
-            now,
-            status=JobStatus.PROCESSING.value,
-            attempts=row["attempts"] + (0 if resumed else 1),
-            started_at=row["started_at"] if resumed else now,
-            lease_id=row["lease_id"] + 1,
-            locked_by=worker_id,
-            locked_at=now,
-            ready_at=None,
-            next_attempt_at=None,
-            wait_until=None,
-            wait_token_id=None,
-            pending_reason=None,
-        )
-        job = records.job_from_row(row, ())  # as SqlStore: depends_on is not loaded
-        lease = Lease(job.id, row["lease_id"], worker_id)
-        return ClaimedJob(job, lease, resumed, row["payload"], bool(self._steps.get(job.id)))
-
-    def _unclaimed_ids(self, workflows: Collection[str], now: datetime) -> list[int]:
-        """Ids (ascending) of due pending jobs without a reason, outside ``workflows``."""
-        return [
-            job_id
-            for job_id, row in sorted(self._rows.items())
-            if row["status"] == JobStatus.PENDING
-            and row["ready_at"] is not None
-            and row["ready_at"] <= now
-            and row["pending_reason"] is None
-            and row["workflow"] not in workflows
-        ]
-
-    def _runnable(self, row: Mapping[str, Any], now: datetime) -> bool:
-        if row["ready_at"] is None or row["ready_at"] > now:
-            return False
-        # A prerequisite deleted by cleanup no longer holds its dependants back.
-        return all(
-            self._rows[p]["status"] == JobStatus.COMPLETED
-            for p in self._edges.get(row["id"], ())
-            if p in self._rows
-        )
-
-    def _fail_row(
-        self,
-        row: dict[str, Any],
-        error: ErrorEntry,
-        reason: FailureReason,
-        retry_at: datetime | None,
-    ) -> None:
-        now = self._now()
-        values, will_retry = records.failure_values(
-            row, error, reason, None if retry_at is None else utc(retry_at), now
-        )
-        dead_letter_id = None
-        if not will_retry and row["dead_letter"] is not None:
-            dead_letter_id = self._last_job_id + 1
-            letter = records.dead_letter_job(row, error, reason, now)
-            self._insert(records.new_job_row(letter, dead_letter_id, now))
-            meta = {"dead_letter_for": row["id"]}
-            self._add_events([(dead_letter_id, EventType.ADDED, meta)], now)
-            values["dead_letter_job_id"] = dead_letter_id
-        self._write(row, values)
-        meta = records.failed_metadata(row, error, reason, values, dead_letter_id)
-        self._add_events([(row["id"], EventType.FAILED, meta)], now)
-        if not will_retry:
-            self._cancel_dependants([row["id"]], "dependency_failed")
+    def _forget(self, job_ids: Collection[int]) -> None:
+        """Delete jobs with their edges, events, recorded calls and tokens (their ids
+        are never reused)."""
+        for job_id in job_ids:
+            row = self._rows.pop(job_id)
+            self._edges.pop(job_id, None)
+            self._steps.pop(job_id, None)
+            if row["idempotency_key"] is not None:
+                del self._keys[row["idempotency_key"]]
+        self._events = {key: e for key, e in self._events.items() if e.job_id not in job_ids}
+        self._tokens = {
+            token_id: row for token_id, row in self._tokens.items() if row["job_id"] not in job_ids
+        }
 
     def _cancel(self, ids: list[int], metadata: dict[str, Any]) -> None:
         if not ids:
             return
         now = self._now()
         for job_id in ids:
-            self._write(self._rows[job_id], records.cancelled_values(now))
+            self._apply(transitions.CANCEL, self._rows[job_id], now)
         self._add_events([(job_id, EventType.CANCELLED, metadata) for job_id in ids], now)
         self._cancel_dependants(ids, "dependency_cancelled")
 
@@ -280,13 +209,13 @@ class MemoryTables:
                 for job_id, edges in self._edges.items()
                 if (found := edges & causes_of)
                 and job_id in self._rows
-                and records.is_upcoming(self._rows[job_id])
+                and transitions.is_upcoming(self._rows[job_id])
             }
             if not causes:
                 return
             now = self._now()
             for job_id in causes:
-                self._write(self._rows[job_id], records.cancelled_values(now))
+                self._apply(transitions.CANCEL, self._rows[job_id], now)
             self._add_events(
                 [
                     (job_id, EventType.CANCELLED, {"reason": reason, "dependency": cause})

@@ -1,8 +1,8 @@
 """The replay engine's verbs of :class:`flowq_testing.InMemoryStore`: recorded calls,
 tokens, and parking a job until a time, a token or a child job.
 
-They mirror :class:`flowq.store.sqldurable.SqlDurableVerbs` and ``SqlStore.suspend_job``
-verb for verb (the same rows, the same errors, the same wake-ups).
+They mirror :class:`flowq.store.sql.durable.SqlDurableVerbs` verb for verb (the same
+rows, the same errors, the same wake-ups).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime
 from flowq.errors import TokenError
 from flowq.models import EventType, JobStatus, Token, TokenStatus
 from flowq.replay import RecordedCall
-from flowq.store import records
+from flowq.store import rows, transitions
 from flowq.store.base import Lease, NewToken
-from flowq_testing._memory_tables import MemoryTables, utc, utc_values
+from flowq_testing.memory.tables import MemoryTables, utc, utc_values
 
 __all__ = ["MemoryDurableVerbs"]
 
@@ -26,7 +26,7 @@ class MemoryDurableVerbs(MemoryTables):
     async def load_history(self, job_id: int) -> list[RecordedCall]:
         """The job's recorded durable calls, in position order."""
         calls = self._steps.get(job_id, {})
-        return [records.recorded_call(calls[seq]) for seq in sorted(calls)]
+        return [rows.recorded_call(calls[seq]) for seq in sorted(calls)]
 
     async def record_calls(
         self, calls: Sequence[tuple[Lease, RecordedCall]]
@@ -40,11 +40,11 @@ class MemoryDurableVerbs(MemoryTables):
                 stored = self._steps.setdefault(lease.job_id, {})
                 existing = stored.get(call.seq)
                 if existing is None or existing["error"] is not None:
-                    stored[call.seq] = utc_values(records.call_row(lease.job_id, call))
+                    stored[call.seq] = utc_values(rows.call_row(lease.job_id, call))
                     held[(lease.job_id, call.seq)] = None
                 else:
-                    held[(lease.job_id, call.seq)] = records.recorded_call(existing)
-        return records.as_stored(calls, held)
+                    held[(lease.job_id, call.seq)] = rows.recorded_call(existing)
+        return rows.as_stored(calls, held)
 
     async def create_token(self, token: NewToken, lease: Lease | None) -> Token | None:
         """Store a waiting token, of the lease's job if given; None on a stale lease.
@@ -56,15 +56,15 @@ class MemoryDurableVerbs(MemoryTables):
             return None
         if token.id in self._tokens:
             raise ValueError(f"a token with id {token.id!r} exists already")
-        row = records.token_row(token, None if lease is None else lease.job_id, self._now())
+        row = rows.token_row(token, None if lease is None else lease.job_id, self._now())
         row = utc_values({**row, "tags": tuple(row["tags"])})
         self._tokens[token.id] = row
-        return records.token_from_row(row)
+        return rows.token_from_row(row)
 
     async def get_token(self, token_id: str) -> Token | None:
         """The token, or None."""
         row = self._tokens.get(token_id)
-        return None if row is None else records.token_from_row(row)
+        return None if row is None else rows.token_from_row(row)
 
     async def settle_token(self, token_id: str) -> Token | None:
         """The token, timed out first if its deadline passed while it was waiting."""
@@ -82,11 +82,11 @@ class MemoryDurableVerbs(MemoryTables):
         row = self._tokens.get(token_id)
         if row is None:
             raise TokenError(f"there is no token {token_id!r}")
-        records.check_completable(records.token_from_row(row), now)
-        row.update(status=TokenStatus.COMPLETED.value, output=output, completed_at=now)
+        transitions.check_completable(rows.token_from_row(row), now)
+        row.update(transitions.completed_token(output, now))
         if self._wake_waiters([token_id], now):
             self._wake("jobs")
-        return records.token_from_row(row)
+        return rows.token_from_row(row)
 
     async def expire_timed_out_tokens(self) -> int:
         """Mark waiting tokens past their deadline timed out and wake their jobs."""
@@ -112,14 +112,13 @@ class MemoryDurableVerbs(MemoryTables):
         now = self._now()
         until = None if wait_until is None else utc(wait_until)
         over = token_id is not None and self._wait_is_over(token_id)
-        self._set(
-            lease.job_id,
+        self._apply(
+            transitions.SUSPEND,
+            row,
             now,
-            status=JobStatus.WAITING.value,
             wait_until=until,
             wait_token_id=token_id,
             ready_at=now if over else until,
-            **records.UNLOCKED,
         )
         meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
         self._add_events([(lease.job_id, EventType.WAITING, meta)], now)
@@ -129,8 +128,9 @@ class MemoryDurableVerbs(MemoryTables):
 
     def _wait_is_over(self, wait_id: str) -> bool:
         """Whether the token (or child job) a job waits for is already resolved."""
-        if wait_id.startswith("child:"):
-            child = self._rows.get(int(wait_id.partition(":")[2]))
+        child_id = transitions.waited_child(wait_id)
+        if child_id is not None:
+            child = self._rows.get(child_id)
             return child is not None and child["finished_at"] is not None
         token = self._tokens.get(wait_id)
         return token is not None and token["status"] != TokenStatus.WAITING
@@ -147,7 +147,7 @@ class MemoryDurableVerbs(MemoryTables):
             and row["timeout_at"] <= now
         )
         for token_id in expired:
-            self._tokens[token_id].update(status=TokenStatus.TIMED_OUT.value, completed_at=now)
+            self._tokens[token_id].update(transitions.timed_out_token(now))
         return expired
 
     def _wake_waiters(self, wait_ids: Collection[str], now: datetime) -> int:
@@ -158,13 +158,5 @@ class MemoryDurableVerbs(MemoryTables):
             if row["status"] == JobStatus.WAITING and row["wait_token_id"] in wait_ids
         ]
         for row in waiting:
-            self._write(row, {"ready_at": now, "updated_at": now})
+            self._apply(transitions.WAKE, row, now)
         return len(waiting)
-
-    def _forget_durable(self, job_ids: Collection[int]) -> None:
-        """Delete the recorded calls and tokens of deleted jobs."""
-        for job_id in job_ids:
-            self._steps.pop(job_id, None)
-        self._tokens = {
-            token_id: row for token_id, row in self._tokens.items() if row["job_id"] not in job_ids
-        }

@@ -8,14 +8,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowq import codec
 from flowq.errors import DatabaseError
 from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
-from flowq.store import pg_hot, records, sqlite_hot
+from flowq.store import batch, rows, transitions
 from flowq.store.base import JobFilter, NewJob
-from flowq.store.batch import plan_batch
-from flowq.store.schema import job_dependencies, job_events, jobs
-from flowq.store.sqlbase import UPCOMING, SqlBase
+from flowq.store.sql import render
+from flowq.store.sql.base import UPCOMING, SqlBase
+from flowq.store.sql.schema import job_dependencies, job_events, jobs
 
 __all__ = ["SqlJobVerbs"]
 
@@ -31,18 +30,12 @@ class SqlJobVerbs(SqlBase):
         """Insert jobs with their ``added`` events; ids in input order."""
         if not new_jobs:
             return []
-        if self.dialect.name == "postgresql" and connection is None and _plain(new_jobs):
-            ids = await self._add_plain_jobs_pg(new_jobs)
+        if self.fast_paths and connection is None and _plain(new_jobs):
+            async with self._driver("add") as driver:
+                ids = await self.dialect.add_plain_jobs(driver, new_jobs, self.clock.now())
             if ids is not None:
                 self._wake("jobs")
                 return ids
-        if self.dialect.name == "sqlite" and connection is None and _plain(new_jobs):
-            async with self._driver("add") as db:
-                ids = await sqlite_hot.add_plain_jobs(
-                    db, self._writers(), new_jobs, self.clock.now()
-                )
-            self._wake("jobs")
-            return ids
         for _ in range(_RACE_RETRIES):
             try:
                 ids = await self._add_jobs_once(new_jobs, connection)
@@ -56,30 +49,6 @@ class SqlJobVerbs(SqlBase):
                     ) from None
         raise DatabaseError("could not add jobs: idempotency keys kept changing under us")
 
-    async def _add_plain_jobs_pg(self, new_jobs: Sequence[NewJob]) -> list[int] | None:
-        """Jobs without dependencies, in one statement (jobs and events together).
-
-        Returns None when an idempotency key vanished between the insert and the
-        look-up of its job (a concurrent cleanup); the general path then retries.
-        """
-        async with self._driver("add") as driver:
-            now = self.clock.now()
-            rows = await driver.fetch(pg_hot.ADD_JOBS, *pg_hot.add_job_arguments(new_jobs, now))
-            ids = [row["id"] if row["inserted"] else None for row in rows]
-            missing = sorted({row["idempotency_key"] for row in rows if not row["inserted"]})
-            if missing:
-                found = await driver.fetch(
-                    "SELECT idempotency_key, id FROM flowq_jobs WHERE idempotency_key = ANY($1)",
-                    missing,
-                )
-                by_key = {row["idempotency_key"]: row["id"] for row in found}
-                for index, row in enumerate(rows):
-                    if ids[index] is None:
-                        ids[index] = by_key.get(row["idempotency_key"])
-        if any(job_id is None for job_id in ids):
-            return None
-        return [job_id for job_id in ids if job_id is not None]
-
     async def _add_jobs_once(self, new_jobs: Sequence[NewJob], connection: Any) -> list[int]:
         async with self._transaction(connection) as conn:
             now = self.clock.now()
@@ -91,12 +60,12 @@ class SqlJobVerbs(SqlBase):
                 tags: await self._live_ids_with_tags(conn, tags)
                 for tags in {job.depends_on_tags for job in new_jobs if job.depends_on_tags}
             }
-            fresh_count = records.count_new_jobs(new_jobs, existing)
+            fresh_count = batch.count_new_jobs(new_jobs, existing)
             fresh_ids = await self.dialect.allocate_ids(conn, fresh_count) if fresh_count else []
-            plan = plan_batch(new_jobs, existing, statuses, tag_matches, fresh_ids)
+            plan = batch.plan_batch(new_jobs, existing, statuses, tag_matches, fresh_ids)
             if plan.rows:
                 inserted = await self._insert_rows(
-                    conn, [records.new_job_row(job, job_id, now) for job_id, job in plan.rows]
+                    conn, [rows.new_job_row(job, job_id, now) for job_id, job in plan.rows]
                 )
                 if inserted != {job_id for job_id, _ in plan.rows}:
                     # Another transaction took an idempotency key meanwhile: retry cleanly.
@@ -146,16 +115,16 @@ class SqlJobVerbs(SqlBase):
         )
         return list(result.scalars())
 
-    async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[int]:
+    async def _insert_rows(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> set[int]:
         statement = (
-            self.dialect.insert()
+            self.dialect.insert_into(jobs)
             .on_conflict_do_nothing(
                 index_elements=[jobs.c.idempotency_key],
                 index_where=jobs.c.idempotency_key.is_not(None),
             )
             .returning(jobs.c.id)
         )
-        result = await conn.execute(statement, rows)
+        result = await conn.execute(statement, values)
         return set(result.scalars())
 
     # -- reading --------------------------------------------------------------------
@@ -179,18 +148,18 @@ class SqlJobVerbs(SqlBase):
             query = select(jobs).where(condition).order_by(jobs.c.id.desc())
             if limit is not None:
                 query = query.limit(limit)
-            rows = (await conn.execute(query)).mappings().all()
-            if not rows:
+            found = (await conn.execute(query)).mappings().all()
+            if not found:
                 return []
             edges = await conn.execute(
                 select(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
-                .where(job_dependencies.c.job_id.in_([row["id"] for row in rows]))
+                .where(job_dependencies.c.job_id.in_([row["id"] for row in found]))
                 .order_by(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
             )
         depends: dict[int, list[int]] = {}
         for job_id, prerequisite in edges:
             depends.setdefault(job_id, []).append(prerequisite)
-        return [records.job_from_row(row, tuple(depends.get(row["id"], ()))) for row in rows]
+        return [rows.job_from_row(row, tuple(depends.get(row["id"], ()))) for row in found]
 
     async def get_job_events(self, job_id: int) -> list[JobEvent]:
         """The job's events, oldest first."""
@@ -198,16 +167,7 @@ class SqlJobVerbs(SqlBase):
             result = await conn.execute(
                 select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
             )
-            return [
-                JobEvent(
-                    id=row.id,
-                    job_id=row.job_id,
-                    event_type=EventType(row.event_type),
-                    at=row.at,
-                    metadata=codec.decode(row.metadata) if row.metadata else {},
-                )
-                for row in result
-            ]
+            return [rows.event_from_row(row) for row in result.mappings()]
 
     # -- changing -------------------------------------------------------------------
 
@@ -219,17 +179,16 @@ class SqlJobVerbs(SqlBase):
                 return False
             if row.status == JobStatus.PROCESSING.value:
                 now = self.clock.now()
-                values = {**records.cancelled_values(now), **records.UNLOCKED}
                 await conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job_id)
-                    .values(**values, lease_id=jobs.c.lease_id + 1)
+                    .values(render.values(transitions.CANCEL_RUNNING, now))
                 )
                 meta = {"reason": "cancel_job", "worker_id": row.locked_by, "was_running": True}
                 await self._add_events(conn, [(job_id, EventType.CANCELLED, meta)], now)
                 await self._cancel_dependants(conn, [job_id], "dependency_cancelled")
                 await self.dialect.notify(conn, f"cancel:{job_id}")
-            elif records.is_upcoming(row._mapping):
+            elif transitions.is_upcoming(row._mapping):
                 await self._cancel(conn, [job_id], {"reason": "cancel_job"})
             else:
                 return False
@@ -254,7 +213,7 @@ class SqlJobVerbs(SqlBase):
             if row is None or row.status != JobStatus.FAILED.value:
                 return False
             now = self.clock.now()
-            values = records.retried_values(row._mapping, now)
+            values = transitions.RETRY.values(row._mapping, now)
             await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
             meta = {"max_attempts": values["max_attempts"]}
             await self._add_events(conn, [(job_id, EventType.RETRIED, meta)], now)
@@ -264,19 +223,18 @@ class SqlJobVerbs(SqlBase):
 
     async def edit_job(self, job_id: int, changes: Mapping[str, Any]) -> bool:
         """Apply ``changes`` to a pending job; False if not pending or nothing changed."""
-        values = records.column_values(changes)
+        values = rows.column_values(changes)
         async with self._transaction() as conn:
             row = await self._lock_job(conn, job_id)
             if row is None or row.status != JobStatus.PENDING.value:
                 return False
-            changed = records.changed_columns(row._mapping, values)
+            changed = rows.changed_columns(row._mapping, values)
             if not changed:
                 return False
             now = self.clock.now()
-            await conn.execute(
-                update(jobs).where(jobs.c.id == job_id).values(**changed, updated_at=now)
-            )
-            meta = {"fields": records.edited_fields(changed)}
+            edit = transitions.EDIT.values(row._mapping, now)
+            await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**changed, **edit))
+            meta = {"fields": rows.edited_fields(changed)}
             await self._add_events(conn, [(job_id, EventType.EDITED, meta)], now)
             if "run_at" in changed:
                 await self.dialect.notify(conn, "jobs")
@@ -287,28 +245,29 @@ class SqlJobVerbs(SqlBase):
     async def edit_jobs(self, where: JobFilter, changes: Mapping[str, Any]) -> int:
         """Apply ``changes`` to every pending job matching ``where`` where a value
         differs; return how many changed."""
-        values = records.column_values(changes)
+        values = rows.column_values(changes)
         if not values:
             return 0
         async with self._transaction() as conn:
             now = self.clock.now()
             condition = and_(self._condition(where), jobs.c.status == JobStatus.PENDING.value)
-            rows = await conn.execute(
+            found = await conn.execute(
                 select(jobs).where(condition).order_by(jobs.c.id).with_for_update()
             )
             by_columns: dict[tuple[str, ...], list[int]] = {}
             events = []
-            for row in rows.mappings():
-                changed = records.changed_columns(row, values)
+            for row in found.mappings():
+                changed = rows.changed_columns(row, values)
                 if changed:
                     by_columns.setdefault(tuple(sorted(changed)), []).append(row["id"])
                     events.append(
-                        (row["id"], EventType.EDITED, {"fields": records.edited_fields(changed)})
+                        (row["id"], EventType.EDITED, {"fields": rows.edited_fields(changed)})
                     )
+            edit = render.values(transitions.EDIT, now)
             for columns, ids in by_columns.items():
                 update_values = {column: values[column] for column in columns}
                 await conn.execute(
-                    update(jobs).where(jobs.c.id.in_(ids)).values(**update_values, updated_at=now)
+                    update(jobs).where(jobs.c.id.in_(ids)).values(**update_values, **edit)
                 )
             await self._add_events(conn, events, now)
             return len(events)

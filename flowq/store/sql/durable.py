@@ -1,4 +1,5 @@
-"""SQL verbs of the replay engine: recorded calls (steps, waits...) and tokens."""
+"""SQL verbs of the replay engine: recorded calls (steps, waits...), tokens, and
+parking a job on a wait."""
 
 from __future__ import annotations
 
@@ -10,27 +11,24 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.errors import TokenError
-from flowq.models import JobStatus, Token, TokenStatus
+from flowq.models import EventType, JobStatus, Token, TokenStatus
 from flowq.replay import RecordedCall
-from flowq.store import pg_hot, records, sqlite_hot
+from flowq.store import rows, transitions
 from flowq.store.base import Lease, NewToken
-from flowq.store.schema import jobs, tokens
-from flowq.store.sqlbase import SqlBase
+from flowq.store.sql import render
+from flowq.store.sql.base import SqlBase, held
+from flowq.store.sql.schema import jobs, tokens
 
 __all__ = ["SqlDurableVerbs"]
 
 
 class SqlDurableVerbs(SqlBase):
-    """Recording durable calls, tokens, and waking jobs that wait on them."""
+    """Recording durable calls, tokens, parking jobs and waking jobs that wait."""
 
     async def load_history(self, job_id: int) -> list[RecordedCall]:
         """The job's recorded durable calls, in position order."""
-        if self.dialect.name == "postgresql":
-            async with self._driver() as driver:
-                rows = await driver.fetch(pg_hot.LOAD_HISTORY, job_id)
-            return [records.recorded_call(row) for row in rows]
-        async with self._driver() as db:
-            return await sqlite_hot.load_history(db, job_id)
+        async with self._driver() as driver:
+            return await self.dialect.load_history(driver, job_id)
 
     async def record_calls(
         self, calls: Sequence[tuple[Lease, RecordedCall]]
@@ -39,16 +37,59 @@ class SqlDurableVerbs(SqlBase):
         stored (an earlier successful record wins), None where the lease is stale."""
         if not calls:
             return []
-        if self.dialect.name == "postgresql":
-            async with self._driver("record") as driver:
-                rows = await driver.fetch(pg_hot.RECORD_CALLS, *pg_hot.record_call_arguments(calls))
-            held = {
-                (row["job_id"], row["seq"]): None if row["stored"] else records.recorded_call(row)
-                for row in rows
-            }
-            return records.as_stored(calls, held)
-        async with self._driver("record") as db:
-            return await sqlite_hot.record_calls(db, self._writers(), calls)
+        async with self._driver("record") as driver:
+            return await self.dialect.record_calls(driver, calls)
+
+    async def suspend_job(
+        self, lease: Lease, *, wait_until: datetime | None, token_id: str | None
+    ) -> bool:
+        """Park the job as waiting until ``wait_until`` or the token's completion.
+
+        If the token (or child job) it parks on is resolved already, nobody else will
+        wake it: it is runnable at once. That look locks the token (or child) row
+        before the job's, in the order their wakers take them (``complete_token`` and
+        ``expire_timed_out_tokens``: the token, then the jobs waiting on it; a child
+        finishing: its row, then its parent's in the ``flowq_jobs_wake_parent``
+        trigger). So a concurrent waker either committed before the look, which sees
+        it, or waits for this commit and then finds the job waiting. Without the lock,
+        under READ COMMITTED, the waker's UPDATE could skip the job (still processing
+        in its snapshot) while the look missed the waker's uncommitted write.
+        """
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            over = token_id is not None and await self._lock_wait_is_over(conn, token_id)
+            values = render.values(
+                transitions.SUSPEND,
+                now,
+                wait_until=wait_until,
+                wait_token_id=token_id,
+                ready_at=now if over else wait_until,
+            )
+            result = await conn.execute(
+                update(jobs).where(held([lease])).values(values).returning(jobs.c.id)
+            )
+            if result.first() is None:
+                return False
+            meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
+            await self._add_events(conn, [(lease.job_id, EventType.WAITING, meta)], now)
+            if over:
+                await self.dialect.notify(conn, "jobs")
+        if over:
+            self._wake("jobs")
+        return True
+
+    async def _lock_wait_is_over(self, conn: AsyncConnection, wait_id: str) -> bool:
+        """Whether the token (or child job) a job waits for is already resolved; its
+        row stays locked FOR SHARE (PostgreSQL) until the transaction ends, so it
+        cannot be resolved meanwhile."""
+        child = transitions.waited_child(wait_id)
+        if child is not None:
+            query = select(jobs.c.finished_at.is_not(None)).where(jobs.c.id == child)
+        else:
+            query = select(tokens.c.status != TokenStatus.WAITING.value).where(
+                tokens.c.id == wait_id
+            )
+        return bool((await conn.execute(query.with_for_update(read=True))).scalar())
 
     async def _held_ids(self, conn: AsyncConnection, leases: Sequence[Lease]) -> set[int]:
         """Ids of the jobs still held by these leases, locked until the transaction ends."""
@@ -68,17 +109,15 @@ class SqlDurableVerbs(SqlBase):
         async with self._transaction() as conn:
             if lease is not None and not await self._held_ids(conn, [lease]):
                 return None
-            row = records.token_row(
-                token, None if lease is None else lease.job_id, self.clock.now()
-            )
+            row = rows.token_row(token, None if lease is None else lease.job_id, self.clock.now())
             await conn.execute(insert(tokens), [row])
-            return records.token_from_row({**row, "output": None})
+            return rows.token_from_row({**row, "output": None})
 
     async def get_token(self, token_id: str) -> Token | None:
         """The token, or None."""
         async with self._transaction() as conn:
             row = (await conn.execute(select(tokens).where(tokens.c.id == token_id))).first()
-            return None if row is None else records.token_from_row(row._mapping)
+            return None if row is None else rows.token_from_row(row._mapping)
 
     async def settle_token(self, token_id: str) -> Token | None:
         """The token, timed out first if its deadline passed while it was waiting."""
@@ -86,7 +125,7 @@ class SqlDurableVerbs(SqlBase):
             now = self.clock.now()
             await self._time_out(conn, tokens.c.id == token_id, now)
             row = (await conn.execute(select(tokens).where(tokens.c.id == token_id))).first()
-            return None if row is None else records.token_from_row(row._mapping)
+            return None if row is None else rows.token_from_row(row._mapping)
 
     async def complete_token(self, token_id: str, output: str) -> Token:
         """Complete a waiting token and wake its job at once."""
@@ -97,21 +136,16 @@ class SqlDurableVerbs(SqlBase):
             ).first()
             if row is None:
                 raise TokenError(f"there is no token {token_id!r}")
-            token = records.token_from_row(row._mapping)
-            records.check_completable(token, now)
-            await conn.execute(
-                update(tokens)
-                .where(tokens.c.id == token_id)
-                .values(status=TokenStatus.COMPLETED.value, output=output, completed_at=now)
-            )
+            token = rows.token_from_row(row._mapping)
+            transitions.check_completable(token, now)
+            completed = transitions.completed_token(output, now)
+            await conn.execute(update(tokens).where(tokens.c.id == token_id).values(completed))
             woken = await self._wake_waiters(conn, [token_id], now)
             if woken:
                 await self.dialect.notify(conn, "jobs")
         if woken:
             self._wake("jobs")
-        return records.token_from_row(
-            {**row._mapping, "status": "completed", "output": output, "completed_at": now}
-        )
+        return rows.token_from_row({**row._mapping, **completed})
 
     async def expire_timed_out_tokens(self) -> int:
         """Mark waiting tokens past their deadline timed out and wake their jobs."""
@@ -136,7 +170,7 @@ class SqlDurableVerbs(SqlBase):
                 tokens.c.timeout_at.is_not(None),
                 tokens.c.timeout_at <= now,
             )
-            .values(status=TokenStatus.TIMED_OUT.value, completed_at=now)
+            .values(transitions.timed_out_token(now))
             .returning(tokens.c.id)
         )
         return sorted(result.scalars())
@@ -149,7 +183,7 @@ class SqlDurableVerbs(SqlBase):
                 jobs.c.status == JobStatus.WAITING.value,
                 jobs.c.wait_token_id.in_(wait_ids),
             )
-            .values(ready_at=now, updated_at=now)
+            .values(render.values(transitions.WAKE, now))
             .returning(jobs.c.id)
         )
         return len(result.all())

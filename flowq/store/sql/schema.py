@@ -40,6 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
+from flowq.store.transitions import CHILD_WAIT_PREFIX
+
 __all__ = [
     "cron_schedules",
     "job_dependencies",
@@ -211,7 +213,8 @@ NOTIFY_TRIGGER = (
 WAKE_PARENT_FUNCTION = (
     "CREATE OR REPLACE FUNCTION flowq_wake_parent() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN UPDATE flowq_jobs SET ready_at = NEW.finished_at, updated_at = NEW.finished_at "
-    "WHERE id = NEW.parent_job_id AND status = 'waiting' AND wait_token_id = 'child:' || NEW.id; "
+    "WHERE id = NEW.parent_job_id AND status = 'waiting' "
+    f"AND wait_token_id = '{CHILD_WAIT_PREFIX}' || NEW.id; "
     "IF FOUND THEN PERFORM pg_notify('flowq_jobs', 'jobs'); END IF; RETURN NULL; END $$"
 )
 WAKE_PARENT_TRIGGER_POSTGRES = (
@@ -224,7 +227,7 @@ WAKE_PARENT_TRIGGER_SQLITE = (
     "flowq_jobs FOR EACH ROW WHEN NEW.parent_job_id IS NOT NULL AND NEW.finished_at IS NOT NULL "
     "AND OLD.finished_at IS NULL BEGIN UPDATE flowq_jobs SET ready_at = NEW.finished_at, "
     "updated_at = NEW.finished_at WHERE id = NEW.parent_job_id AND status = 'waiting' AND "
-    "wait_token_id = 'child:' || NEW.id; END"
+    f"wait_token_id = '{CHILD_WAIT_PREFIX}' || NEW.id; END"
 )
 # When a child job finishes, its parent waiting in ctx.call() becomes runnable (the
 # in-memory store does the same in Python).

@@ -1,4 +1,5 @@
-"""The SQL store's foundation: engine, transactions, error translation, shared helpers."""
+"""The SQL store's foundation: the dialect, engine, transactions, error translation,
+and helpers every SQL verb shares."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, update
-from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, tuple_, update
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from flowq import codec
 from flowq.clock import Clock
 from flowq.errors import (
     DatabaseBusyError,
@@ -22,17 +22,21 @@ from flowq.errors import (
     ValidationError,
 )
 from flowq.models import EventType, JobStatus
-from flowq.store import migrate, records
-from flowq.store.base import JobFilter
-from flowq.store.dialects import ErrorKind, SqlDialect, dialect_for_url, normalize_url
-from flowq.store.schema import job_dependencies, job_events, jobs
+from flowq.store import rows, transitions
+from flowq.store.base import JobFilter, Lease, StoreCapabilities
+from flowq.store.sql import migrate, render
+from flowq.store.sql.dialect import ErrorKind, SqlDialect
+from flowq.store.sql.postgres import PostgresDialect
+from flowq.store.sql.schema import job_dependencies, job_events, jobs
+from flowq.store.sql.sqlite import SqliteDialect
 from flowq.store.wakeups import LocalWakeups
 from flowq.system_clock import SystemClock
 
-__all__ = ["UPCOMING", "SqlBase"]
+__all__ = ["UPCOMING", "SqlBase", "dialect_for_url", "held", "normalize_url"]
 
 UPCOMING = and_(jobs.c.finished_at.is_(None), jobs.c.status != JobStatus.PROCESSING.value)
-"""Jobs still to run: pending, waiting, or failed and due to retry (see records.is_upcoming)."""
+"""Jobs still to run: pending, waiting, or failed and due to retry
+(``transitions.is_upcoming``)."""
 _RUN_AT_OPS = {
     "eq": lambda c, v: c == v,
     "gt": lambda c, v: c > v,
@@ -40,6 +44,44 @@ _RUN_AT_OPS = {
     "lt": lambda c, v: c < v,
     "lte": lambda c, v: c <= v,
 }
+_DIALECTS: dict[str, Callable[[], SqlDialect]] = {
+    "postgresql": PostgresDialect,
+    "sqlite": SqliteDialect,
+}
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def held(leases: Sequence[Lease]) -> ColumnElement[bool]:
+    """Rows still held by these leases (same lease id, still processing)."""
+    return and_(
+        tuple_(jobs.c.id, jobs.c.lease_id).in_([(x.job_id, x.lease_id) for x in leases]),
+        jobs.c.status == JobStatus.PROCESSING.value,
+    )
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Accept ``postgresql://``, ``postgres://`` and ``sqlite://`` with flowq's drivers.
+
+    Raises:
+        ValidationError: Another kind of database.
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    driver = _DRIVERS.get(parsed.get_backend_name())
+    if driver is None:
+        raise ValidationError(
+            f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}; "
+            "use postgresql+asyncpg://... or sqlite+aiosqlite:///path.db"
+        )
+    return parsed.set(drivername=driver)
+
+
+def dialect_for_url(url: URL) -> SqlDialect:
+    """A new dialect object for a normalized URL."""
+    return _DIALECTS[url.get_backend_name()]()
 
 
 class SqlBase:
@@ -50,17 +92,26 @@ class SqlBase:
         clock: Where "now" comes from (the system clock by default).
     """
 
+    fast_paths: bool = True
+    """Whether adding jobs without dependencies and claiming without group limits take
+    the dialect's one-round-trip statements (the default) or the general SQLAlchemy
+    statements. Both do the same; the contract suite runs both."""
+
     def __init__(self, url: str | URL, *, clock: Clock | None = None) -> None:
         self.url = normalize_url(url)
         self.clock: Clock = clock or SystemClock()
         self.dialect: SqlDialect = dialect_for_url(self.url)
         self._engine: AsyncEngine | None = None
         self._pins: dict[str, _Pin] = {}
-        self._writer_queue: anyio.Lock | None = None
         self.wakeups = LocalWakeups()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def capabilities(self) -> StoreCapabilities:
+        """Its dialect's: notifications and a 2 s poll on PostgreSQL, 0.1 s on SQLite."""
+        return self.dialect.capabilities
 
     # -- connection and schema ------------------------------------------------------
 
@@ -122,7 +173,7 @@ class SqlBase:
     async def close(self) -> None:
         """Dispose of the connection pool."""
         pins, self._pins = self._pins, {}
-        self._writer_queue = None
+        self.dialect.reset()
         for pin in pins.values():
             if pin.connection is not None:
                 async with pin.lock:
@@ -135,7 +186,7 @@ class SqlBase:
     async def migrate(self) -> list[str]:
         """Apply missing migrations; return the names applied."""
         async with self._transaction() as connection:
-            return await migrate.apply_migrations(connection, self.clock.now())
+            return await migrate.apply_migrations(connection, self.dialect, self.clock.now())
 
     def _safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
@@ -162,7 +213,7 @@ class SqlBase:
     @asynccontextmanager
     async def _driver(self, purpose: str | None = None) -> AsyncIterator[Any]:
         """A driver (asyncpg) connection outside any transaction: each statement on
-        it commits by itself. The PostgreSQL hot paths use this.
+        it commits by itself. The dialects' hot paths use this.
 
         With ``purpose``, a connection kept checked out for that purpose is used when
         it is free (the worker's batchers issue one statement at a time per purpose),
@@ -191,12 +242,6 @@ class SqlBase:
                 if not await self._after_driver_error(exc, connection):
                     await connection.close()
                 raise
-
-    def _writers(self) -> anyio.Lock:
-        """This process's queue of SQLite writers (made in the running event loop)."""
-        if self._writer_queue is None:
-            self._writer_queue = anyio.Lock(fast_acquire=True)
-        return self._writer_queue
 
     async def _after_driver_error(self, error: Exception, connection: AsyncConnection) -> bool:
         """On a lost connection, drop it and renew the pool; True if it was dropped."""
@@ -267,7 +312,7 @@ class SqlBase:
                     "job_id": job_id,
                     "event_type": event_type.value,
                     "at": now,
-                    "metadata": codec.encode(dict(meta), what="event metadata") if meta else None,
+                    "metadata": rows.event_metadata(meta),
                 }
                 for job_id, event_type, meta in events
             ],
@@ -294,7 +339,7 @@ class SqlBase:
             return
         now = self.clock.now()
         await conn.execute(
-            update(jobs).where(jobs.c.id.in_(ids)).values(records.cancelled_values(now))
+            update(jobs).where(jobs.c.id.in_(ids)).values(render.values(transitions.CANCEL, now))
         )
         await self._add_events(conn, [(i, EventType.CANCELLED, metadata) for i in ids], now)
         await self._cancel_dependants(conn, ids, "dependency_cancelled")
@@ -325,7 +370,7 @@ class SqlBase:
             await conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(list(causes)))
-                .values(records.cancelled_values(now))
+                .values(render.values(transitions.CANCEL, now))
             )
             await self._add_events(
                 conn,

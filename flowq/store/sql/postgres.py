@@ -1,0 +1,411 @@
+"""PostgreSQL through asyncpg: the :class:`PostgresDialect` and its hot-path statements.
+
+Each hot path is ONE statement on the asyncpg connection, outside an explicit
+transaction (a single statement is its own transaction), with its events written by
+a data-modifying CTE of the same statement. The SET clauses come from the job state
+machine (:mod:`flowq.store.transitions`), rendered once here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import anyio
+import asyncpg
+from sqlalchemy import ColumnElement, Table, Text, and_, not_, text, type_coerce
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from flowq import codec
+from flowq.models import JobStatus, TagQuery
+from flowq.replay import RecordedCall
+from flowq.store import rows, transitions
+from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabilities
+from flowq.store.sql.dialect import ErrorKind
+from flowq.store.sql.render import set_clause
+from flowq.store.sql.schema import jobs
+
+__all__ = ["CHANNEL", "PostgresDialect"]
+
+CHANNEL: Final = "flowq_jobs"
+"""The notification channel workers LISTEN on."""
+log = logging.getLogger("flowq")
+
+_UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
+_BUSY_STATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock timeout
+
+
+def _flag(value: object) -> bool:
+    text = value[-1] if isinstance(value, tuple) else value
+    return str(text).lower() in ("1", "true", "yes", "on")
+
+
+def _unique_statement_name() -> str:
+    return f"__flowq_{uuid.uuid4().hex}__"
+
+
+class PostgresDialect:
+    """PostgreSQL through asyncpg: LISTEN/NOTIFY wakes workers of every process."""
+
+    name = "postgresql"
+    capabilities = StoreCapabilities(notifications=True, poll_interval=2.0)
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        """A pooled engine. ``?pgbouncer=1`` in the URL turns off server-side prepared
+        statements (of SQLAlchemy and asyncpg), which a PgBouncer in transaction
+        pooling mode before 1.21 cannot route; use it with ``notify=False`` workers."""
+        options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
+        if _flag(url.query.get("pgbouncer")):
+            url = url.difference_update_query(["pgbouncer"]).update_query_dict(
+                {"prepared_statement_cache_size": "0"}
+            )
+            options["connect_args"] = {
+                "statement_cache_size": 0,
+                "prepared_statement_name_func": _unique_statement_name,
+            }
+        return create_async_engine(url, **options)
+
+    async def reserve(self, driver: Any) -> None:
+        """Nothing to prepare on PostgreSQL."""
+
+    async def release(self, driver: Any) -> None:
+        """Nothing to undo on PostgreSQL."""
+
+    def reset(self) -> None:
+        """Nothing belongs to an event loop."""
+
+    async def lock_migrations(self, connection: AsyncConnection) -> None:
+        """A transaction-level advisory lock."""
+        await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711020250)")
+
+    def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
+        """Lost connections, missing tables and lock conflicts by SQLSTATE."""
+        if isinstance(error, OSError | TimeoutError | asyncpg.ConnectionDoesNotExistError):
+            return "unavailable"
+        if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
+            return "unavailable"
+        if isinstance(error, asyncpg.InternalClientError):
+            return "unavailable"  # the protocol state is broken: the connection is unusable
+        state = str(getattr(error, "sqlstate", "") or "")
+        if state == "42P01":
+            return "missing_table"
+        if state in _BUSY_STATES:
+            return "busy"
+        if invalidated or state[:2] in _UNAVAILABLE_CLASSES:
+            return "unavailable"
+        return None
+
+    # -- pieces of the general statements ---------------------------------------------
+
+    async def allocate_ids(self, connection: AsyncConnection, count: int) -> list[int]:
+        """Ids from the table's sequence."""
+        result = await connection.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('flowq_jobs', 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"count": count},
+        )
+        return sorted(row[0] for row in result)
+
+    def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
+        """Array operators on the ``text[]`` column (GIN-indexed)."""
+        tags = type_coerce(jobs.c.tags, postgresql.ARRAY(Text))
+        values = list(query.values)
+        contains: ColumnElement[bool] = tags.contains(values)
+        overlaps: ColumnElement[bool] = tags.overlap(values)
+        if query.mode == "all":
+            return contains
+        if query.mode == "any":
+            return overlaps
+        if query.mode == "none":
+            return not_(overlaps)
+        return and_(contains, tags.contained_by(values))
+
+    def insert_into(self, table: Table) -> postgresql.Insert:
+        """PostgreSQL's INSERT."""
+        return postgresql.insert(table)
+
+    async def lock_group_claims(self, connection: AsyncConnection) -> None:
+        """A transaction-level advisory lock."""
+        await connection.execute(text("SELECT pg_advisory_xact_lock(4711020251)"))
+
+    # -- wake-ups -------------------------------------------------------------------
+
+    async def notify(self, connection: AsyncConnection, hint: str) -> None:
+        """``pg_notify`` on :data:`CHANNEL` (delivered at commit)."""
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :hint)"), {"channel": CHANNEL, "hint": hint}
+        )
+
+    async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
+        """LISTEN on a dedicated connection; reconnect with backoff when it drops.
+
+        After every (re)connection ``on_wake("jobs")`` is called, since hints sent
+        while disconnected were lost.
+        """
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        backoff = 0.1
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn, timeout=10)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("flowq: cannot LISTEN on %s (%s); retrying in %.1fs", url, exc, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            lost = anyio.Event()
+            try:
+                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+                await connection.add_listener(
+                    CHANNEL, lambda _c, _pid, _channel, payload: on_wake(payload)
+                )
+                backoff = 0.1
+                on_wake("jobs")
+                await lost.wait()
+                log.warning("flowq: the LISTEN connection to %s dropped; reconnecting", url)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await connection.close(timeout=2)
+
+    # -- hot paths ------------------------------------------------------------------
+
+    async def add_plain_jobs(
+        self, driver: Any, jobs: Sequence[NewJob], now: datetime
+    ) -> list[int] | None:
+        """Jobs and their events in one statement; None when an idempotency key
+        vanished between the insert and the look-up of its job (a concurrent cleanup)."""
+        found = await driver.fetch(ADD_JOBS, *_add_arguments(jobs, now))
+        ids = [row["id"] if row["inserted"] else None for row in found]
+        missing = sorted({row["idempotency_key"] for row in found if not row["inserted"]})
+        if missing:
+            existing = await driver.fetch(
+                "SELECT idempotency_key, id FROM flowq_jobs WHERE idempotency_key = ANY($1)",
+                missing,
+            )
+            by_key = {row["idempotency_key"]: row["id"] for row in existing}
+            for index, row in enumerate(found):
+                if ids[index] is None:
+                    ids[index] = by_key.get(row["idempotency_key"])
+        if any(job_id is None for job_id in ids):
+            return None
+        return [job_id for job_id in ids if job_id is not None]
+
+    async def claim_jobs(
+        self, driver: Any, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
+    ) -> list[ClaimedJob]:
+        """The claim and its events in one statement."""
+        found = await driver.fetch(CLAIM_JOBS, now, workflows, limit, worker_id)
+        return [
+            ClaimedJob(
+                rows.header_from_row(row),
+                Lease(row["id"], row["lease_id"], worker_id),
+                row["previous_status"] == JobStatus.WAITING.value,
+                row["payload"],
+                row["has_history"],
+            )
+            for row in found
+        ]
+
+    async def complete_jobs(
+        self, driver: Any, completions: Sequence[Completion], now: datetime
+    ) -> tuple[list[bool], bool]:
+        """Completions, their events and the dependants' wake-up in one statement."""
+        found = await driver.fetch(
+            COMPLETE_JOBS,
+            [c.lease.job_id for c in completions],
+            [c.lease.lease_id for c in completions],
+            [c.output for c in completions],
+            now,
+        )
+        done = {row["id"] for row in found}
+        woke = any(row["has_dependants"] for row in found)
+        return [c.lease.job_id in done for c in completions], woke
+
+    async def record_calls(
+        self, driver: Any, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
+        """The calls of held jobs in one statement; an earlier success is kept."""
+        found = await driver.fetch(
+            RECORD_CALLS,
+            [lease.job_id for lease, _ in calls],
+            [lease.lease_id for lease, _ in calls],
+            *([getattr(call, column) for _, call in calls] for column in rows.CALL_COLUMNS),
+        )
+        held = {
+            (row["job_id"], row["seq"]): None if row["stored"] else rows.recorded_call(row)
+            for row in found
+        }
+        return rows.as_stored(calls, held)
+
+    async def load_history(self, driver: Any, job_id: int) -> list[RecordedCall]:
+        """The job's recorded calls in position order."""
+        found = await driver.fetch(LOAD_HISTORY, job_id)
+        return [rows.recorded_call(row) for row in found]
+
+
+def _add_arguments(jobs: Sequence[NewJob], now: datetime) -> list[Any]:
+    """The 13 parameters of :data:`ADD_JOBS` (one array per varying column, then now)."""
+    return [
+        [job.workflow for job in jobs],
+        [job.payload for job in jobs],
+        [job.priority for job in jobs],
+        [job.max_attempts for job in jobs],
+        [job.run_at for job in jobs],
+        [codec.encode(list(job.tags), what="tags") for job in jobs],
+        [job.idempotency_key for job in jobs],
+        [job.group for job in jobs],
+        [rows.to_ms(job.timeout) for job in jobs],
+        [job.force_kill_on_timeout for job in jobs],
+        [rows.encode_retry(job.retry) for job in jobs],
+        [job.dead_letter for job in jobs],
+        now,
+    ]
+
+
+def _old(column: str) -> str:
+    return f"j.{column}"
+
+
+_CLAIM_SET = set_clause(transitions.CLAIM, {"now": "$1", "worker_id": "$4"}, _old)
+_COMPLETE_SET = set_clause(transitions.COMPLETE, {"now": "$4", "output": "i.output"}, _old)
+_CLAIMED = ", ".join(f"j.{column}" for column in rows.CLAIMED_COLUMNS)
+
+ADD_JOBS: Final = """
+WITH input AS MATERIALIZED (
+    SELECT nextval('flowq_jobs_id_seq'::regclass) AS id, t.*
+    FROM unnest(
+        $1::text[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::text[],
+        $7::text[], $8::text[], $9::bigint[], $10::bool[], $11::text[], $12::text[]
+    ) WITH ORDINALITY AS t(
+        workflow, payload, priority, max_attempts, run_at, tags, idempotency_key,
+        group_name, timeout_ms, force_kill_on_timeout, retry, dead_letter, ord
+    )
+), inserted AS (
+    INSERT INTO flowq_jobs (
+        id, workflow, payload, status, priority, attempts, max_attempts, run_at, ready_at,
+        tags, idempotency_key, group_name, timeout_ms, force_kill_on_timeout, retry,
+        dead_letter, error_history, lease_id, created_at, updated_at
+    )
+    SELECT
+        id, workflow, payload, 'pending', priority, 0, max_attempts,
+        COALESCE(run_at, $13), COALESCE(run_at, $13),
+        ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), idempotency_key, group_name,
+        timeout_ms, force_kill_on_timeout, retry, dead_letter, '[]', 0, $13, $13
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+), events AS (
+    INSERT INTO flowq_job_events (job_id, event_type, at)
+    SELECT id, 'added', $13 FROM inserted
+)
+SELECT input.ord, input.id, input.idempotency_key, inserted.id IS NOT NULL AS inserted
+FROM input LEFT JOIN inserted ON inserted.id = input.id
+ORDER BY input.ord
+"""
+"""Jobs without dependencies and their ``added`` events (the 13 parameters of
+:func:`_add_arguments`)."""
+
+CLAIM_JOBS: Final = f"""
+WITH chosen AS (
+    SELECT j.id, j.status AS previous_status
+    FROM flowq_jobs j
+    WHERE j.ready_at <= $1
+      AND j.workflow = ANY($2::text[])
+      AND NOT EXISTS (
+          SELECT 1 FROM flowq_job_dependencies d
+          JOIN flowq_jobs p ON p.id = d.depends_on_id
+          WHERE d.job_id = j.id AND p.status <> 'completed'
+      )
+    ORDER BY j.priority DESC, j.id
+    LIMIT $3
+    FOR UPDATE OF j SKIP LOCKED
+), claimed AS (
+    UPDATE flowq_jobs j SET {_CLAIM_SET}
+    FROM chosen c
+    WHERE j.id = c.id
+    RETURNING {_CLAIMED}, c.previous_status,
+        EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id) AS has_history
+), events AS (
+    INSERT INTO flowq_job_events (job_id, event_type, at, metadata)
+    SELECT id, 'processing', $1, json_build_object(
+        'worker_id', $4::text, 'attempt', attempts, 'resumed', previous_status = 'waiting'
+    )::text
+    FROM claimed
+)
+SELECT * FROM claimed ORDER BY priority DESC, id
+"""
+"""Claim due jobs of some workflows: ``$1`` now, ``$2`` the workflows, ``$3`` the
+limit, ``$4`` the worker id. The metadata is ``transitions.processing_metadata``'s."""
+
+COMPLETE_JOBS: Final = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(id, lease_id, output)
+), locked AS MATERIALIZED (
+    -- Lock rows in id order, as every statement that locks several job rows does:
+    -- concurrent batches of one worker must not deadlock each other.
+    SELECT j.id FROM flowq_jobs j JOIN input i ON j.id = i.id AND j.lease_id = i.lease_id
+    WHERE j.status = 'processing' ORDER BY j.id FOR UPDATE OF j
+), completed AS (
+    UPDATE flowq_jobs j SET {_COMPLETE_SET}
+    FROM input i JOIN locked l ON l.id = i.id
+    WHERE j.id = i.id AND j.lease_id = i.lease_id AND j.status = 'processing'
+    RETURNING j.id,
+        EXISTS (SELECT 1 FROM flowq_job_dependencies d WHERE d.depends_on_id = j.id)
+            AS has_dependants
+), events AS (
+    INSERT INTO flowq_job_events (job_id, event_type, at)
+    SELECT id, 'completed', $4 FROM completed ORDER BY id
+)
+SELECT id, has_dependants,
+    CASE WHEN has_dependants THEN pg_notify('{CHANNEL}', 'jobs') END AS notified
+FROM completed
+"""
+"""Complete held jobs: ``$1`` ids, ``$2`` lease ids, ``$3`` outputs, ``$4`` now."""
+
+RECORD_CALLS: Final = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[],
+        $8::timestamptz[], $9::timestamptz[]
+    ) AS t(job_id, lease_id, seq, name, attempt, output, error, started_at, completed_at)
+), held AS (
+    SELECT i.* FROM input i
+    JOIN flowq_jobs j ON j.id = i.job_id AND j.lease_id = i.lease_id AND j.status = 'processing'
+    ORDER BY j.id
+    FOR SHARE OF j
+), recorded AS (
+    INSERT INTO flowq_steps (job_id, seq, name, attempt, output, error, started_at, completed_at)
+    SELECT job_id, seq, name, attempt, output, error, started_at, completed_at FROM held
+    ON CONFLICT (job_id, seq) DO UPDATE SET
+        name = excluded.name, attempt = excluded.attempt, output = excluded.output,
+        error = excluded.error, started_at = excluded.started_at,
+        completed_at = excluded.completed_at
+    WHERE flowq_steps.error IS NOT NULL
+    RETURNING job_id, seq
+)
+-- Every held call, with the row already recorded at its position when the insert
+-- neither added nor replaced one (a success is never replaced). The statement's
+-- snapshot shows that row as it was, which is as it stays.
+SELECT h.job_id, h.seq, r.seq IS NOT NULL AS stored,
+    s.name, s.attempt, s.output, s.error, s.started_at, s.completed_at
+FROM held h
+LEFT JOIN recorded r ON r.job_id = h.job_id AND r.seq = h.seq
+LEFT JOIN flowq_steps s ON r.seq IS NULL AND s.job_id = h.job_id AND s.seq = h.seq
+"""
+"""Record calls of held jobs: job ids, lease ids, then one array per
+:data:`flowq.store.rows.CALL_COLUMNS` column."""
+
+LOAD_HISTORY: Final = f"""
+SELECT {", ".join(rows.CALL_COLUMNS)}
+FROM flowq_steps WHERE job_id = $1 ORDER BY seq
+"""
+"""A job's recorded calls in position order."""

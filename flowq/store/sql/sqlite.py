@@ -1,0 +1,482 @@
+"""SQLite through aiosqlite: the :class:`SqliteDialect` and its hot-path statements.
+
+The hot paths run on the aiosqlite driver connection (no SQLAlchemy per statement),
+each one ``BEGIN IMMEDIATE`` transaction of a few plain statements: the same rows and
+events as the general SQLAlchemy path, several times cheaper per call. Values are
+stored as SQLAlchemy stores them on SQLite (UTC datetimes as
+``YYYY-MM-DD HH:MM:SS.ffffff`` text, tags as a JSON array, booleans as 0/1). The SET
+clauses come from the job state machine (:mod:`flowq.store.transitions`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    event,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    select,
+    true,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from flowq.errors import DatabaseUnavailableError
+from flowq.models import EventType, JobStatus, TagQuery
+from flowq.replay import RecordedCall
+from flowq.store import batch, rows, transitions
+from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabilities
+from flowq.store.sql.dialect import ErrorKind
+from flowq.store.sql.render import set_clause
+from flowq.store.sql.schema import UtcDateTime, jobs
+
+__all__ = ["BUSY_TIMEOUT_MS", "LOCK_WAIT_SECONDS", "PIN_BUSY_TIMEOUT_MS", "SqliteDialect"]
+
+BUSY_TIMEOUT_MS: Final = 30000
+"""How long a SQLite statement waits for another connection's lock."""
+PIN_BUSY_TIMEOUT_MS: Final = 50
+"""The same for the hot paths' reserved connections, which retry in Python."""
+LOCK_WAIT_SECONDS: Final = 30.0
+"""How long the hot paths wait for the write lock (in short, cancellable tries)."""
+_UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
+_LAST_ID = (
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'flowq_jobs'), 0),"
+    " COALESCE((SELECT MAX(id) FROM flowq_jobs), 0))"
+)
+
+
+class SqliteDialect:
+    """SQLite through aiosqlite: WAL, a busy timeout, and ``BEGIN IMMEDIATE``.
+
+    Every transaction takes the write lock at its start, so the read-then-write
+    sequences of the store never meet a concurrent writer half way. SQLite has no
+    notifications: other processes' work is found by polling.
+    """
+
+    name = "sqlite"
+    capabilities = StoreCapabilities(notifications=False, poll_interval=0.1)
+
+    def __init__(self) -> None:
+        self._writer_queue: anyio.Lock | None = None
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def create_engine(self, url: URL) -> AsyncEngine:
+        """An engine whose connections use WAL and begin with ``BEGIN IMMEDIATE``."""
+        options: dict[str, Any] = {}
+        if url.database in (None, "", ":memory:"):
+            options["poolclass"] = StaticPool
+        else:
+            folder = Path(url.database).expanduser().absolute().parent
+            if not folder.is_dir():
+                raise DatabaseUnavailableError(
+                    f"cannot open the SQLite database {url.database!r}: the folder {folder} "
+                    "does not exist"
+                )
+        engine = create_async_engine(url, **options)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    async def reserve(self, driver: Any) -> None:
+        """A short busy timeout: the hot paths wait for the lock in Python instead."""
+        await driver.execute(f"PRAGMA busy_timeout = {PIN_BUSY_TIMEOUT_MS}")
+
+    async def release(self, driver: Any) -> None:
+        """Back to the pool's busy timeout."""
+        await driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def reset(self) -> None:
+        """Forget the queue of writers (it belongs to the event loop that made it)."""
+        self._writer_queue = None
+
+    async def lock_migrations(self, connection: AsyncConnection) -> None:
+        """BEGIN IMMEDIATE already serializes every writer."""
+
+    def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
+        """Lost files, missing tables and locks by the driver's message."""
+        if isinstance(error, OSError | TimeoutError):
+            return "unavailable"
+        message = str(error)
+        if "no such table" in message:
+            return "missing_table"
+        if invalidated or any(m in message for m in _UNAVAILABLE):
+            return "unavailable"
+        if "database is locked" in message:
+            return "busy"
+        return None
+
+    # -- pieces of the general statements ---------------------------------------------
+
+    async def allocate_ids(self, connection: AsyncConnection, count: int) -> list[int]:
+        """Ids after the largest ever used (AUTOINCREMENT never reuses one)."""
+        result = await connection.exec_driver_sql(_LAST_ID)
+        last = int(result.scalar() or 0)
+        return list(range(last + 1, last + 1 + count))
+
+    def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
+        """``json_each`` over the JSON array of tags."""
+        values = list(query.values)
+        if query.mode == "all":
+            return and_(true(), *(self._has_tag([value]) for value in values))
+        if query.mode == "any":
+            return self._has_tag(values) if values else false()
+        if query.mode == "none":
+            return not_(self._has_tag(values)) if values else true()
+        return and_(
+            func.json_array_length(jobs.c.tags) == len(values),
+            *(self._has_tag([value]) for value in values),
+        )
+
+    def _has_tag(self, values: list[str]) -> ColumnElement[bool]:
+        each = func.json_each(jobs.c.tags).table_valued("value").alias()
+        return exists(
+            select(literal_column("1"))
+            .select_from(each)
+            .where(each.c.value.in_(bindparam("tags", values, expanding=True, unique=True)))
+        )
+
+    def insert_into(self, table: Table) -> sqlite.Insert:
+        """SQLite's INSERT."""
+        return sqlite.insert(table)
+
+    async def lock_group_claims(self, connection: AsyncConnection) -> None:
+        """BEGIN IMMEDIATE already serializes every writer."""
+
+    # -- wake-ups -------------------------------------------------------------------
+
+    async def notify(self, connection: AsyncConnection, hint: str) -> None:
+        """SQLite has no notifications: other processes poll."""
+
+    async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
+        """Nothing to listen to: other processes' work is found by polling."""
+        await anyio.sleep_forever()
+
+    # -- hot paths ------------------------------------------------------------------
+
+    def _writers(self) -> anyio.Lock:
+        """This process's queue of writers (made in the running event loop)."""
+        if self._writer_queue is None:
+            self._writer_queue = anyio.Lock(fast_acquire=True)
+        return self._writer_queue
+
+    async def add_plain_jobs(
+        self, driver: Any, jobs: Sequence[NewJob], now: datetime
+    ) -> list[int] | None:
+        """Jobs without dependencies, with their ``added`` events, in one transaction."""
+        async with immediate(driver, self._writers()):
+            keys = sorted({job.idempotency_key for job in jobs if job.idempotency_key is not None})
+            existing: dict[str | None, int] = {}
+            if keys:
+                existing = dict(
+                    await _fetch(
+                        driver,
+                        f"SELECT idempotency_key, id FROM flowq_jobs WHERE idempotency_key IN "
+                        f"({_marks(keys)})",
+                        keys,
+                    )
+                )
+            count = batch.count_new_jobs(jobs, existing)
+            [(last,)] = await _fetch(driver, _LAST_ID)
+            first = int(last or 0) + 1
+            plan = batch.plan_batch(jobs, existing, {}, {}, range(first, first + count))
+            if plan.rows:
+                values = [
+                    _job_values(rows.new_job_row(job, job_id, now)) for job_id, job in plan.rows
+                ]
+                await driver.executemany(_INSERT_JOB, values)
+                added = [(job_id, EventType.ADDED, None) for job_id, _ in plan.rows]
+                await _events(driver, added, now)
+            return plan.ids
+
+    async def claim_jobs(
+        self, driver: Any, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
+    ) -> list[ClaimedJob]:
+        """Claim due jobs of ``workflows``: a look, the update, the events."""
+        if not workflows:
+            return []
+        at = stored_time(now)
+        # An idle worker polls: look without the write lock first, so that polling
+        # never makes writers of other processes wait.
+        if not await _fetch(driver, "SELECT 1 FROM flowq_jobs WHERE ready_at <= ? LIMIT 1", [at]):
+            return []
+        async with immediate(driver, self._writers()):
+            previous = {
+                job_id: (status, bool(has_history))
+                for job_id, status, has_history in await _fetch(
+                    driver, _CLAIMABLE.format(workflows=_marks(workflows)), [at, *workflows, limit]
+                )
+            }
+            if not previous:
+                return []
+            claim = _CLAIM.format(ids=", ".join(str(int(i)) for i in sorted(previous)))
+            found = [
+                _claimed_row(values) for values in await _fetch(driver, claim, [at, worker_id])
+            ]
+            found.sort(key=lambda row: (-row["priority"], row["id"]))
+            claimed = [
+                ClaimedJob(
+                    rows.header_from_row(row),
+                    Lease(row["id"], row["lease_id"], worker_id),
+                    previous[row["id"]][0] == JobStatus.WAITING.value,
+                    row["payload"],
+                    previous[row["id"]][1],
+                )
+                for row in found
+            ]
+            events = [
+                (c.job.id, EventType.PROCESSING, transitions.processing_metadata(c))
+                for c in claimed
+            ]
+            await _events(driver, events, now)
+            return claimed
+
+    async def complete_jobs(
+        self, driver: Any, completions: Sequence[Completion], now: datetime
+    ) -> tuple[list[bool], bool]:
+        """Complete held jobs; return which were recorded and whether any has dependants."""
+        at = stored_time(now)
+        done: list[bool] = []
+        async with immediate(driver, self._writers()):
+            for completion in completions:
+                lease = completion.lease
+                parameters = [at, completion.output, lease.job_id, lease.lease_id]
+                done.append(await _run(driver, _COMPLETE, parameters) == 1)
+            finished = sorted(c.lease.job_id for c, ok in zip(completions, done, strict=True) if ok)
+            await _events(driver, [(job_id, EventType.COMPLETED, None) for job_id in finished], now)
+            unblocked = False
+            if finished:
+                unblocked = bool(
+                    await _fetch(
+                        driver,
+                        f"SELECT 1 FROM flowq_job_dependencies WHERE depends_on_id IN "
+                        f"({', '.join(str(int(i)) for i in finished)}) LIMIT 1",
+                    )
+                )
+        return done, unblocked
+
+    async def record_calls(
+        self, driver: Any, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
+        """Store recorded calls of held jobs; return each as stored (an earlier success
+        wins), None where the lease is stale."""
+        async with immediate(driver, self._writers()):
+            wanted = sorted({lease.job_id for lease, _ in calls})
+            leases = {
+                (job_id, lease_id)
+                for job_id, lease_id in await _fetch(
+                    driver,
+                    f"SELECT id, lease_id FROM flowq_jobs WHERE status = 'processing' AND id IN "
+                    f"({', '.join(str(int(i)) for i in wanted)})",
+                )
+            }
+            values = [
+                (
+                    lease.job_id, call.seq, call.name, call.attempt, call.output, call.error,
+                    stored_time(call.started_at), stored_time(call.completed_at),
+                )
+                for lease, call in calls
+                if (lease.job_id, lease.lease_id) in leases
+            ]  # fmt: skip
+            written: set[tuple[int, int]] = set()
+            for start in range(0, len(values), _RECORD_CHUNK):
+                chunk = values[start : start + _RECORD_CHUNK]
+                sql = _RECORD.format(rows=", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk))
+                found = await _fetch(driver, sql, [value for row in chunk for value in row])
+                written.update((job_id, seq) for job_id, seq in found)
+            held: dict[tuple[int, int], RecordedCall | None] = {}
+            for job_id, seq, *_ in values:
+                held[(job_id, seq)] = (
+                    None if (job_id, seq) in written else await _recorded_call(driver, job_id, seq)
+                )
+        return rows.as_stored(calls, held)
+
+    async def load_history(self, driver: Any, job_id: int) -> list[RecordedCall]:
+        """The job's recorded calls in position order."""
+        found = await _fetch(driver, _HISTORY, [job_id])
+        return [_call(row) for row in found]
+
+
+# -- statements ---------------------------------------------------------------------
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+_DATETIME_COLUMNS: Final = frozenset(c.name for c in jobs.c if isinstance(c.type, UtcDateTime))
+_INSERT_JOB: Final = (
+    f"INSERT INTO flowq_jobs ({', '.join(rows.JOB_COLUMNS)}) VALUES ({_marks(rows.JOB_COLUMNS)})"
+)
+_INSERT_EVENT: Final = (
+    "INSERT INTO flowq_job_events (job_id, event_type, at, metadata) VALUES (?, ?, ?, ?)"
+)
+_CLAIMABLE: Final = """
+SELECT j.id, j.status, EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id)
+FROM flowq_jobs j
+WHERE j.ready_at <= ? AND j.workflow IN ({workflows})
+  AND NOT EXISTS (
+      SELECT 1 FROM flowq_job_dependencies d JOIN flowq_jobs p ON p.id = d.depends_on_id
+      WHERE d.job_id = j.id AND p.status <> 'completed'
+  )
+ORDER BY j.priority DESC, j.id LIMIT ?
+"""
+_CLAIM: Final = (
+    "UPDATE flowq_jobs SET "
+    + set_clause(transitions.CLAIM, {"now": "?1", "worker_id": "?2"}, str)
+    + " WHERE id IN ({ids}) RETURNING "
+    + ", ".join(rows.CLAIMED_COLUMNS)
+)
+_COMPLETE: Final = (
+    "UPDATE flowq_jobs SET "
+    + set_clause(transitions.COMPLETE, {"now": "?1", "output": "?2"}, str)
+    + " WHERE id = ?3 AND lease_id = ?4 AND status = 'processing'"
+)
+_RECORD: Final = """
+INSERT INTO flowq_steps (job_id, seq, name, attempt, output, error, started_at, completed_at)
+VALUES {rows}
+ON CONFLICT (job_id, seq) DO UPDATE SET
+    name = excluded.name, attempt = excluded.attempt, output = excluded.output,
+    error = excluded.error, started_at = excluded.started_at, completed_at = excluded.completed_at
+WHERE flowq_steps.error IS NOT NULL
+RETURNING job_id, seq
+"""
+_RECORD_CHUNK: Final = 500
+"""Calls per INSERT (8 parameters each, well under SQLite's parameter limit)."""
+_CALLS: Final = f"SELECT {', '.join(rows.CALL_COLUMNS)} FROM flowq_steps WHERE job_id = ?"
+_CALL: Final = f"{_CALLS} AND seq = ?"
+_HISTORY: Final = f"{_CALLS} ORDER BY seq"
+
+
+def stored_time(value: datetime | None) -> str | None:
+    """A datetime as SQLAlchemy stores it on SQLite (naive UTC text)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def read_time(value: str | None) -> datetime | None:
+    """Stored text back to an aware UTC datetime."""
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _job_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    values = []
+    for column in rows.JOB_COLUMNS:
+        value = row[column]
+        if column in _DATETIME_COLUMNS:
+            value = stored_time(value)
+        elif column == "tags":
+            value = json.dumps(list(value))
+        elif column == "force_kill_on_timeout":
+            value = int(value)
+        values.append(value)
+    return tuple(values)
+
+
+def _claimed_row(values: Sequence[Any]) -> dict[str, Any]:
+    row = dict(zip(rows.CLAIMED_COLUMNS, values, strict=True))
+    row["tags"] = tuple(json.loads(row["tags"]))
+    return row
+
+
+def _call(row: Sequence[Any]) -> RecordedCall:
+    seq, name, attempt, output, error, started, completed = row
+    return RecordedCall(
+        seq=seq,
+        name=name,
+        attempt=attempt,
+        output=output,
+        error=error,
+        started_at=read_time(started),  # type: ignore[arg-type]
+        completed_at=read_time(completed),  # type: ignore[arg-type]
+    )
+
+
+async def _recorded_call(db: Any, job_id: int, seq: int) -> RecordedCall:
+    [row] = await _fetch(db, _CALL, [job_id, seq])
+    return _call(row)
+
+
+async def _fetch(db: Any, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+    async with db.execute(sql, parameters) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def _run(db: Any, sql: str, parameters: Sequence[Any] = ()) -> int:
+    async with db.execute(sql, parameters) as cursor:
+        return int(cursor.rowcount)
+
+
+async def _events(db: Any, events: Sequence[tuple[int, EventType, Any]], now: datetime) -> None:
+    at = stored_time(now)
+    values = [(job_id, kind.value, at, rows.event_metadata(meta)) for job_id, kind, meta in events]
+    if values:
+        await db.executemany(_INSERT_EVENT, values)
+
+
+@asynccontextmanager
+async def immediate(db: Any, writers: anyio.Lock) -> AsyncIterator[Any]:
+    """A write transaction taken at its start (``BEGIN IMMEDIATE``) on ``db``.
+
+    ``writers`` lines up this process's writers first (SQLite has one writer at a
+    time: waiting in a queue beats polling for the file lock). BEGIN is then retried
+    while another process holds the lock (up to 30 s), sleeping between tries; each
+    try, like COMMIT and ROLLBACK, is shielded from cancellation, so a cancelled
+    caller never leaves the reused connection inside a transaction.
+    """
+    async with writers, _transaction(db):
+        yield db
+
+
+@asynccontextmanager
+async def _transaction(db: Any) -> AsyncIterator[Any]:
+    deadline = anyio.current_time() + LOCK_WAIT_SECONDS
+    delay = 0.002
+    while True:
+        try:
+            with anyio.CancelScope(shield=True):
+                await db.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or anyio.current_time() > deadline:
+                raise
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    try:
+        yield db
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await db.rollback()
+        raise
+    with anyio.CancelScope(shield=True):
+        await db.commit()

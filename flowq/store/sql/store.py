@@ -1,0 +1,26 @@
+"""The SQL store: every verb of :class:`flowq.store.base.Store` on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from flowq.store.sql.durable import SqlDurableVerbs
+from flowq.store.sql.jobs import SqlJobVerbs
+from flowq.store.sql.runs import SqlRunVerbs
+
+__all__ = ["SqlStore"]
+
+
+class SqlStore(SqlJobVerbs, SqlRunVerbs, SqlDurableVerbs):
+    """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
+
+    The verbs are grouped by topic as the contract suite is: jobs (adding, reading,
+    changing; :class:`~flowq.store.sql.jobs.SqlJobVerbs`), runs (claiming,
+    completing, failing, maintenance; :class:`~flowq.store.sql.runs.SqlRunVerbs`)
+    and durable calls (recorded calls, tokens, waits;
+    :class:`~flowq.store.sql.durable.SqlDurableVerbs`). What differs between the
+    databases is the dialect's (:attr:`dialect`, a
+    :class:`~flowq.store.sql.dialect.SqlDialect`).
+
+    Args:
+        url: A database URL; ``postgresql://`` and ``sqlite:///`` pick flowq's drivers.
+        clock: Where "now" comes from (the system clock by default).
+    """

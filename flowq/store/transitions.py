@@ -1,0 +1,518 @@
+"""The job state machine: every change of a job row, as pure data (no I/O).
+
+A :class:`Transition` names the statuses a job may be in before it, the status it
+leaves the job in, and the value of every column it sets. Values are small
+expressions (:data:`NOW`, :class:`Param`, :class:`Column`, :class:`Plus`,
+:class:`IfWaiting`, :class:`Larger`, :class:`PerJob`, or constants), so that one
+definition serves every store: the in-memory store evaluates them in Python
+(:meth:`Transition.values`), the SQL store renders them as SQLAlchemy values or as
+the SET clauses of its dialects' one-statement paths (``flowq.store.sql.render``).
+
+The life of a job (DESIGN section 3)::
+
+    pending --claim--> processing --complete--> completed
+       ^                 |  |  |----fail-----> failed --retry--> pending
+       |                 |  |                    (with attempts left: claimable again)
+       |                 |  +--suspend--> waiting --wake--> (claimable again)
+       +--release/requeue+
+    pending | waiting | failed --cancel--> cancelled   (processing: cancel_running)
+
+``ready_at`` is the instant a job becomes claimable; a claim takes any job whose
+``ready_at`` has come (pending, waiting with its wait over, failed due to retry).
+Besides the job rows, this module holds what follows a transition: the events'
+metadata, the dead-letter job of a permanent failure, the wait value of a parent
+waiting for a child, and the token rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from flowq import codec
+from flowq.errors import TokenError
+from flowq.models import ErrorEntry, FailureReason, JobStatus, Token, TokenStatus
+from flowq.store import rows
+from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, ClaimedJob, NewJob
+
+__all__ = [
+    "CANCEL",
+    "CANCEL_RUNNING",
+    "CHILD_WAIT_PREFIX",
+    "CLAIM",
+    "COMPLETE",
+    "EDIT",
+    "FAIL",
+    "HEARTBEAT",
+    "MARK_UNCLAIMED",
+    "NOW",
+    "OUTPUT",
+    "PROGRESS",
+    "RELEASE",
+    "REQUEUE",
+    "RETRY",
+    "SUSPEND",
+    "TRANSITIONS",
+    "WAKE",
+    "Column",
+    "IfWaiting",
+    "Larger",
+    "Param",
+    "PerJob",
+    "Plus",
+    "Transition",
+    "Value",
+    "check_completable",
+    "child_wait_id",
+    "completed_token",
+    "dead_letter_job",
+    "failed_metadata",
+    "failure",
+    "is_stuck",
+    "is_upcoming",
+    "lost_worker_error",
+    "processing_metadata",
+    "reclaimed_metadata",
+    "released_metadata",
+    "timed_out_token",
+    "waited_child",
+]
+
+
+# -- values -------------------------------------------------------------------------
+
+
+class _Now:
+    """The time of the transaction, read from the store's clock."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOW"
+
+
+NOW: Final = _Now()
+"""The time of the transaction (the store's clock, passed as a parameter)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A value given with the transition (a worker id, an output...)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """The row's value of ``name`` before the transition."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plus:
+    """``left + right``."""
+
+    left: Value
+    right: Value
+
+
+@dataclass(frozen=True, slots=True)
+class IfWaiting:
+    """``then`` for a job that was waiting (it resumes), else ``otherwise``."""
+
+    then: Value
+    otherwise: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Larger:
+    """The larger of two values."""
+
+    left: Value
+    right: Value
+
+
+@dataclass(frozen=True, slots=True)
+class PerJob:
+    """A value per job: the parameter ``name`` maps job ids to values (missing: 0)."""
+
+    name: str
+
+
+Value = None | bool | int | str | _Now | Param | Column | Plus | IfWaiting | Larger | PerJob
+"""What a transition sets a column to; plain values are constants."""
+
+
+def evaluate(value: Value, row: Mapping[Any, Any], now: datetime, params: Mapping[Any, Any]) -> Any:
+    """``value`` for ``row`` (its values before the transition), in Python."""
+    if isinstance(value, _Now):
+        return now
+    if isinstance(value, Param):
+        return params[value.name]
+    if isinstance(value, Column):
+        return row[value.name]
+    if isinstance(value, Plus):
+        return evaluate(value.left, row, now, params) + evaluate(value.right, row, now, params)
+    if isinstance(value, IfWaiting):
+        chosen = value.then if row["status"] == JobStatus.WAITING else value.otherwise
+        return evaluate(chosen, row, now, params)
+    if isinstance(value, Larger):
+        left = evaluate(value.left, row, now, params)
+        right = evaluate(value.right, row, now, params)
+        return left if left > right else right
+    if isinstance(value, PerJob):
+        return params[value.name].get(row["id"], 0)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of a job row.
+
+    Attributes:
+        name: What the change is called (``claim``, ``complete``...).
+        sources: The statuses a job may have before it.
+        target: The status it leaves the job in (None: unchanged).
+        sets: Every column it writes, ``status`` included when ``target`` is set.
+    """
+
+    name: str
+    sources: frozenset[JobStatus]
+    target: JobStatus | None
+    sets: Mapping[str, Value]
+
+    def values(self, row: Mapping[Any, Any], now: datetime, **params: Any) -> dict[str, Any]:
+        """The column values for ``row`` (evaluated from its values before the change)."""
+        return {column: evaluate(value, row, now, params) for column, value in self.sets.items()}
+
+
+def _transition(
+    name: str, sources: set[JobStatus], target: JobStatus | None, **sets: Value
+) -> Transition:
+    columns: dict[str, Value] = {} if target is None else {"status": target.value}
+    return Transition(name, frozenset(sources), target, {**columns, **sets})
+
+
+_P = JobStatus.PENDING
+_W = JobStatus.WAITING
+_R = JobStatus.PROCESSING
+_F = JobStatus.FAILED
+_UNLOCKED: dict[str, Value] = {"locked_by": None, "locked_at": None}
+_NEXT_LEASE = Plus(Column("lease_id"), 1)
+
+CLAIM = _transition(
+    "claim",
+    {_P, _W, _F},
+    _R,
+    attempts=Plus(Column("attempts"), IfWaiting(0, 1)),
+    started_at=IfWaiting(Column("started_at"), NOW),
+    lease_id=_NEXT_LEASE,
+    locked_by=Param("worker_id"),
+    locked_at=NOW,
+    ready_at=None,
+    next_attempt_at=None,
+    wait_until=None,
+    wait_token_id=None,
+    pending_reason=None,
+    updated_at=NOW,
+)
+"""A worker takes a due job: a new attempt, unless the job resumes from a wait."""
+
+COMPLETE = _transition(
+    "complete",
+    {_R},
+    JobStatus.COMPLETED,
+    output=Param("output"),
+    failure_reason=None,
+    completed_at=NOW,
+    finished_at=NOW,
+    updated_at=NOW,
+    **_UNLOCKED,
+)
+"""A run ended well; ``output`` is JSON text or None."""
+
+FAIL = _transition(
+    "fail",
+    {_R},
+    _F,
+    failure_reason=Param("reason"),
+    error_history=Param("error_history"),
+    last_failed_at=NOW,
+    next_attempt_at=Param("retry_at"),
+    ready_at=Param("retry_at"),
+    finished_at=Param("finished_at"),
+    updated_at=NOW,
+    **_UNLOCKED,
+)
+"""An attempt failed; :func:`failure` works out the parameters."""
+
+SUSPEND = _transition(
+    "suspend",
+    {_R},
+    _W,
+    wait_until=Param("wait_until"),
+    wait_token_id=Param("wait_token_id"),
+    ready_at=Param("ready_at"),
+    updated_at=NOW,
+    **_UNLOCKED,
+)
+"""A run parks on a wait; ``ready_at`` is the wake time (now if the wait is over)."""
+
+RELEASE = _transition(
+    "release",
+    {_R},
+    _P,
+    attempts=Plus(Column("attempts"), PerJob("refund")),
+    lease_id=_NEXT_LEASE,
+    ready_at=NOW,
+    updated_at=NOW,
+    **_UNLOCKED,
+)
+"""A stopping worker hands a job back; ``refund`` maps job ids to -1 for runs that
+started a new attempt (it is not counted)."""
+
+REQUEUE = _transition("requeue", {_R}, _P, ready_at=NOW, updated_at=NOW, **_UNLOCKED)
+"""A job whose worker stopped renewing its lock is pending again (``reclaim``)."""
+
+_CANCELLED: dict[str, Value] = {
+    "ready_at": None,
+    "next_attempt_at": None,
+    "wait_until": None,
+    "wait_token_id": None,
+    "pending_reason": None,
+    "last_cancelled_at": NOW,
+    "finished_at": NOW,
+    "updated_at": NOW,
+}
+CANCEL = _transition("cancel", {_P, _W, _F}, JobStatus.CANCELLED, **_CANCELLED)
+"""An upcoming job (see :func:`is_upcoming`) is cancelled."""
+
+CANCEL_RUNNING = _transition(
+    "cancel_running",
+    {_R},
+    JobStatus.CANCELLED,
+    **_CANCELLED,
+    **_UNLOCKED,
+    lease_id=_NEXT_LEASE,
+)
+"""A running job is cancelled: its lease ends at once."""
+
+RETRY = _transition(
+    "retry",
+    {_F},
+    _P,
+    ready_at=NOW,
+    next_attempt_at=None,
+    max_attempts=Larger(Column("max_attempts"), Plus(Column("attempts"), 1)),
+    last_retried_at=NOW,
+    finished_at=None,
+    updated_at=NOW,
+)
+"""``retry_job``: a failed job runs again now, with at least one attempt left."""
+
+WAKE = _transition("wake", {_W}, None, ready_at=NOW, updated_at=NOW)
+"""A waiting job's token completed or timed out, or its child finished: it is
+claimable now (for a child, ``NOW`` is the child's finish time)."""
+
+HEARTBEAT = _transition("heartbeat", {_R}, None, locked_at=NOW)
+"""A worker renews its lock (``updated_at`` stays)."""
+
+PROGRESS = _transition("progress", {_R}, None, progress=Param("progress"), updated_at=NOW)
+"""A running job reports its progress."""
+
+OUTPUT = _transition("output", {_R}, None, output=Param("output"), updated_at=NOW)
+"""A running job stores its output before it ends."""
+
+MARK_UNCLAIMED = _transition("mark_unclaimed", {_P}, None, pending_reason=Param("reason"))
+"""A due job no worker here runs says why it waits (``updated_at`` stays)."""
+
+EDIT = _transition("edit", {_P}, None, updated_at=NOW)
+"""``edit_job``: the changed columns (``rows.changed_columns``) are set with these."""
+
+TRANSITIONS: tuple[Transition, ...] = (
+    CLAIM, COMPLETE, FAIL, SUSPEND, RELEASE, REQUEUE, CANCEL, CANCEL_RUNNING, RETRY, WAKE,
+    HEARTBEAT, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
+)  # fmt: skip
+"""Every transition, in the order of the life of a job."""
+
+
+# -- states -------------------------------------------------------------------------
+
+
+def is_upcoming(row: Mapping[Any, Any]) -> bool:
+    """Whether a job is still to run: pending, waiting, or failed and due to retry.
+
+    Upcoming jobs can be cancelled; ``finished_at`` is NULL exactly for jobs that
+    are upcoming or processing.
+    """
+    return row["finished_at"] is None and row["status"] != JobStatus.PROCESSING
+
+
+def is_stuck(row: Mapping[Any, Any], older_than: timedelta, now: datetime) -> bool:
+    """Whether a processing job's lock is older than max(``older_than``, its timeout)."""
+    limit = max(older_than, rows.from_ms(row["timeout_ms"]) or timedelta(0))
+    return row["locked_at"] is not None and row["locked_at"] <= now - limit
+
+
+# -- failing ------------------------------------------------------------------------
+
+
+def failure(
+    row: Mapping[Any, Any],
+    error: ErrorEntry,
+    reason: FailureReason,
+    retry_at: datetime | None,
+    now: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """The :data:`FAIL` column values of a failed attempt, and whether it will retry.
+
+    The job retries at ``retry_at`` when that is set and attempts remain; otherwise
+    it has failed permanently.
+    """
+    will_retry = retry_at is not None and row["attempts"] < row["max_attempts"]
+    next_at = retry_at if will_retry else None
+    history = (*rows.decode_errors(row["error_history"]), error)
+    values = FAIL.values(
+        row,
+        now,
+        reason=reason.value,
+        error_history=rows.encode_errors(history),
+        retry_at=next_at,
+        finished_at=None if will_retry else now,
+    )
+    return values, will_retry
+
+
+def lost_worker_error(row: Mapping[Any, Any], now: datetime) -> ErrorEntry:
+    """The error recorded when a reclaimed job had used its last attempt."""
+    return ErrorEntry(
+        message=(
+            f"worker {row['locked_by']!r} stopped renewing its lock (taken at "
+            f"{row['locked_at'].isoformat()}); the job was reclaimed with no attempts left"
+        ),
+        type="WorkerLost",
+        at=now,
+        attempt=row["attempts"],
+    )
+
+
+def dead_letter_job(
+    row: Mapping[Any, Any], error: ErrorEntry, reason: FailureReason, now: datetime
+) -> NewJob:
+    """The job enqueued on the dead-letter workflow of a permanently failed ``row``."""
+    payload = codec.encode(
+        {
+            "job_id": row["id"],
+            "workflow": row["workflow"],
+            "payload": codec.decode(row["payload"]),
+            "attempts": row["attempts"],
+            "failure_reason": reason.value,
+            "error": {"message": error.message, "type": error.type, "at": error.at},
+        },
+        what="dead-letter payload",
+    )
+    return NewJob(
+        workflow=row["dead_letter"],
+        payload=payload,
+        priority=row["priority"],
+        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        run_at=now,
+        retry=DEFAULT_RETRY,
+        timeout=None,
+        force_kill_on_timeout=False,
+        tags=(),
+        idempotency_key=None,
+        group=None,
+        depends_on=(),
+        depends_on_tags=(),
+        dead_letter=None,
+    )
+
+
+# -- event metadata -----------------------------------------------------------------
+
+
+def processing_metadata(claimed: ClaimedJob) -> dict[str, Any]:
+    """Metadata of the ``processing`` event of a claim."""
+    return {
+        "worker_id": claimed.lease.worker_id,
+        "attempt": claimed.job.attempts,
+        "resumed": claimed.resumed,
+    }
+
+
+def failed_metadata(
+    row: Mapping[Any, Any],
+    error: ErrorEntry,
+    reason: FailureReason,
+    values: Mapping[Any, Any],
+    dead_letter_job_id: int | None,
+) -> dict[str, Any]:
+    """Metadata of the ``failed`` event (``values`` from :func:`failure`)."""
+    next_at = values["next_attempt_at"]
+    return {
+        "message": error.message,
+        "type": error.type,
+        "attempt": row["attempts"],
+        "reason": reason.value,
+        "will_retry": next_at is not None,
+        "retry_at": next_at.isoformat() if next_at is not None else None,
+        "dead_letter_job_id": dead_letter_job_id,
+    }
+
+
+def reclaimed_metadata(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """Metadata of the ``reclaimed`` event of a job whose worker stopped renewing it."""
+    return {
+        "worker_id": row["locked_by"],
+        "attempt": row["attempts"],
+        "requeued": row["attempts"] < row["max_attempts"],
+    }
+
+
+def released_metadata(worker_id: str, attempts: int) -> dict[str, Any]:
+    """Metadata of the ``reclaimed`` event of a job its worker handed back at shutdown."""
+    return {"worker_id": worker_id, "attempt": attempts, "requeued": True, "reason": "released"}
+
+
+# -- waits and tokens ---------------------------------------------------------------
+
+CHILD_WAIT_PREFIX: Final = "child:"
+"""How ``wait_token_id`` marks a parent waiting for a child job (the triggers of the
+migrations spell it too)."""
+
+
+def child_wait_id(child_id: int) -> str:
+    """What a parent waiting for a child's result stores as ``wait_token_id``."""
+    return f"{CHILD_WAIT_PREFIX}{child_id}"
+
+
+def waited_child(wait_id: str) -> int | None:
+    """The child job a ``wait_token_id`` names, or None for a token id."""
+    if not wait_id.startswith(CHILD_WAIT_PREFIX):
+        return None
+    return int(wait_id.removeprefix(CHILD_WAIT_PREFIX))
+
+
+def check_completable(token: Token, now: datetime) -> None:
+    """Raise :class:`TokenError` unless ``token`` is waiting and not past its deadline."""
+    if token.status is TokenStatus.COMPLETED:
+        raise TokenError(f"token {token.id!r} was completed already")
+    timed_out = token.timeout_at is not None and token.timeout_at <= now
+    if token.status is TokenStatus.TIMED_OUT or timed_out:
+        raise TokenError(
+            f"token {token.id!r} timed out at {token.timeout_at}; it can no longer be completed"
+        )
+
+
+def completed_token(output: str, now: datetime) -> dict[str, Any]:
+    """Column values of a token completed with ``output`` (JSON text)."""
+    return {"status": TokenStatus.COMPLETED.value, "output": output, "completed_at": now}
+
+
+def timed_out_token(now: datetime) -> dict[str, Any]:
+    """Column values of a waiting token whose deadline passed."""
+    return {"status": TokenStatus.TIMED_OUT.value, "completed_at": now}
