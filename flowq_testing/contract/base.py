@@ -12,7 +12,7 @@ import pytest
 
 import flowq
 from flowq.models import ErrorEntry, FailureReason
-from flowq.store.base import ClaimedJob, Completion, Store
+from flowq.store.base import ClaimedJob, Completion, GroupLimits, Store
 from flowq_testing.clock import FakeClock
 
 __all__ = [
@@ -57,14 +57,33 @@ def event_types(events: list[flowq.JobEvent]) -> list[str]:
 
 
 class ContractBase:
-    """Fixtures and helpers of the contract; subclasses hold the tests."""
+    """Fixtures and helpers of the contract; subclasses hold the tests.
+
+    Every test runs twice, once per value of the :meth:`paths` fixture: through a
+    store's fast paths and through its general ones.
+    """
 
     pytestmark = pytest.mark.anyio
+    paths: str = "fast"
+    """The paths of the running test (set by the :meth:`paths` fixture)."""
 
     @pytest.fixture
     def anyio_backend(self) -> str:
         """flowq runs on asyncio."""
         return "asyncio"
+
+    @pytest.fixture(params=["fast", "general"], name="paths")
+    def paths_fixture(self, request: pytest.FixtureRequest) -> str:
+        """Which implementation of claiming and adding the test goes through.
+
+        ``"fast"``: :meth:`claim` claims without group limits (a SQL store's one-
+        statement path). ``"general"``: :meth:`claim` passes unlimited
+        :class:`GroupLimits` (the group-limited path). A ``store`` fixture may take
+        ``paths`` too, to add jobs through its general path as well (the SQL stores
+        turn off ``fast_paths``).
+        """
+        self.paths = str(request.param)
+        return self.paths
 
     @pytest.fixture
     def clock(self) -> FakeClock:
@@ -72,8 +91,8 @@ class ContractBase:
         return FakeClock(datetime(2030, 1, 1, 12, tzinfo=UTC))
 
     @pytest.fixture
-    async def app(self, store: Store, clock: FakeClock) -> AsyncIterator[flowq.App]:
-        """An App on the store under test."""
+    async def app(self, store: Store, clock: FakeClock, paths: str) -> AsyncIterator[flowq.App]:
+        """An App on the store under test (claims go through ``paths``)."""
         app = flowq.App(store=store, clock=clock, registry=contract_registry)
         async with app:
             yield app
@@ -86,9 +105,10 @@ class ContractBase:
         self, app: flowq.App, limit: int = 10, workflows: Any = None
     ) -> list[ClaimedJob]:
         """Claim like a worker would: for the workflows it runs (default: all of
-        the contract's)."""
+        the contract's), through the :meth:`paths` of the test."""
         names = contract_registry.names() if workflows is None else workflows
-        return await app.store.claim_jobs("contract-worker", limit, names)
+        groups = GroupLimits() if self.paths == "general" else None
+        return await app.store.claim_jobs("contract-worker", limit, names, groups)
 
     async def fail(
         self, app: flowq.App, claimed: ClaimedJob, *, retry_in: timedelta | None

@@ -1,4 +1,5 @@
-"""The store contract, run against every store flowq ships."""
+"""The store contract, run against every store flowq ships, through its fast and its
+general paths (the ``paths`` fixture of the contract)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ class TestSqliteStore(StoreContract):
     """The embedded default: a SQLite file."""
 
     @pytest.fixture
-    async def store(self, clock: FakeClock, sqlite_url: str) -> AsyncIterator[Store]:
+    async def store(self, clock: FakeClock, sqlite_url: str, paths: str) -> AsyncIterator[Store]:
         """A migrated SQLite file in tmp_path."""
         store = SqlStore(sqlite_url, clock=clock)
+        store.fast_paths = paths == "fast"
         await store.migrate()
         yield store
         await store.close()
@@ -44,9 +46,10 @@ class TestPostgresStore(StoreContract):
     """The production backend: a fresh PostgreSQL database per test."""
 
     @pytest.fixture
-    async def store(self, clock: FakeClock, postgres_url: str) -> AsyncIterator[Store]:
+    async def store(self, clock: FakeClock, postgres_url: str, paths: str) -> AsyncIterator[Store]:
         """A fresh database cloned from the migrated template."""
         store = SqlStore(postgres_url, clock=clock)
+        store.fast_paths = paths == "fast"
         yield store
         await store.close()
 
