@@ -12,8 +12,11 @@ migrated, empty store using the ``clock`` fixture::
             await store.close()
 
 Stores that can join a caller's transaction also override :meth:`connection` to open
-a SQLAlchemy ``AsyncConnection`` on the same database. The tests drive the store
-through :class:`flowq.App`, so they check what a user sees.
+a SQLAlchemy ``AsyncConnection`` on the same database. Every test runs twice, for
+each value of the ``paths`` fixture (``"fast"``, ``"general"``): the ``claim`` helper
+claims without, then with group limits, and a ``store`` fixture that takes ``paths``
+can switch its own second implementation (the SQL stores' general statements). The
+tests drive the store through :class:`flowq.App`, so they check what a user sees.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The SQL migrations build exactly the schema that ``flowq/store/schema.py`` declares.
+"""The SQL migrations build exactly the schema that ``flowq/store/sql/schema.py`` declares.
 
 Each test builds real databases: one by applying every migration file through
 ``SqlStore.migrate()``, one by ``metadata.create_all``. Both are reflected into a flat

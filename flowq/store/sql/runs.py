@@ -45,7 +45,6 @@ _UNFINISHED_PREREQUISITE = exists(
         _prerequisite.c.status != JobStatus.COMPLETED.value,
     )
 )
-_NO_LIMIT = 2**31 - 1
 _parent = jobs.alias("parent")
 _NEEDED_BY_PARENT = exists(
     select(_parent.c.id)
