@@ -2,7 +2,7 @@
 
 A :class:`Transition` names the statuses a job may be in before it, the status it
 leaves the job in, and the value of every column it sets. Values are small
-expressions (:data:`NOW`, :class:`Param`, :class:`Column`, :class:`Plus`,
+expressions (:class:`Param`, :data:`NOW`, :class:`Column`, :class:`Plus`,
 :class:`IfWaiting`, :class:`Larger`, :class:`PerJob`, or constants), so that one
 definition serves every store: the in-memory store evaluates them in Python
 (:meth:`Transition.values`), the SQL store renders them as SQLAlchemy values or as
@@ -68,6 +68,7 @@ __all__ = [
     "child_wait_id",
     "completed_token",
     "dead_letter_job",
+    "evaluate",
     "failed_metadata",
     "failure",
     "is_stuck",
@@ -84,24 +85,15 @@ __all__ = [
 # -- values -------------------------------------------------------------------------
 
 
-class _Now:
-    """The time of the transaction, read from the store's clock."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NOW"
-
-
-NOW: Final = _Now()
-"""The time of the transaction (the store's clock, passed as a parameter)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Param:
     """A value given with the transition (a worker id, an output...)."""
 
     name: str
+
+
+NOW: Final = Param("now")
+"""The time of the transaction (the store's clock, passed as the parameter ``now``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,26 +134,25 @@ class PerJob:
     name: str
 
 
-Value = None | bool | int | str | _Now | Param | Column | Plus | IfWaiting | Larger | PerJob
+Value = None | bool | int | str | Param | Column | Plus | IfWaiting | Larger | PerJob
 """What a transition sets a column to; plain values are constants."""
 
 
-def evaluate(value: Value, row: Mapping[Any, Any], now: datetime, params: Mapping[Any, Any]) -> Any:
-    """``value`` for ``row`` (its values before the transition), in Python."""
-    if isinstance(value, _Now):
-        return now
+def evaluate(value: Value, row: Mapping[Any, Any], params: Mapping[str, Any]) -> Any:
+    """``value`` for ``row`` (its values before the transition), in Python; ``params``
+    holds every parameter, ``now`` included."""
     if isinstance(value, Param):
         return params[value.name]
     if isinstance(value, Column):
         return row[value.name]
     if isinstance(value, Plus):
-        return evaluate(value.left, row, now, params) + evaluate(value.right, row, now, params)
+        return evaluate(value.left, row, params) + evaluate(value.right, row, params)
     if isinstance(value, IfWaiting):
         chosen = value.then if row["status"] == JobStatus.WAITING else value.otherwise
-        return evaluate(chosen, row, now, params)
+        return evaluate(chosen, row, params)
     if isinstance(value, Larger):
-        left = evaluate(value.left, row, now, params)
-        right = evaluate(value.right, row, now, params)
+        left = evaluate(value.left, row, params)
+        right = evaluate(value.right, row, params)
         return left if left > right else right
     if isinstance(value, PerJob):
         return params[value.name].get(row["id"], 0)
@@ -186,7 +177,8 @@ class Transition:
 
     def values(self, row: Mapping[Any, Any], now: datetime, **params: Any) -> dict[str, Any]:
         """The column values for ``row`` (evaluated from its values before the change)."""
-        return {column: evaluate(value, row, now, params) for column, value in self.sets.items()}
+        given = {"now": now, **params}
+        return {column: evaluate(value, row, given) for column, value in self.sets.items()}
 
 
 def _transition(

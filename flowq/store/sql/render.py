@@ -22,29 +22,28 @@ __all__ = ["set_clause", "values"]
 
 def values(transition: t.Transition, now: datetime, **params: Any) -> dict[str, Any]:
     """The columns ``transition`` sets, as values of ``update(jobs).values(...)``."""
-    return {column: _expression(value, now, params) for column, value in transition.sets.items()}
+    given = {"now": now, **params}
+    return {column: _expression(value, given) for column, value in transition.sets.items()}
 
 
-def _expression(value: t.Value, now: datetime, params: Mapping[str, Any]) -> Any:
+def _expression(value: t.Value, params: Mapping[str, Any]) -> Any:
     if isinstance(value, t.Column):
         return jobs.c[value.name]
     if isinstance(value, t.Param):
         return params[value.name]
     if isinstance(value, t.Plus):
-        return _expression(value.left, now, params) + _expression(value.right, now, params)
+        return _expression(value.left, params) + _expression(value.right, params)
     if isinstance(value, t.IfWaiting):
         return case(
-            (jobs.c.status == JobStatus.WAITING.value, _expression(value.then, now, params)),
-            else_=_expression(value.otherwise, now, params),
+            (jobs.c.status == JobStatus.WAITING.value, _expression(value.then, params)),
+            else_=_expression(value.otherwise, params),
         )
     if isinstance(value, t.Larger):
-        left = _element(_expression(value.left, now, params))
-        right = _element(_expression(value.right, now, params))
+        left = _element(_expression(value.left, params))
+        right = _element(_expression(value.right, params))
         return case((left > right, left), else_=right)
     if isinstance(value, t.PerJob):
         return case(params[value.name], value=jobs.c.id, else_=0)
-    if value is t.NOW:
-        return now
     return value
 
 
@@ -77,8 +76,6 @@ def _text(value: t.Value, placeholder: Mapping[str, str], column: Callable[[str]
         return str(value)
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
-    if value is t.NOW:
-        return placeholder["now"]
     if isinstance(value, t.Param):
         return placeholder[value.name]
     if isinstance(value, t.Column):
