@@ -9,6 +9,7 @@ from flowq.context import JobInfo as JobInfo
 from flowq.context import current_context as current_context
 from flowq.durations import Duration as Duration
 from flowq.errors import ContextError as ContextError
+from flowq.errors import DatabaseBusyError as DatabaseBusyError
 from flowq.errors import DatabaseError as DatabaseError
 from flowq.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from flowq.errors import DependencyError as DependencyError
@@ -60,6 +61,7 @@ __all__ = [
     "Clock",
     "Context",
     "ContextError",
+    "DatabaseBusyError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
