@@ -339,10 +339,8 @@ class App:
             limit: Page size (``None`` for no limit).
             cursor: The id of the last job of the previous page.
         """
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError(f"limit must be a positive integer or None, got {limit!r}")
+        if limit is not None:
+            validate.integer(limit, "limit", minimum=1)
         where = _filter(workflow, tags, priority, run_at, statuses=_statuses(status))
         return await (await self._ready()).get_jobs(
             where, limit=limit, cursor=None if cursor is None else _job_id(cursor)
@@ -483,9 +481,7 @@ def _shared_clock(store: Store, clock: Clock | None) -> Clock:
 
 
 def _job_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"job ids are integers, got {value!r}")
-    return value
+    return validate.integer(value, "a job id")
 
 
 def _age(value: Any, unit: str, seconds: int) -> timedelta:
@@ -518,8 +514,8 @@ def _filter(
         raise ValidationError(f"workflow must be a workflow object or name, got {workflow!r}")
     if tags is not None and not isinstance(tags, TagQuery):
         tags = TagQuery(tags, "all")
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise ValidationError(f"priority must be an integer, got {priority!r}")
+    if priority is not None:
+        validate.priority(priority)
     comparisons: list[tuple[RunAtOp, datetime]] = []
     if isinstance(run_at, datetime):
         comparisons.append(("eq", to_utc(run_at, name="run_at")))

@@ -289,6 +289,5 @@ def _depends_on(value: Any) -> tuple[tuple[int | BatchDepRef, ...], tuple[str, .
     for item in ids:
         if isinstance(item, BatchDepRef):
             continue
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
-            raise DependencyError(f"depends_on takes job ids (positive integers), got {item!r}")
+        validate.integer(item, "each job id in depends_on", minimum=1, error=DependencyError)
     return tuple(dict.fromkeys(ids)), tags

@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 
 import anyio
 
+from flowq import validate
 from flowq.clock import Clock
 from flowq.durations import Duration, parse_duration
 from flowq.engine import Engine, RunningJob
@@ -452,9 +453,7 @@ def _name(workflow: Workflow[Any, Any] | str) -> str:
 
 
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+    return validate.integer(value, name, minimum=1, bounds=validate.INT32)
 
 
 def _seconds(value: Duration | None, name: str, default: float) -> float:
