@@ -45,6 +45,7 @@ from flowq.options import JobOptions as JobOptions
 from flowq.options import JobSpec as JobSpec
 from flowq.registry import Registry as Registry
 from flowq.registry import Workflow as Workflow
+from flowq.registry import WorkflowOptions as WorkflowOptions
 from flowq.registry import default_registry as default_registry
 from flowq.registry import workflow as workflow
 from flowq.steps import Step as Step
@@ -101,6 +102,7 @@ __all__ = [
     "Worker",
     "WorkerOptions",
     "Workflow",
+    "WorkflowOptions",
     "batch_dep_ref",
     "current_context",
     "default_registry",
