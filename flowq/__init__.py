@@ -6,7 +6,7 @@ from flowq.client import App as App
 from flowq.clock import Clock as Clock
 from flowq.context import Context as Context
 from flowq.context import JobInfo as JobInfo
-from flowq.context import current_context as current_context
+from flowq.current import current_context as current_context
 from flowq.durations import Duration as Duration
 from flowq.errors import ContextError as ContextError
 from flowq.errors import DatabaseBusyError as DatabaseBusyError

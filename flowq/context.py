@@ -1,12 +1,12 @@
-"""``ctx``: what a running handler may ask of flowq, and the contextvar that holds it.
+"""``ctx``: what a running handler may ask of flowq.
 
 Durable operations (steps, waits, tokens, ``now``/``uuid``/``random``, children)
-are recorded the first time and replayed afterwards; see :mod:`flowq.durable`.
+are recorded the first time and replayed afterwards; see :mod:`flowq.durable`. The
+running job's ``ctx`` is found through :mod:`flowq.current`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import random as random_module
 import secrets
@@ -32,6 +32,7 @@ from flowq.errors import (
 from flowq.failures import replayed_error
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
 from flowq.replay import RecordedCall, Reservation
+from flowq.steps import Step
 from flowq.store import records
 from flowq.store.base import Lease, NewToken, Store
 from flowq.validate import tags as checked_tags
@@ -39,11 +40,9 @@ from flowq.validate import tags as checked_tags
 if TYPE_CHECKING:
     from flowq.options import JobOptions
     from flowq.registry import Workflow
-    from flowq.steps import Step
 
-__all__ = ["Context", "JobInfo", "current_context", "current_or_none"]
+__all__ = ["Context", "JobInfo", "StartChild"]
 
-_current: contextvars.ContextVar[Context] = contextvars.ContextVar("flowq_context")
 R = TypeVar("R")
 StartChild = Callable[
     ["Workflow[Any, Any]", Any, "JobOptions", int, int, int | None], Coroutine[Any, Any, int]
@@ -188,8 +187,6 @@ class Context:
     ) -> Coroutine[Any, Any, Any]:
         """Run ``fn(*args, **kwargs)`` as a step named ``name`` (the explicit form of
         ``@flowq.step``)."""
-        from flowq.steps import Step
-
         return self.run_step(Step(fn, name=name), args, kwargs)
 
     # -- deterministic values -------------------------------------------------------
@@ -540,25 +537,3 @@ def _finished(job: Job) -> bool:
     return job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED) or (
         job.status is JobStatus.FAILED and job.next_attempt_at is None
     )
-
-
-def current_context() -> Context:
-    """The ``ctx`` of the job running in this task.
-
-    Raises:
-        ContextError: Called outside a running job.
-    """
-    found = _current.get(None)
-    if found is None:
-        raise ContextError("there is no running job here (current_context() outside a job)")
-    return found
-
-
-def current_or_none() -> Context | None:
-    """The ``ctx`` of the job running in this task, or None."""
-    return _current.get(None)
-
-
-def bind(context: Context) -> contextvars.Token[Context]:
-    """Make ``context`` current for this task (the engine does this)."""
-    return _current.set(context)

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from flowq import context as context_module
+from flowq import current
 from flowq.clock import Clock
 from flowq.context import Context, JobInfo
 from flowq.durable import (
@@ -170,7 +170,7 @@ class Engine:
                 retry=False,
             )
         timeout = job.timeout
-        token = context_module.bind(running.context)
+        token = current.bind(running.context)
         try:
             if timeout is None:
                 returned = await self._call(definition, payload, running)
@@ -212,7 +212,7 @@ class Engine:
                 )
             raise
         finally:
-            context_module._current.reset(token)
+            current.reset(token)
             if running.on_handler_done is not None:
                 running.on_handler_done()
         [done] = await persist(
