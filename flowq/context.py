@@ -7,7 +7,6 @@ running job's ``ctx`` is found through :mod:`flowq.current`.
 
 from __future__ import annotations
 
-import dataclasses
 import random as random_module
 import secrets
 import uuid as uuid_module
@@ -18,22 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from flowq import codec
-from flowq.durable import Calls, LeaseLost, error_json, exception_name, wake_time
-from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
-from flowq.errors import (
-    ContextError,
-    FlowqError,
-    JobFailedError,
-    SerializationError,
-    TokenError,
-    ValidationError,
-)
-from flowq.failures import replayed_error
+from flowq import codec, failures, replay
+from flowq.durable import Calls, LeaseLost
+from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc, wake_time
+from flowq.errors import ContextError, FlowqError, JobFailedError, TokenError, ValidationError
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
 from flowq.replay import RecordedCall, Reservation
 from flowq.steps import Step
-from flowq.store import records
 from flowq.store.base import Lease, NewToken, Store
 from flowq.validate import tags as checked_tags
 
@@ -155,7 +145,7 @@ class Context:
             output = codec.encode(result, what=self._step_what(step))
         except Exception as exc:
             earlier = await self._calls.record(
-                reservation, started, output=None, error=error_json(exc)
+                reservation, started, output=None, error=failures.error_json(exc)
             )
             if earlier is not None:
                 return self._replayed_step(step, earlier)
@@ -169,7 +159,7 @@ class Context:
         """A step's recorded outcome: its result, or its failure raised again."""
         if recorded.error is None:
             return self._step_result(step, recorded.output)
-        raise replayed_error(step.name, recorded.error)
+        raise failures.replayed_error(step.name, recorded.error)
 
     def _step_result(self, step: Step[Any, R], output: str | None) -> R:
         """A recorded result decoded as the step's return annotation. A result that
@@ -459,12 +449,12 @@ class Context:
                 "its outcome was recorded, so there is nothing to wait for"
             )
         if not _finished(child):
-            await self._calls.suspend(None, records.child_wait_id(child_id))
+            await self._calls.suspend(None, replay.child_wait_id(child_id))
         now = self._calls.clock.now()
         if child.status is JobStatus.COMPLETED:
             output = codec.encode(child.output, what="child output")
             return codec.decode(await self._calls.record_output(reservation, now, output))
-        error = _child_failure_json(child)
+        error = failures.child_failure_json(child)
         earlier = await self._calls.execute(
             lambda: self._calls.record(reservation, now, output=None, error=error)
         )
@@ -482,7 +472,7 @@ class Context:
         """The error a recorded child failure raises: JobFailedError with the recorded
         snapshot; for a record of an older version (only ``{"job_id": N}``), with the
         child's row, or ContextError if that row was deleted."""
-        failure = codec.decode(error, _ChildFailure)
+        failure = failures.child_failure(error)
         if failure.job is not None:
             return JobFailedError(failure.job)
         child = await self._store.get_job(child_id)
@@ -502,35 +492,6 @@ class Context:
                 f"{what} needs an async def workflow: a sync workflow runs in a thread and "
                 "cannot await durable operations"
             )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _ChildFailure:
-    """A child failure as ``ctx.call`` records it (``job`` is None in older records,
-    which hold only ``job_id``)."""
-
-    message: str = ""
-    type: str = ""
-    job: Job | None = None
-    job_id: int | None = None
-
-
-def _child_failure_json(child: Job) -> str:
-    """How ``ctx.call`` records a child that failed for good or was cancelled.
-
-    ``{"message", "type"}`` like a failed step, plus ``job``: the child as stored, so
-    that a replay raises the same :class:`JobFailedError` without reading the child's
-    row (which ``cleanup_old_jobs`` may have deleted by then). A child whose payload
-    and output are too large to record together is recorded without them (``None``).
-    """
-    error = JobFailedError(child)
-    what = f"failure of child job {child.id}"
-    record: dict[str, Any] = {"message": str(error), "type": exception_name(error), "job": child}
-    try:
-        return codec.encode(record, what=what)
-    except SerializationError:
-        record["job"] = dataclasses.replace(child, payload=None, output=None)
-        return codec.encode(record, what=what)
 
 
 def _finished(job: Job) -> bool:

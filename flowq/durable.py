@@ -8,17 +8,15 @@ records its result before returning it. A wait that is not over raises
 
 from __future__ import annotations
 
-import calendar
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from datetime import datetime
+from typing import NoReturn, TypeVar
 
 import anyio
 
-from flowq import codec, failures
 from flowq.clock import Clock
 from flowq.errors import DatabaseUnavailableError, NonDeterminismError
 from flowq.replay import History, RecordedCall, Reservation
@@ -28,13 +26,8 @@ __all__ = [
     "Calls",
     "LeaseLost",
     "Suspend",
-    "add_months",
     "effective",
-    "error_json",
-    "exception_message",
-    "exception_name",
     "persist",
-    "wake_time",
 ]
 
 
@@ -269,40 +262,3 @@ async def persist(write: Callable[[], Awaitable[T]], what: str) -> T:
             log.warning("flowq: could not record %s (%s); retrying in %.2fs", what, exc, delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-def exception_name(exc: BaseException) -> str:
-    """``ValueError`` for builtins, ``package.module.Error`` for the rest."""
-    kind = type(exc)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def exception_message(exc: BaseException) -> str:
-    """The exception's text, or its repr when it has none."""
-    return str(exc) or repr(exc)
-
-
-def error_json(exc: BaseException) -> str:
-    """A failed call's error as stored: ``{"message": ..., "type": ...}``, with
-    ``"args"`` when a replay needs them to rebuild it (:mod:`flowq.failures`)."""
-    message = exception_message(exc)
-    error: dict[str, Any] = {"message": message, "type": exception_name(exc)}
-    args = failures.error_args(exc, message)
-    if args is not None:
-        error["args"] = args
-    return codec.encode(error, what="step error")
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """``moment`` plus calendar months, the day clamped to the target month's length."""
-    index = moment.month - 1 + months
-    year, month = moment.year + index // 12, index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-def wake_time(now: datetime, *, months: int = 0, delta: timedelta = timedelta(0)) -> datetime:
-    """``now`` plus calendar months, then plus ``delta``."""
-    return add_months(now, months) + delta if months else now + delta

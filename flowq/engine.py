@@ -28,11 +28,10 @@ from flowq.durable import (
     LeaseLost,
     Suspend,
     effective,
-    exception_message,
-    exception_name,
     persist,
 )
 from flowq.errors import NonDeterminismError
+from flowq.failures import exception_message, exception_name
 from flowq.hooks import HookEvent, Hooks
 from flowq.models import ErrorEntry, FailureReason, Job
 from flowq.options import JobOptions, build_child_job

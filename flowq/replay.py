@@ -5,6 +5,9 @@ takes the next position when it is *called*, before its first ``await``, so that
 steps started together (``asyncio.gather``, task groups) get stable positions. At a
 recorded position the call must have the recorded name; otherwise the code changed
 under a running job and :class:`NonDeterminismError` stops it.
+
+This module also spells the one value shared by the replay engine and the stores
+for a parent that waits for a child: its wait id (:func:`child_wait_id`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from datetime import datetime
 
 from flowq.errors import NonDeterminismError
 
-__all__ = ["History", "RecordedCall", "Reservation"]
+__all__ = ["History", "RecordedCall", "Reservation", "child_wait_id", "waited_child"]
+
+_CHILD_WAIT = "child:"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,3 +100,15 @@ class History:
         """Remember a call recorded during this run."""
         self._calls[call.seq] = call
         self._end = max(self._end, call.seq + 1)
+
+
+def child_wait_id(child_id: int) -> str:
+    """What a parent waiting for a child's outcome parks on (``wait_token_id``)."""
+    return f"{_CHILD_WAIT}{child_id}"
+
+
+def waited_child(wait_id: str) -> int | None:
+    """The child a wait id made by :func:`child_wait_id` names; None for a token id."""
+    if not wait_id.startswith(_CHILD_WAIT):
+        return None
+    return int(wait_id[len(_CHILD_WAIT) :])

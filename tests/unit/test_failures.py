@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 import flowq
-from flowq.durable import error_json
-from flowq.failures import MAX_ARGS_BYTES, error_args, rebuild_exception, replayed_error
+from flowq.failures import MAX_ARGS_BYTES, error_args, error_json, rebuild_exception, replayed_error
 
 
 class CardDeclined(Exception):
