@@ -81,20 +81,20 @@ class History:
             raise NonDeterminismError(self.job_id, reservation.seq, recorded.name, reservation.name)
         return recorded
 
-    def patched(self, marker: str) -> tuple[Reservation, bool] | None:
+    def patched(self, marker: str) -> Reservation | None:
         """Decide a ``ctx.patched`` check whose marker call is named ``marker``.
 
-        Returns ``(reservation, recorded)`` when the new code path applies: the marker
+        Returns the marker's reservation when the new code path applies: the marker
         is recorded at the next position, or nothing is recorded from there on (a new
         execution, which must record it). Returns None when the history was made by
         the old code (another call, or a later one, is recorded); no position is taken.
         """
         recorded = self._calls.get(self._next)
         if recorded is not None:
-            return (self.reserve(marker), True) if recorded.name == marker else None
+            return self.reserve(marker) if recorded.name == marker else None
         if self._next < self._end:
             return None
-        return self.reserve(marker), False
+        return self.reserve(marker)
 
     def record(self, call: RecordedCall) -> None:
         """Remember a call recorded during this run."""
