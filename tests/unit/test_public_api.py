@@ -32,7 +32,7 @@ def test_every_error_derives_from_flowq_error() -> None:
 
 
 PURE_MODULES = ["flowq.registry", "flowq.models", "flowq.durations", "flowq.errors",
-                "flowq.codec", "flowq.failures", "flowq.store.batch"]  # fmt: skip
+                "flowq.codec", "flowq.failures", "flowq.store.batch", "flowq.replay"]  # fmt: skip
 
 
 def _imports_of(module_name: str) -> set[str]:
