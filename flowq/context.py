@@ -15,7 +15,7 @@ import uuid as uuid_module
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 
@@ -129,6 +129,10 @@ class Context:
         run again because of it.
         """
         reservation = self._reserve(step.name, f"step {step.name!r}")
+        try:
+            return_type = step.return_type  # resolved before anything runs or is recorded
+        except ValidationError as exc:
+            return _raise(exc)
         what = f"result of step {step.name!r} (job {self.job.id})"
 
         async def execute(_started: datetime) -> Done | Failed:
@@ -142,13 +146,9 @@ class Context:
                 raise failures.replayed_error(step.name, recorded.error)
             if recorded.output is None:
                 return None  # type: ignore[return-value]
-            return codec.decode_result(recorded.output, step.return_type, what=what)  # type: ignore[no-any-return]
+            return codec.decode_result(recorded.output, return_type, what=what)  # type: ignore[no-any-return]
 
-        async def run() -> R:
-            step.return_type  # noqa: B018 (resolved before anything runs or is recorded)
-            return await self._calls.call(reservation, execute, replayed, rerun_failures=True)
-
-        return run()
+        return self._calls.call(reservation, execute, replayed, rerun_failures=True)
 
     def run(
         self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
@@ -434,6 +434,11 @@ class Context:
                 f"{what} needs an async def workflow: a sync workflow runs in a thread and "
                 "cannot await durable operations"
             )
+
+
+async def _raise(error: Exception) -> NoReturn:
+    """Raise ``error`` when awaited (where an operation's errors surface)."""
+    raise error
 
 
 def _finished(job: Job) -> bool:

@@ -98,7 +98,8 @@ Record = Callable[[Lease, RecordedCall], Awaitable[RecordedCall | None]]
 Execute = Callable[[datetime], "Awaitable[Done | Failed | Wait] | Done | Failed | Wait"]
 """A durable call's execution, given the time it starts (sync or async)."""
 Replay = Callable[[RecordedCall], "Awaitable[T] | T"]
-"""A durable call's value (or raised error) from its record (sync or async)."""
+"""A durable call's value (or raised error) from its record (a function, or a coroutine
+function)."""
 log = logging.getLogger("flowq.worker")
 
 
@@ -387,7 +388,7 @@ async def _outcome(
 
 
 async def _value(result: Awaitable[T] | T) -> T:
-    """What a sync or async :data:`Replay` gave."""
-    if inspect.isawaitable(result):
-        return await result
-    return result
+    """What a sync :data:`Replay` returned, or what its coroutine returns."""
+    if inspect.iscoroutine(result):
+        return await result  # type: ignore[no-any-return]
+    return result  # type: ignore[return-value]
