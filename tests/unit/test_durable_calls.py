@@ -9,7 +9,9 @@ from typing import Any, cast
 import anyio
 import pytest
 
+import flowq
 from flowq import codec
+from flowq.context import Context, JobInfo
 from flowq.durable import Calls, Done, Failed, LeaseLost, Suspend, Wait
 from flowq.errors import NonDeterminismError
 from flowq.replay import History, RecordedCall
@@ -321,3 +323,25 @@ async def test_the_end_of_a_run_settles_an_execution_left_running() -> None:
         assert table.rows == {}
         release.set()
     assert list(table.rows) == [0]
+
+
+# -- a step over the routine ---------------------------------------------------------
+
+
+async def test_a_step_whose_annotation_cannot_be_resolved_fails_when_awaited() -> None:
+    """The step takes its position when called; awaiting it raises ValidationError
+    before the body runs or anything is recorded."""
+    ran: list[int] = []
+
+    async def body() -> Undefined:  # type: ignore[name-defined]  # noqa: F821
+        ran.append(1)
+
+    table = Table()
+    run = calls(table)
+    info = JobInfo(id=JOB, workflow="w", attempt=ATTEMPT, max_attempts=3, tags=(), group=None)
+    ctx = Context(info, run.lease, cast(Store, None), run)
+    pending = ctx.run("unresolved", body)
+    assert run.history is not None and run.history.position == 1
+    with pytest.raises(flowq.ValidationError, match="cannot resolve the return annotation"):
+        await pending
+    assert (ran, table.rows) == ([], {})
