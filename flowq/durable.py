@@ -33,7 +33,6 @@ __all__ = [
     "Execute",
     "Failed",
     "LeaseLost",
-    "Record",
     "Replay",
     "Suspend",
     "Wait",
@@ -93,7 +92,6 @@ class Wait:
 
 
 T = TypeVar("T")
-Record = Callable[[Lease, RecordedCall], Awaitable[RecordedCall | None]]
 """Stores a call for a lease; returns the record kept, or None when the lease is lost."""
 Execute = Callable[[datetime], "Awaitable[Done | Failed | Wait] | Done | Failed | Wait"]
 """A durable call's execution, given the time it starts (sync or async)."""
@@ -120,7 +118,6 @@ class Calls:
     lease: Lease
     store: Store
     clock: Clock
-    record_call: Record
     history_loaded: bool
     """The history in memory is complete: loaded, or nothing was recorded at claim."""
     history: History | None = None
@@ -249,7 +246,7 @@ class Calls:
             completed_at=self.clock.now(),
         )
         what = f"call {reservation.name!r} of job {self.job_id}"
-        stored = await persist(lambda: self.record_call(self.lease, call), what)
+        [stored] = await persist(lambda: self.store.record_calls([(self.lease, call)]), what)
         if stored is None:
             raise LeaseLost
         history = self._history()

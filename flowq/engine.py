@@ -36,8 +36,7 @@ from flowq.hooks import HookEvent, Hooks
 from flowq.models import ErrorEntry, FailureReason, Job
 from flowq.options import JobOptions, build_child_job
 from flowq.registry import Registry, Workflow
-from flowq.replay import RecordedCall
-from flowq.store.base import ClaimedJob, Completion, Lease, Store
+from flowq.store.base import ClaimedJob, Completion, Store
 
 __all__ = ["Engine", "RunningJob"]
 
@@ -96,7 +95,6 @@ class Engine:
             lease=claimed.lease,
             store=self.store,
             clock=self.clock,
-            record_call=self._record_call,
             # Nothing recorded when the job was claimed: nothing to load.
             history_loaded=not claimed.has_history,
         )
@@ -134,10 +132,6 @@ class Engine:
             self.registry.require(child.dead_letter)
         [child_id] = await self.store.add_jobs([child])
         return child_id
-
-    async def _record_call(self, lease: Lease, call: RecordedCall) -> RecordedCall | None:
-        [stored] = await self.store.record_calls([(lease, call)])
-        return stored
 
     async def run(self, running: RunningJob) -> datetime | None:
         """Run the handler and record completion or failure (not cancellation: the

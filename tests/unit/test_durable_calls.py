@@ -3,6 +3,7 @@ execute and record, the record kept when one was there first, waits (no database
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -32,20 +33,26 @@ def anyio_backend() -> str:
 
 
 class Table:
-    """``record_call`` as the stores answer it: a successful record is never replaced
-    (the one kept comes back); a failure is; a lost lease answers None."""
+    """``store.record_calls`` as the stores answer it: a successful record is never
+    replaced (the one kept comes back); a failure is; a lost lease answers None."""
 
     def __init__(self, *calls: RecordedCall) -> None:
         self.rows = {call.seq: call for call in calls}
         self.lease_lost = False
 
-    async def __call__(self, lease: Lease, call: RecordedCall) -> RecordedCall | None:
+    async def record_calls(
+        self, calls: Sequence[tuple[Lease, RecordedCall]]
+    ) -> list[RecordedCall | None]:
         await anyio.lowlevel.checkpoint()
-        if self.lease_lost:
-            return None
-        kept = self.rows.get(call.seq)
-        if kept is None or kept.error is not None:
-            self.rows[call.seq] = kept = call
+        kept: list[RecordedCall | None] = []
+        for _, call in calls:
+            if self.lease_lost:
+                kept.append(None)
+                continue
+            row = self.rows.get(call.seq)
+            if row is None or row.error is not None:
+                self.rows[call.seq] = row = call
+            kept.append(row)
         return kept
 
 
@@ -70,9 +77,8 @@ def calls(table: Table, *history: RecordedCall) -> Calls:
         job_id=JOB,
         attempt=ATTEMPT,
         lease=Lease(JOB, 1, "w"),
-        store=cast(Store, None),  # the history is loaded: the store is not asked
+        store=cast(Store, table),  # the history is loaded: only record_calls is asked
         clock=FakeClock(T0),
-        record_call=table,
         history_loaded=True,
         history=History(JOB, list(history)),
     )
