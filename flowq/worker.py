@@ -108,7 +108,7 @@ class Worker:
         default_poll = 2.0 if _dialect(store) == "postgresql" else 0.1
         self.poll_interval = _seconds(poll_interval, "poll_interval", default_poll)
         self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", 5)
-        self.drain_timeout = _seconds(drain_timeout, "drain_timeout", 30)
+        self.drain_timeout = _drain_seconds(drain_timeout)
         self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.groups = _group_limits(group_concurrency)
         self.notify = notify
@@ -144,10 +144,11 @@ class Worker:
         await self._serve(until_idle=True)
 
     async def stop(self, drain_timeout: Duration | None = None) -> None:
-        """Stop claiming; let running jobs finish for up to ``drain_timeout``, then
-        cancel the rest and hand them back so another worker takes them at once."""
+        """Stop claiming; let running jobs finish for up to ``drain_timeout`` (``0``:
+        not at all), then cancel the rest and hand them back so another worker takes
+        them at once. Calling it again while the worker drains shortens the drain."""
         if drain_timeout is not None:
-            self.drain_timeout = _seconds(drain_timeout, "drain_timeout", self.drain_timeout)
+            self.drain_timeout = _drain_seconds(drain_timeout)
         self._stop_requested.set()
         self._work_hint.set()
         self._slot_freed.set()
@@ -340,11 +341,15 @@ class Worker:
 
     async def _drain(self) -> None:
         """Give running jobs ``drain_timeout`` to finish, then cancel and release them."""
-        if self._running:
-            with anyio.move_on_after(self.drain_timeout):
-                while self._running:
-                    self._slot_freed = anyio.Event()
-                    await self._slot_freed.wait()
+        started = anyio.current_time()
+        while self._running:
+            # stop() again (a second signal) may shorten the drain timeout meanwhile.
+            left = started + self.drain_timeout - anyio.current_time()
+            if left <= 0:
+                break
+            self._slot_freed = anyio.Event()
+            with anyio.move_on_after(left):
+                await self._slot_freed.wait()
         leftovers = list(self._running.values())
         if not leftovers:
             return
@@ -460,6 +465,13 @@ def _seconds(value: Duration | None, name: str, default: float) -> float:
     if value is None:
         return default
     return parse_duration(value, name=name) / timedelta(seconds=1)
+
+
+def _drain_seconds(value: Duration) -> float:
+    """A drain timeout: a duration, or 0 to hand running jobs back at once."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _seconds(value, "drain_timeout", 30)
 
 
 def _group_limits(value: int | Mapping[str, int] | None) -> GroupLimits | None:
