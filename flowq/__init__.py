@@ -6,9 +6,10 @@ from flowq.client import App as App
 from flowq.clock import Clock as Clock
 from flowq.context import Context as Context
 from flowq.context import JobInfo as JobInfo
-from flowq.context import current_context as current_context
+from flowq.current import current_context as current_context
 from flowq.durations import Duration as Duration
 from flowq.errors import ContextError as ContextError
+from flowq.errors import DatabaseBusyError as DatabaseBusyError
 from flowq.errors import DatabaseError as DatabaseError
 from flowq.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from flowq.errors import DependencyError as DependencyError
@@ -44,6 +45,7 @@ from flowq.options import JobOptions as JobOptions
 from flowq.options import JobSpec as JobSpec
 from flowq.registry import Registry as Registry
 from flowq.registry import Workflow as Workflow
+from flowq.registry import WorkflowOptions as WorkflowOptions
 from flowq.registry import default_registry as default_registry
 from flowq.registry import workflow as workflow
 from flowq.steps import Step as Step
@@ -60,6 +62,7 @@ __all__ = [
     "Clock",
     "Context",
     "ContextError",
+    "DatabaseBusyError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependencyError",
@@ -99,6 +102,7 @@ __all__ = [
     "Worker",
     "WorkerOptions",
     "Workflow",
+    "WorkflowOptions",
     "batch_dep_ref",
     "current_context",
     "default_registry",

@@ -64,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             asyncio.run(_migrate(args.database_url))
         elif args.command == "worker":
-            from flowq import runner
+            from flowq import worker_command
 
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-            asyncio.run(runner.run_worker(args))
+            asyncio.run(worker_command.run_worker(args))
         else:
             from flowq import demo
 

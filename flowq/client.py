@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -46,6 +45,9 @@ class App:
         registry: Where workflows are looked up (``flowq.default_registry``). Read
             lazily, so workflows may be registered after the App is created.
         clock: The time source (the system clock); ``flowq_testing.FakeClock`` in tests.
+            With ``store``, the App and the store share one clock: ``clock`` replaces
+            the store's default wall clock; a store with a clock of its own keeps it
+            (and another ``clock`` is refused with ``ValidationError``).
         store: A ready store instead of a URL (e.g. ``flowq_testing.InMemoryStore()``).
         auto_migrate: Apply missing migrations when the App opens, instead of raising
             ``SchemaError``.
@@ -67,12 +69,12 @@ class App:
     ) -> None:
         if store is not None and database_url is not None:
             raise ValidationError("pass database_url or store, not both")
-        self.clock: Clock = clock or (store.clock if store is not None else SystemClock())
         if store is None:
+            self.clock: Clock = clock or SystemClock()
             url = database_url or os.environ.get("FLOWQ_DATABASE_URL") or DEFAULT_DATABASE_URL
             self.store: Store = SqlStore(url, clock=self.clock)
         else:
-            store.clock = self.clock
+            self.clock = _shared_clock(store, clock)
             self.store = store
         self.registry = registry if registry is not None else default_registry
         self.auto_migrate = auto_migrate
@@ -135,7 +137,14 @@ class App:
         (``concurrency``, ``batch_size``, ``poll_interval``, ``workflows``,
         ``worker_id``, ``group_concurrency``, ``heartbeat_interval``,
         ``drain_timeout``, ``notify``)."""
-        return Worker(self, **options)
+        return Worker(
+            self.store,
+            self.registry,
+            self.clock,
+            self.hooks,
+            migrate=self.auto_migrate,
+            **options,
+        )
 
     def on(self, event: str, callback: HookCallback) -> None:
         """Call ``callback(flowq.HookEvent)`` (sync or async) when this process's
@@ -296,40 +305,6 @@ class App:
             new_jobs.append(self._new_job(definition, spec.payload, spec.options))
         return await (await self._ready(connection)).add_jobs(new_jobs, connection=connection)
 
-    async def start_child(
-        self,
-        workflow: Workflow[Any, Any],
-        payload: Any,
-        options: JobOptions,
-        parent_id: int,
-        position: int,
-        outcome_position: int | None = None,
-    ) -> int:
-        """Add the child job of ``ctx.start_child`` (idempotent per parent and position,
-        so a parent that crashes and replays never starts it twice).
-
-        Args:
-            workflow: The child's workflow.
-            payload: The child's payload.
-            options: ``start()``'s options, except ``idempotency_key``.
-            parent_id: The parent job.
-            position: The position of the start in the parent's history.
-            outcome_position: Where the parent records the child's outcome
-                (``ctx.call``), or None if it does not wait for it. Until something is
-                recorded there, ``cleanup_old_jobs`` keeps the finished child while the
-                parent is unfinished.
-        """
-        if "idempotency_key" in options:
-            raise ValidationError("a child job gets its idempotency key from its parent")
-        new_job = dataclasses.replace(
-            self._new_job(workflow, payload, options),
-            parent_job_id=parent_id,
-            parent_outcome_seq=outcome_position,
-            idempotency_key=f"flowq.child:{parent_id}:{position}",
-        )
-        [child_id] = await (await self._ready()).add_jobs([new_job])
-        return child_id
-
     def _new_job(self, definition: Workflow[Any, Any], payload: Any, options: JobOptions) -> NewJob:
         new_job = job_options.build_new_job(definition, payload, options, self.clock.now())
         if new_job.dead_letter is not None:
@@ -364,10 +339,8 @@ class App:
             limit: Page size (``None`` for no limit).
             cursor: The id of the last job of the previous page.
         """
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError(f"limit must be a positive integer or None, got {limit!r}")
+        if limit is not None:
+            validate.integer(limit, "limit", minimum=1)
         where = _filter(workflow, tags, priority, run_at, statuses=_statuses(status))
         return await (await self._ready()).get_jobs(
             where, limit=limit, cursor=None if cursor is None else _job_id(cursor)
@@ -489,10 +462,26 @@ class App:
         return await (await self._ready()).cleanup_old_job_events(_age(days, "days", 86400))
 
 
+def _shared_clock(store: Store, clock: Clock | None) -> Clock:
+    """The one clock of an App and the store it was given: the store's, or ``clock``
+    when the store runs on the default wall clock (which keeps no state to lose).
+
+    Raises:
+        ValidationError: Both have clocks of their own, and they differ.
+    """
+    if clock is None or clock is store.clock:
+        return store.clock
+    if type(store.clock) is not SystemClock:
+        raise ValidationError(
+            f"the store already has a clock of its own ({store.clock!r}), not {clock!r}: "
+            "pass one clock, to the store or to the App"
+        )
+    store.clock = clock
+    return clock
+
+
 def _job_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"job ids are integers, got {value!r}")
-    return value
+    return validate.integer(value, "a job id")
 
 
 def _age(value: Any, unit: str, seconds: int) -> timedelta:
@@ -525,8 +514,8 @@ def _filter(
         raise ValidationError(f"workflow must be a workflow object or name, got {workflow!r}")
     if tags is not None and not isinstance(tags, TagQuery):
         tags = TagQuery(tags, "all")
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise ValidationError(f"priority must be an integer, got {priority!r}")
+    if priority is not None:
+        validate.priority(priority)
     comparisons: list[tuple[RunAtOp, datetime]] = []
     if isinstance(run_at, datetime):
         comparisons.append(("eq", to_utc(run_at, name="run_at")))

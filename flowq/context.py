@@ -1,49 +1,40 @@
-"""``ctx``: what a running handler may ask of flowq, and the contextvar that holds it.
+"""``ctx``: what a running handler may ask of flowq.
 
-Durable operations (steps, waits, tokens, ``now``/``uuid``/``random``, children)
-are recorded the first time and replayed afterwards; see :mod:`flowq.durable`.
+Each durable operation (steps, waits, tokens, ``now``/``uuid``/``random``,
+``patched``, children) takes its position when it is called and is then one call of
+:meth:`flowq.durable.Calls.call`, given how to execute it and how to read its record:
+recorded the first time, replayed afterwards. The running job's ``ctx`` is found
+through :mod:`flowq.current`.
 """
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
 import random as random_module
 import secrets
 import uuid as uuid_module
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 
-from flowq import codec
-from flowq.durable import Calls, LeaseLost, error_json, exception_name, wake_time
-from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
-from flowq.errors import (
-    ContextError,
-    FlowqError,
-    JobFailedError,
-    SerializationError,
-    TokenError,
-    ValidationError,
-)
-from flowq.failures import replayed_error
+from flowq import codec, failures, replay
+from flowq.durable import Calls, Done, Failed, LeaseLost, Wait
+from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc, wake_time
+from flowq.errors import ContextError, FlowqError, JobFailedError, TokenError, ValidationError
 from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
 from flowq.replay import RecordedCall, Reservation
-from flowq.store import transitions
+from flowq.steps import Step
 from flowq.store.base import Lease, NewToken, Store
 from flowq.validate import tags as checked_tags
 
 if TYPE_CHECKING:
     from flowq.options import JobOptions
     from flowq.registry import Workflow
-    from flowq.steps import Step
 
-__all__ = ["Context", "JobInfo", "current_context", "current_or_none"]
+__all__ = ["Context", "JobInfo", "StartChild"]
 
-_current: contextvars.ContextVar[Context] = contextvars.ContextVar("flowq_context")
 R = TypeVar("R")
 StartChild = Callable[
     ["Workflow[Any, Any]", Any, "JobOptions", int, int, int | None], Coroutine[Any, Any, int]
@@ -129,74 +120,48 @@ class Context:
     # -- steps ----------------------------------------------------------------------
 
     def run_step(self, step: Step[Any, R], args: Any, kwargs: Any) -> Coroutine[Any, Any, R]:
-        """Take the step's position now; the returned coroutine replays or runs it."""
-        self._require_durable(f"step {step.name!r}")
-        reservation = self._calls.reserve(step.name)
+        """Take the step's position now; the returned coroutine replays or runs it.
 
-        async def run() -> R:
-            step.return_type  # noqa: B018 (resolved before anything runs or is recorded)
-            recorded = await self._calls.recorded(reservation)
-            if recorded is not None and (
-                recorded.error is None or recorded.attempt == self.job.attempt
-            ):
-                return self._replayed_step(step, recorded)
-            return await self._calls.execute(
-                lambda: self._execute_step(step, reservation, args, kwargs)
-            )
-
-        return run()
-
-    async def _execute_step(
-        self, step: Step[Any, R], reservation: Reservation, args: Any, kwargs: Any
-    ) -> R:
-        """Run the body and record its result (or final error) before returning it."""
-        started = self._calls.clock.now()
+        A step's own failure is raised as it is (a replayed one is rebuilt, see
+        :mod:`flowq.failures`); a failure recorded by an earlier attempt runs again. A
+        result that does not fit the return annotation raises SerializationError on
+        the first run and on every replay alike: it is recorded, so the body does not
+        run again because of it.
+        """
+        reservation = self._reserve(step.name, f"step {step.name!r}")
         try:
-            result = await step.invoke_with_retries(args, kwargs)
-            output = codec.encode(result, what=self._step_what(step))
-        except Exception as exc:
-            earlier = await self._calls.record(
-                reservation, started, output=None, error=error_json(exc)
-            )
-            if earlier is not None:
-                return self._replayed_step(step, earlier)
-            raise
-        earlier = await self._calls.record(reservation, started, output=output, error=None)
-        if earlier is not None:
-            return self._replayed_step(step, earlier)
-        return self._step_result(step, output)
+            return_type = step.return_type  # resolved before anything runs or is recorded
+        except ValidationError as exc:
+            return _raise(exc)
+        what = f"result of step {step.name!r} (job {self.job.id})"
 
-    def _replayed_step(self, step: Step[Any, R], recorded: RecordedCall) -> R:
-        """A step's recorded outcome: its result, or its failure raised again."""
-        if recorded.error is None:
-            return self._step_result(step, recorded.output)
-        raise replayed_error(step.name, recorded.error)
+        async def execute(_started: datetime) -> Done | Failed:
+            try:
+                return Done(codec.encode(await step.invoke_with_retries(args, kwargs), what=what))
+            except Exception as exc:
+                return Failed(failures.error_json(exc), exc)
 
-    def _step_result(self, step: Step[Any, R], output: str | None) -> R:
-        """A recorded result decoded as the step's return annotation. A result that
-        does not fit raises SerializationError on the first run and on every replay
-        alike: it is recorded, so the body does not run again because of it."""
-        if output is None:
-            return None  # type: ignore[return-value]
-        return codec.decode_result(output, step.return_type, what=self._step_what(step))  # type: ignore[no-any-return]
+        def replayed(recorded: RecordedCall) -> R:
+            if recorded.error is not None:
+                raise failures.replayed_error(step.name, recorded.error)
+            if recorded.output is None:
+                return None  # type: ignore[return-value]
+            return codec.decode_result(recorded.output, return_type, what=what)  # type: ignore[no-any-return]
 
-    def _step_what(self, step: Step[Any, Any]) -> str:
-        return f"result of step {step.name!r} (job {self.job.id})"
+        return self._calls.call(reservation, execute, replayed, rerun_failures=True)
 
     def run(
         self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Coroutine[Any, Any, Any]:
         """Run ``fn(*args, **kwargs)`` as a step named ``name`` (the explicit form of
         ``@flowq.step``)."""
-        from flowq.steps import Step
-
         return self.run_step(Step(fn, name=name), args, kwargs)
 
     # -- deterministic values -------------------------------------------------------
 
     def now(self) -> Coroutine[Any, Any, datetime]:
         """The current time, recorded the first time (the same on every replay)."""
-        return self._value("@now", lambda: self._calls.clock.now(), datetime)
+        return self._value("@now", self._calls.clock.now, datetime)
 
     def uuid(self) -> Coroutine[Any, Any, uuid_module.UUID]:
         """A random UUID, recorded the first time."""
@@ -207,20 +172,11 @@ class Context:
         return self._value("@random", random_module.random, float)
 
     def _value(self, name: str, make: Callable[[], Any], type_: Any) -> Coroutine[Any, Any, Any]:
-        self._require_durable(f"ctx.{name[1:]}()")
-        reservation = self._calls.reserve(name)
-
-        async def run() -> Any:
-            recorded = await self._calls.recorded(reservation)
-            if recorded is not None:
-                return codec.decode(recorded.output, type_)
-            started = self._calls.clock.now()
-            output = codec.encode(make(), what=name)
-            return codec.decode(
-                await self._calls.record_output(reservation, started, output), type_
-            )
-
-        return run()
+        return self._calls.call(
+            self._reserve(name, f"ctx.{name[1:]}()"),
+            lambda _started: Done(codec.encode(make(), what=name)),
+            lambda recorded: codec.decode(recorded.output, type_),
+        )
 
     async def patched(self, change_id: str) -> bool:
         """Whether this job runs the code after change ``change_id``.
@@ -232,16 +188,10 @@ class Context:
         self._require_durable("ctx.patched()")
         if not isinstance(change_id, str) or not change_id:
             raise ValidationError(f"change ids are non-empty strings, got {change_id!r}")
-        history = await self._calls.loaded()
-        decision = history.patched(f"@patch:{change_id}")
-        if decision is None:
+        marker = (await self._calls.loaded()).patched(f"@patch:{change_id}")
+        if marker is None:
             return False
-        reservation, recorded = decision
-        if not recorded:
-            await self._calls.record(
-                reservation, self._calls.clock.now(), output="true", error=None
-            )
-        return True
+        return await self._calls.call(marker, lambda _started: Done("true"), lambda _r: True)
 
     # -- waits ----------------------------------------------------------------------
 
@@ -286,23 +236,18 @@ class Context:
         return self._timer(lambda _now: when)
 
     def _timer(self, wake: Callable[[datetime], datetime]) -> Coroutine[Any, Any, None]:
-        self._require_durable("a durable wait")
-        reservation = self._calls.reserve("@timer")
+        """Record the wake time the first time; park until it (on every run before it)."""
 
-        async def run() -> None:
-            recorded = await self._calls.recorded(reservation)
-            now = self._calls.clock.now()
-            if recorded is not None:
-                until = codec.decode(recorded.output, datetime)
-            else:
-                output = codec.encode(wake(now), what="wake time")
-                until = codec.decode(
-                    await self._calls.record_output(reservation, now, output), datetime
-                )
+        async def replayed(recorded: RecordedCall) -> None:
+            until = codec.decode(recorded.output, datetime)
             if until > self._calls.clock.now():
                 await self._calls.suspend(until, None)
 
-        return run()
+        return self._calls.call(
+            self._reserve("@timer", "a durable wait"),
+            lambda now: Done(codec.encode(wake(now), what="wake time")),
+            replayed,
+        )
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -318,19 +263,11 @@ class Context:
             timeout: After this, ``wait_for_token`` returns ``ok=False`` ("timed out").
             tags: Labels for finding it later.
         """
-        self._require_durable("ctx.create_token()")
-        reservation = self._calls.reserve("@token")
+        reservation = self._reserve("@token", "ctx.create_token()")
         limit = parse_optional_duration(timeout, name="token timeout")
         labels = checked_tags(tags)
 
-        async def run() -> Token:
-            recorded = await self._calls.recorded(reservation)
-            if recorded is not None:
-                return await self._recorded_token(recorded)
-            return await self._calls.execute(create)
-
-        async def create() -> Token:
-            now = self._calls.clock.now()
+        async def create(now: datetime) -> Done:
             new = NewToken(
                 id=secrets.token_urlsafe(24),
                 tags=labels,
@@ -339,11 +276,9 @@ class Context:
             created = await self._store.create_token(new, self._lease)
             if created is None:
                 raise LeaseLost
-            output = codec.encode(new.id, what="token")
-            earlier = await self._calls.record(reservation, now, output=output, error=None)
-            return created if earlier is None else await self._recorded_token(earlier)
+            return Done(codec.encode(new.id, what="token"), value=created)
 
-        return run()
+        return self._calls.call(reservation, create, self._recorded_token)
 
     async def _recorded_token(self, recorded: RecordedCall) -> Token:
         token = await self._store.get_token(codec.decode(recorded.output))
@@ -355,28 +290,27 @@ class Context:
         """Wait durably until the token is completed (``ok=True`` with its output) or
         times out (``ok=False``, ``error`` says "timed out"). The job holds no slot
         while it waits."""
-        self._require_durable("ctx.wait_for_token()")
+        reservation = self._reserve("@wait_token", "ctx.wait_for_token()")
         token_id = token.id if isinstance(token, Token) else token
-        reservation = self._calls.reserve("@wait_token")
 
-        async def run() -> TokenResult:
-            recorded = await self._calls.recorded(reservation)
-            if recorded is not None:
-                return codec.decode(recorded.output, TokenResult)  # type: ignore[no-any-return]
+        async def settle(_started: datetime) -> Done | Wait:
             found = await self._store.settle_token(token_id)
             if found is None:
                 raise TokenError(f"there is no token {token_id!r}")
             if found.status is TokenStatus.WAITING:
-                await self._calls.suspend(found.timeout_at, token_id)
+                return Wait(found.timeout_at, token_id)
             if found.status is TokenStatus.COMPLETED:
                 result = TokenResult(ok=True, output=found.output)
             else:
                 result = TokenResult(ok=False, error=f"timed out at {found.timeout_at}")
-            output = codec.encode(result, what="token result")
-            stored = await self._calls.record_output(reservation, self._calls.clock.now(), output)
-            return codec.decode(stored, TokenResult)  # type: ignore[no-any-return]
+            return Done(codec.encode(result, what="token result"))
 
-        return run()
+        return self._calls.call(
+            reservation,
+            settle,
+            lambda recorded: codec.decode(recorded.output, TokenResult),
+            waits=True,
+        )
 
     # -- children -------------------------------------------------------------------
 
@@ -384,8 +318,7 @@ class Context:
         self, workflow: Workflow[Any, Any], payload: Any, **options: Any
     ) -> Coroutine[Any, Any, int]:
         """Start a child job (recorded once); return its id. Takes ``start()``'s options."""
-        start, reservation = self._reserve_child_start(workflow)
-        return self._start_child_at(start, reservation, workflow, payload, options, None)
+        return self._start_child_at(self._reserve_child_start(workflow), workflow, payload, options)
 
     def call(
         self, workflow: Workflow[Any, R], payload: Any, **options: Any
@@ -401,37 +334,34 @@ class Context:
                 the child as it was when it finished (the same on every replay).
             ContextError: The child was deleted before its outcome was recorded.
         """
-        start, reservation = self._reserve_child_start(workflow)
+        start = self._reserve_child_start(workflow)
         outcome = self._calls.reserve("@child_result")
-        started = self._start_child_at(start, reservation, workflow, payload, options, outcome.seq)
+        started = self._start_child_at(start, workflow, payload, options, outcome.seq)
 
         async def run() -> R:
             return await self._child_outcome(outcome, await started)  # type: ignore[no-any-return]
 
         return run()
 
-    def _reserve_child_start(self, workflow: Workflow[Any, Any]) -> tuple[StartChild, Reservation]:
+    def _reserve_child_start(self, workflow: Workflow[Any, Any]) -> Reservation:
         self._require_durable("ctx.start_child()")
         if self._start_child is None:
             raise ContextError("child workflows need a worker that can add jobs")
-        return self._start_child, self._calls.reserve(f"@child:{workflow.name}")
+        return self._calls.reserve(f"@child:{workflow.name}")
 
-    async def _start_child_at(
+    def _start_child_at(
         self,
-        start: StartChild,
         reservation: Reservation,
         workflow: Workflow[Any, Any],
         payload: Any,
         options: dict[str, Any],
-        outcome_seq: int | None,
-    ) -> int:
+        outcome_seq: int | None = None,
+    ) -> Coroutine[Any, Any, int]:
         """Add the child (or find the one recorded at ``reservation``); return its id."""
-        recorded = await self._calls.recorded(reservation)
-        if recorded is not None:
-            return int(codec.decode(recorded.output))
+        start = self._start_child
+        assert start is not None  # noqa: S101 (checked when the position was taken)
 
-        async def start_and_record() -> int:
-            now = self._calls.clock.now()
+        async def add(_started: datetime) -> Done:
             child_id = await start(
                 workflow,
                 payload,
@@ -440,10 +370,11 @@ class Context:
                 reservation.seq,
                 outcome_seq,
             )
-            earlier = await self._calls.record(reservation, now, output=str(child_id), error=None)
-            return child_id if earlier is None else int(codec.decode(earlier.output))
+            return Done(str(child_id))
 
-        return await self._calls.execute(start_and_record)
+        return self._calls.call(
+            reservation, add, lambda recorded: int(codec.decode(recorded.output))
+        )
 
     async def _child_outcome(self, reservation: Reservation, child_id: int) -> Any:
         """The child's output, recorded at ``reservation`` the first time it is known.
@@ -452,40 +383,32 @@ class Context:
             JobFailedError: The child failed for good or was cancelled.
             ContextError: The child was deleted before its outcome was recorded.
         """
-        recorded = await self._calls.recorded(reservation)
-        if recorded is not None:
-            return await self._replayed_child_outcome(recorded, child_id)
-        child = await self._store.get_job(child_id)
-        if child is None:
-            raise ContextError(
-                f"child job {child_id} of job {self.job.id} is gone: it was deleted before "
-                "its outcome was recorded, so there is nothing to wait for"
-            )
-        if not _finished(child):
-            await self._calls.suspend(None, transitions.child_wait_id(child_id))
-        now = self._calls.clock.now()
-        if child.status is JobStatus.COMPLETED:
-            output = codec.encode(child.output, what="child output")
-            return codec.decode(await self._calls.record_output(reservation, now, output))
-        error = _child_failure_json(child)
-        earlier = await self._calls.execute(
-            lambda: self._calls.record(reservation, now, output=None, error=error)
-        )
-        if earlier is not None:
-            return await self._replayed_child_outcome(earlier, child_id)
-        raise await self._recorded_child_failure(error, child_id)
 
-    async def _replayed_child_outcome(self, recorded: RecordedCall, child_id: int) -> Any:
-        """A recorded child outcome: the child's output, or its failure raised again."""
-        if recorded.error is None:
-            return codec.decode(recorded.output)
-        raise await self._recorded_child_failure(recorded.error, child_id)
+        async def check(_started: datetime) -> Done | Failed | Wait:
+            child = await self._store.get_job(child_id)
+            if child is None:
+                raise ContextError(
+                    f"child job {child_id} of job {self.job.id} is gone: it was deleted "
+                    "before its outcome was recorded, so there is nothing to wait for"
+                )
+            if not _finished(child):
+                return Wait(None, replay.child_wait_id(child_id))
+            if child.status is JobStatus.COMPLETED:
+                return Done(codec.encode(child.output, what="child output"))
+            return Failed(failures.child_failure_json(child))
+
+        async def replayed(recorded: RecordedCall) -> Any:
+            if recorded.error is None:
+                return codec.decode(recorded.output)
+            raise await self._recorded_child_failure(recorded.error, child_id)
+
+        return await self._calls.call(reservation, check, replayed, waits=True)
 
     async def _recorded_child_failure(self, error: str, child_id: int) -> FlowqError:
         """The error a recorded child failure raises: JobFailedError with the recorded
         snapshot; for a record of an older version (only ``{"job_id": N}``), with the
         child's row, or ContextError if that row was deleted."""
-        failure = codec.decode(error, _ChildFailure)
+        failure = failures.child_failure(error)
         if failure.job is not None:
             return JobFailedError(failure.job)
         child = await self._store.get_job(child_id)
@@ -499,6 +422,12 @@ class Context:
 
     # -- helpers --------------------------------------------------------------------
 
+    def _reserve(self, name: str, what: str) -> Reservation:
+        """Take the next position for a durable call named ``name`` (``what`` names
+        the operation in the error a sync workflow gets)."""
+        self._require_durable(what)
+        return self._calls.reserve(name)
+
     def _require_durable(self, what: str) -> None:
         if not self._durable:
             raise ContextError(
@@ -507,58 +436,12 @@ class Context:
             )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _ChildFailure:
-    """A child failure as ``ctx.call`` records it (``job`` is None in older records,
-    which hold only ``job_id``)."""
-
-    message: str = ""
-    type: str = ""
-    job: Job | None = None
-    job_id: int | None = None
-
-
-def _child_failure_json(child: Job) -> str:
-    """How ``ctx.call`` records a child that failed for good or was cancelled.
-
-    ``{"message", "type"}`` like a failed step, plus ``job``: the child as stored, so
-    that a replay raises the same :class:`JobFailedError` without reading the child's
-    row (which ``cleanup_old_jobs`` may have deleted by then). A child whose payload
-    and output are too large to record together is recorded without them (``None``).
-    """
-    error = JobFailedError(child)
-    what = f"failure of child job {child.id}"
-    record: dict[str, Any] = {"message": str(error), "type": exception_name(error), "job": child}
-    try:
-        return codec.encode(record, what=what)
-    except SerializationError:
-        record["job"] = dataclasses.replace(child, payload=None, output=None)
-        return codec.encode(record, what=what)
+async def _raise(error: Exception) -> NoReturn:
+    """Raise ``error`` when awaited (where an operation's errors surface)."""
+    raise error
 
 
 def _finished(job: Job) -> bool:
     return job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED) or (
         job.status is JobStatus.FAILED and job.next_attempt_at is None
     )
-
-
-def current_context() -> Context:
-    """The ``ctx`` of the job running in this task.
-
-    Raises:
-        ContextError: Called outside a running job.
-    """
-    found = _current.get(None)
-    if found is None:
-        raise ContextError("there is no running job here (current_context() outside a job)")
-    return found
-
-
-def current_or_none() -> Context | None:
-    """The ``ctx`` of the job running in this task, or None."""
-    return _current.get(None)
-
-
-def bind(context: Context) -> contextvars.Token[Context]:
-    """Make ``context`` current for this task (the engine does this)."""
-    return _current.set(context)

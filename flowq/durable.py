@@ -1,24 +1,27 @@
-"""The machinery under ``ctx``'s durable calls: recording, replaying, suspending.
+"""The machinery under ``ctx``'s durable calls: one routine that replays or records.
 
-A durable call takes its position when it is called (:class:`flowq.replay.History`),
-then, when awaited, either returns what was recorded at that position or runs and
-records its result before returning it. A wait that is not over raises
-:class:`Suspend`, which the engine turns into a ``waiting`` job.
+Every durable call (a step, a wait, ``ctx.now()``, a token, a child...) is
+:meth:`Calls.call`: its position is taken when it is called (:meth:`Calls.reserve`,
+see :class:`flowq.replay.History`); when awaited, it gets back what is recorded at
+that position, or it executes and its result is recorded before the workflow sees
+it. A wait that is not over raises :class:`Suspend`, which the engine turns into a
+``waiting`` job. Executions are tracked, so that a wait lets the calls running beside
+it finish first and the end of a run settles those ``asyncio.gather`` left behind.
 """
 
 from __future__ import annotations
 
-import calendar
 import contextvars
+import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import anyio
 
-from flowq import codec, failures
 from flowq.clock import Clock
 from flowq.errors import DatabaseUnavailableError, NonDeterminismError
 from flowq.replay import History, RecordedCall, Reservation
@@ -26,15 +29,15 @@ from flowq.store.base import Lease, Store
 
 __all__ = [
     "Calls",
+    "Done",
+    "Execute",
+    "Failed",
     "LeaseLost",
+    "Replay",
     "Suspend",
-    "add_months",
+    "Wait",
     "effective",
-    "error_json",
-    "exception_message",
-    "exception_name",
     "persist",
-    "wake_time",
 ]
 
 
@@ -54,9 +57,48 @@ class LeaseLost(BaseException):
     """The job was cancelled or taken back while its handler ran: stop quietly."""
 
 
-Record = Callable[[Lease, RecordedCall], Awaitable[RecordedCall | None]]
-log = logging.getLogger("flowq.worker")
+_FROM_RECORD: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A durable call executed: record ``output`` (JSON text)."""
+
+    output: str
+    value: Any = _FROM_RECORD
+    """What the call returns when this record is the one kept (e.g. the token the
+    store returned); by default, what replaying the record gives."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A durable call executed and failed: record ``error`` (JSON text, see
+    :mod:`flowq.failures`)."""
+
+    error: str
+    exception: Exception | None = None
+    """Raised as it is when this record is the one kept (a step's own exception, with
+    its traceback); by default, what replaying the record raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A durable call waits for something that is not over: the job parks until
+    ``until`` or until ``wait_id`` (a token or a child) is resolved; nothing is
+    recorded."""
+
+    until: datetime | None
+    wait_id: str | None
+
+
 T = TypeVar("T")
+"""Stores a call for a lease; returns the record kept, or None when the lease is lost."""
+Execute = Callable[[datetime], "Awaitable[Done | Failed | Wait] | Done | Failed | Wait"]
+"""A durable call's execution, given the time it starts (sync or async)."""
+Replay = Callable[[RecordedCall], "Awaitable[T] | T"]
+"""A durable call's value (or raised error) from its record (a function, or a coroutine
+function)."""
+log = logging.getLogger("flowq.worker")
 
 
 @dataclass(slots=True)
@@ -76,7 +118,6 @@ class Calls:
     lease: Lease
     store: Store
     clock: Clock
-    record_call: Record
     history_loaded: bool
     """The history in memory is complete: loaded, or nothing was recorded at claim."""
     history: History | None = None
@@ -106,20 +147,90 @@ class Calls:
                     self.history_loaded = True
         return history
 
+    # -- the durable-call routine -------------------------------------------------------
+
+    async def call(
+        self,
+        reservation: Reservation,
+        execute: Execute,
+        replay: Replay[T],
+        *,
+        waits: bool = False,
+        rerun_failures: bool = False,
+    ) -> T:
+        """Replay the call reserved at ``reservation``, or execute and record it.
+
+        With a record at the position, the call's value is ``replay(record)`` (which
+        returns it or raises the recorded error). Otherwise ``execute(started)`` runs:
+        a :class:`Wait` parks the job; a :class:`Done` or :class:`Failed` is recorded,
+        and the value is ``replay`` of the record kept, this one or a result recorded
+        there earlier (which is never replaced), unless this one carries its own value
+        or exception.
+
+        Args:
+            reservation: The position taken when the call was made.
+            execute: Does the call's work, given the time it starts; tracked with its
+                record (see :meth:`execute`) unless ``waits``.
+            replay: The call's value from a record.
+            waits: ``execute`` reads whether a wait is over: it runs untracked, so
+                that it never holds back the parking of a wait beside it; only its
+                record is tracked.
+            rerun_failures: A failure recorded by an earlier attempt is not
+                replayed: the call executes again (steps).
+
+        Raises:
+            NonDeterminismError: Another call is recorded at the position.
+            LeaseLost: The job is no longer this worker's.
+            Suspend: The call waits (once the calls running beside it finished).
+        """
+        recorded = await self.recorded(reservation)
+        if recorded is not None and not (
+            rerun_failures and recorded.error is not None and recorded.attempt != self.attempt
+        ):
+            return await _value(replay(recorded))
+        started = self.clock.now()
+        if waits:
+            outcome = await _outcome(execute(started))
+            kept = None
+            if not isinstance(outcome, Wait):
+                record_it = functools.partial(self._record, reservation, started, outcome)
+                kept = await self.execute(record_it)
+        else:
+            execute_it = functools.partial(self._execute, reservation, started, execute)
+            outcome, kept = await self.execute(execute_it)
+        if kept is None:  # a Wait: parked outside the tracked execution
+            assert isinstance(outcome, Wait)  # noqa: S101 (nothing else goes unrecorded)
+            await self.suspend(outcome.until, outcome.wait_id)
+        record, ours = kept
+        if ours and isinstance(outcome, Failed) and outcome.exception is not None:
+            raise outcome.exception
+        if ours and isinstance(outcome, Done) and outcome.value is not _FROM_RECORD:
+            return outcome.value  # type: ignore[no-any-return]
+        return await _value(replay(record))
+
     async def recorded(self, reservation: Reservation) -> RecordedCall | None:
         """What is recorded at the reserved position (NonDeterminismError if another
         call is recorded there)."""
         return (await self.loaded()).recorded_at(reservation)
 
-    async def record(
-        self, reservation: Reservation, started: datetime, *, output: str | None, error: str | None
-    ) -> RecordedCall | None:
+    async def _execute(
+        self, reservation: Reservation, started: datetime, execute: Execute
+    ) -> tuple[Done | Failed | Wait, tuple[RecordedCall, bool] | None]:
+        """Execute a call and record its result (a :class:`Wait` is not recorded)."""
+        outcome = await _outcome(execute(started))
+        if isinstance(outcome, Wait):
+            return outcome, None
+        return outcome, await self._record(reservation, started, outcome)
+
+    async def _record(
+        self, reservation: Reservation, started: datetime, outcome: Done | Failed
+    ) -> tuple[RecordedCall, bool]:
         """Store a call's result before the workflow sees it.
 
         Returns:
-            None when this result was stored. When a successful result was recorded at
-            this position earlier (it is never replaced), that record: the caller must
-            go on with it, as a replay would, and not with its own result.
+            The record kept at the position, and whether it is this one. A successful
+            result recorded there earlier is never replaced: the caller goes on with
+            it, as a replay would.
 
         Raises:
             LeaseLost: The job is no longer this worker's.
@@ -129,19 +240,19 @@ class Calls:
             seq=reservation.seq,
             name=reservation.name,
             attempt=self.attempt,
-            output=output,
-            error=error,
+            output=outcome.output if isinstance(outcome, Done) else None,
+            error=outcome.error if isinstance(outcome, Failed) else None,
             started_at=started,
             completed_at=self.clock.now(),
         )
         what = f"call {reservation.name!r} of job {self.job_id}"
-        stored = await persist(lambda: self.record_call(self.lease, call), what)
+        [stored] = await persist(lambda: self.store.record_calls([(self.lease, call)]), what)
         if stored is None:
             raise LeaseLost
         history = self._history()
         history.record(stored)
         if stored == call:  # stored now, or by an earlier try of this same write
-            return None
+            return call, True
         log.warning(
             "flowq: job %s: position %d already holds a recorded result of %r; "
             "going on with the recorded result, not the new one",
@@ -149,15 +260,8 @@ class Calls:
             reservation.seq,
             stored.name,
         )
-        return history.recorded_at(reservation)
-
-    async def record_output(self, reservation: Reservation, started: datetime, output: str) -> str:
-        """Record a call's successful output as one execution (see :meth:`execute`);
-        return the output as stored: this one, or the one recorded earlier."""
-        earlier = await self.execute(
-            lambda: self.record(reservation, started, output=output, error=None)
-        )
-        return output if earlier is None or earlier.output is None else earlier.output
+        history.recorded_at(reservation)  # NonDeterminismError: another call's record
+        return stored, False
 
     # -- settling: no durable call is left half done when a run ends ---------------------
 
@@ -271,38 +375,17 @@ async def persist(write: Callable[[], Awaitable[T]], what: str) -> T:
             delay = min(delay * 2, 5.0)
 
 
-def exception_name(exc: BaseException) -> str:
-    """``ValueError`` for builtins, ``package.module.Error`` for the rest."""
-    kind = type(exc)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
+async def _outcome(
+    result: Awaitable[Done | Failed | Wait] | Done | Failed | Wait,
+) -> Done | Failed | Wait:
+    """What a sync or async :data:`Execute` gave."""
+    if isinstance(result, Done | Failed | Wait):
+        return result
+    return await result
 
 
-def exception_message(exc: BaseException) -> str:
-    """The exception's text, or its repr when it has none."""
-    return str(exc) or repr(exc)
-
-
-def error_json(exc: BaseException) -> str:
-    """A failed call's error as stored: ``{"message": ..., "type": ...}``, with
-    ``"args"`` when a replay needs them to rebuild it (:mod:`flowq.failures`)."""
-    message = exception_message(exc)
-    error: dict[str, Any] = {"message": message, "type": exception_name(exc)}
-    args = failures.error_args(exc, message)
-    if args is not None:
-        error["args"] = args
-    return codec.encode(error, what="step error")
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """``moment`` plus calendar months, the day clamped to the target month's length."""
-    index = moment.month - 1 + months
-    year, month = moment.year + index // 12, index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-def wake_time(now: datetime, *, months: int = 0, delta: timedelta = timedelta(0)) -> datetime:
-    """``now`` plus calendar months, then plus ``delta``."""
-    return add_months(now, months) + delta if months else now + delta
+async def _value(result: Awaitable[T] | T) -> T:
+    """What a sync :data:`Replay` returned, or what its coroutine returns."""
+    if inspect.iscoroutine(result):
+        return await result  # type: ignore[no-any-return]
+    return result  # type: ignore[return-value]

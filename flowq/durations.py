@@ -1,13 +1,22 @@
-"""Durations and instants as users may write them, turned into ``timedelta`` / UTC."""
+"""Durations and instants as users may write them, turned into ``timedelta`` / UTC, and
+the calendar arithmetic of waits measured in months."""
 
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import UTC, datetime, timedelta
 
 from flowq.errors import ValidationError
 
-__all__ = ["Duration", "parse_duration", "parse_optional_duration", "to_utc"]
+__all__ = [
+    "Duration",
+    "add_months",
+    "parse_duration",
+    "parse_optional_duration",
+    "to_utc",
+    "wake_time",
+]
 
 Duration = timedelta | int | float | str
 """A duration: a ``timedelta``, seconds as a number, or a string like ``"500ms"``."""
@@ -81,3 +90,16 @@ def to_utc(value: datetime, *, name: str) -> datetime:
             "one, e.g. datetime.now(UTC)"
         )
     return value.astimezone(UTC)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """``moment`` plus calendar months, the day clamped to the target month's length."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def wake_time(now: datetime, *, months: int = 0, delta: timedelta = timedelta(0)) -> datetime:
+    """``now`` plus calendar months, then plus ``delta``."""
+    return add_months(now, months) + delta if months else now + delta

@@ -1,11 +1,18 @@
-"""Running one claimed job: decode the payload, call the handler, record the outcome."""
+"""Running one claimed job: decode the payload, call the handler, record the outcome.
+
+The engine reaches storage only through the one :class:`flowq.store.base.Store` it is
+given (the worker gives it a :class:`flowq.store.batching.BatchingStore`, so that
+outcomes and step results of concurrent jobs share commits): a step result goes
+ctx -> durable call -> ``store.record_calls``. It also starts the children that
+``ctx.start_child`` and ``ctx.call`` ask for.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,30 +20,27 @@ from typing import Any
 import anyio
 import msgspec
 
-from flowq import context as context_module
+from flowq import current
 from flowq.clock import Clock
-from flowq.context import Context, JobInfo, StartChild
+from flowq.context import Context, JobInfo
 from flowq.durable import (
     Calls,
     LeaseLost,
-    Record,
     Suspend,
     effective,
-    exception_message,
-    exception_name,
     persist,
 )
 from flowq.errors import NonDeterminismError
+from flowq.failures import exception_message, exception_name
 from flowq.hooks import HookEvent, Hooks
 from flowq.models import ErrorEntry, FailureReason
-from flowq.registry import Workflow
+from flowq.options import JobOptions, build_child_job
+from flowq.registry import Registry, Workflow
 from flowq.store.base import ClaimedJob, Completion, JobHeader, Store
 
 __all__ = ["Engine", "RunningJob"]
 
 log = logging.getLogger("flowq.worker")
-
-Complete = Callable[[Completion], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -44,6 +48,8 @@ class RunningJob:
     """A job a worker is running: what it needs to cancel or release it."""
 
     claimed: ClaimedJob
+    definition: Workflow[Any, Any] | None
+    """The registered workflow (None: this worker has no handler for it)."""
     context: Context
     calls: Calls
     scope: anyio.CancelScope
@@ -59,36 +65,22 @@ class Engine:
     """Runs claimed jobs and writes what happened, through the store only.
 
     Args:
-        store: Where outcomes go.
+        store: Where everything goes (outcomes, step results, children).
+        registry: Where a job's workflow is looked up.
         clock: For retry times and error timestamps.
         hooks: In-process callbacks.
-        complete: Records a completion (the worker batches them into shared commits).
     """
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        hooks: Hooks,
-        complete: Complete,
-        record_call: Record,
-        start_child: StartChild | None = None,
-    ) -> None:
+    def __init__(self, store: Store, registry: Registry, clock: Clock, hooks: Hooks) -> None:
         self.store = store
+        self.registry = registry
         self.clock = clock
         self.hooks = hooks
-        self.complete = complete
-        self.record_call = record_call
-        self.start_child = start_child
-        self.on_due: Callable[[datetime], None] | None = None
-        """Told when a job this engine ran becomes runnable again at a known time (a
-        parent its child woke, a timer, a retry), so that an idle worker looks then."""
 
-    def prepare(
-        self, claimed: ClaimedJob, definition: Workflow[Any, Any] | None = None
-    ) -> RunningJob:
-        """The running-job record (context and cancel scope) of a claimed job."""
+    def prepare(self, claimed: ClaimedJob) -> RunningJob:
+        """The running-job record (workflow, context, cancel scope) of a claimed job."""
         job = claimed.job
+        definition = self.registry.get(job.workflow)
         info = JobInfo(
             id=job.id,
             workflow=job.workflow,
@@ -103,7 +95,6 @@ class Engine:
             lease=claimed.lease,
             store=self.store,
             clock=self.clock,
-            record_call=self.record_call,
             # Nothing recorded when the job was claimed: nothing to load.
             history_loaded=not claimed.has_history,
         )
@@ -115,35 +106,64 @@ class Engine:
             durable=definition is None or definition.is_async,
             start_child=self.start_child,
         )
-        return RunningJob(claimed, context, calls, anyio.CancelScope())
+        return RunningJob(claimed, definition, context, calls, anyio.CancelScope())
 
-    async def run(self, running: RunningJob, definition: Workflow[Any, Any] | None) -> None:
+    async def start_child(
+        self,
+        workflow: Workflow[Any, Any],
+        payload: Any,
+        options: JobOptions,
+        parent_id: int,
+        position: int,
+        outcome_position: int | None = None,
+    ) -> int:
+        """Add the child job a parent starts at ``position`` (idempotent per parent and
+        position, so a parent that replays never starts it twice); return its id."""
+        child = build_child_job(
+            workflow,
+            payload,
+            options,
+            self.clock.now(),
+            parent_id=parent_id,
+            position=position,
+            outcome_position=outcome_position,
+        )
+        if child.dead_letter is not None:
+            self.registry.require(child.dead_letter)
+        [child_id] = await self.store.add_jobs([child])
+        return child_id
+
+    async def run(self, running: RunningJob) -> datetime | None:
         """Run the handler and record completion or failure (not cancellation: the
-        worker cancels ``running.scope`` and handles that itself)."""
-        claimed = running.claimed
+        worker cancels ``running.scope`` and handles that itself).
+
+        Returns:
+            When a job this run touched becomes runnable again, if it is known: the
+            job's wake time when it parked, its retry time when it failed, now when it
+            was a child whose end made its parent runnable; else None.
+        """
+        claimed, definition = running.claimed, running.definition
         job = claimed.job
         await self._emit("job:started", job)
         if definition is None:
-            await self._fail(
+            return await self._fail(
                 claimed,
                 f"no workflow named {job.workflow!r} is registered in this worker",
                 "UnknownWorkflowError",
                 FailureReason.NO_HANDLER,
             )
-            return
         try:
             payload = msgspec.json.decode(claimed.payload_json, type=definition.payload_type)
         except msgspec.ValidationError as exc:
-            await self._fail(
+            return await self._fail(
                 claimed,
                 f"the stored payload does not fit {definition.payload_type!r}: {exc}",
                 "PayloadError",
                 FailureReason.HANDLER_ERROR,
                 retry=False,
             )
-            return
         timeout = job.timeout
-        token = context_module.bind(running.context)
+        token = current.bind(running.context)
         try:
             if timeout is None:
                 returned = await self._call(definition, payload, running)
@@ -153,64 +173,60 @@ class Engine:
                     returned = await self._call(definition, payload, running)
                 timed_out = deadline.cancelled_caught
             if timed_out:
-                await self._fail(
+                return await self._fail(
                     claimed,
                     f"attempt {job.attempts} ran longer than its timeout of {_seconds(timeout)}",
                     "TimeoutError",
                     FailureReason.TIMEOUT,
                 )
-                return
             output = running.context.output_for(returned)
         except BaseException as raised:
             # However the handler's end is wrapped (anyio task groups raise groups).
             ended = effective(raised)
             if isinstance(ended, Suspend):
-                await self._suspend(claimed, ended)
-            elif isinstance(ended, LeaseLost):
+                return await self._suspend(claimed, ended)
+            if isinstance(ended, LeaseLost):
                 log.warning("flowq: job %s was taken from this worker while it ran", job.id)
-            elif isinstance(ended, NonDeterminismError):
-                await self._fail(
+                return None
+            if isinstance(ended, NonDeterminismError):
+                return await self._fail(
                     claimed,
                     str(ended),
                     "NonDeterminismError",
                     FailureReason.NONDETERMINISM,
                     retry=False,
                 )
-            elif isinstance(ended, Exception):
-                await self._fail(
+            if isinstance(ended, Exception):
+                return await self._fail(
                     claimed,
                     exception_message(ended),
                     exception_name(ended),
                     FailureReason.HANDLER_ERROR,
                 )
-            else:
-                raise
-            return
+            raise
         finally:
-            context_module._current.reset(token)
+            current.reset(token)
             if running.on_handler_done is not None:
                 running.on_handler_done()
-        completion = Completion(claimed.lease, output)
-        if await persist(lambda: self.complete(completion), f"the completion of job {job.id}"):
-            self._finished(job)
-            await self._emit("job:completed", job)
-        else:
+        [done] = await persist(
+            lambda: self.store.complete_jobs([Completion(claimed.lease, output)]),
+            f"the completion of job {job.id}",
+        )
+        if not done:
             log.warning(
                 "flowq: job %s finished but the completion was not recorded by this run "
                 "(its lease ended, or a retried write had already committed)",
                 job.id,
             )
+            return None
+        await self._emit("job:completed", job)
+        return self._parent_ready(job)
 
-    def _finished(self, job: JobHeader) -> None:
-        """A child that finished has made its waiting parent runnable: look again."""
-        if job.parent_job_id is not None:
-            self._due(self.clock.now())
+    def _parent_ready(self, job: JobHeader) -> datetime | None:
+        """A child that ended has made its waiting parent runnable now."""
+        return self.clock.now() if job.parent_job_id is not None else None
 
-    def _due(self, when: datetime | None) -> None:
-        if when is not None and self.on_due is not None:
-            self.on_due(when)
-
-    async def _suspend(self, claimed: ClaimedJob, wait: Suspend) -> None:
+    async def _suspend(self, claimed: ClaimedJob, wait: Suspend) -> datetime | None:
         job = claimed.job
         parked = await persist(
             lambda: self.store.suspend_job(
@@ -218,11 +234,11 @@ class Engine:
             ),
             f"the wait of job {job.id}",
         )
-        if parked:
-            self._due(wait.wait_until)
-            await self._emit("job:waiting", job)
-        else:
+        if not parked:
             log.warning("flowq: job %s reached a wait but its lease was lost", job.id)
+            return None
+        await self._emit("job:waiting", job)
+        return wait.wait_until
 
     async def _call(self, definition: Workflow[Any, Any], payload: Any, running: RunningJob) -> Any:
         args = (payload, running.context) if definition.takes_context else (payload,)
@@ -245,7 +261,7 @@ class Engine:
         reason: FailureReason,
         *,
         retry: bool = True,
-    ) -> None:
+    ) -> datetime | None:
         job = claimed.job
         now = self.clock.now()
         error = ErrorEntry(message=message, type=type_name, at=now, attempt=job.attempts)
@@ -258,12 +274,9 @@ class Engine:
         )
         if not recorded:
             log.warning("flowq: job %s failed but its lease was lost; failure discarded", job.id)
-            return
-        if retry_at is None:
-            self._finished(job)
-        else:
-            self._due(retry_at)
+            return None
         await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
+        return self._parent_ready(job) if retry_at is None else retry_at
 
     async def _emit(
         self,

@@ -1,10 +1,14 @@
-"""Recorded step failures raised again on replay, as the exception type they had.
+"""Stored errors: how a failed durable call is written down, and raised again on replay.
 
-A failed step's error is stored as ``{"message", "type"}``, plus ``"args"`` when the
-exception's arguments are not just its message and survive JSON unchanged. When a
-handler runs again in the same attempt, the step raises what :func:`replayed_error`
-rebuilds from that record, so an ``except`` that caught the original catches the
-replay too:
+Writing (:func:`error_json`): a failed step's error is stored as ``{"message",
+"type"}``, plus ``"args"`` when the exception's arguments are not just its message
+and survive JSON unchanged (:func:`error_args`). A child that ``ctx.call`` waited
+for and that failed for good is stored the same way plus a snapshot of the child
+(:func:`child_failure_json`, read back by :func:`child_failure`).
+
+Reading (:func:`replayed_error`): when a handler runs again in the same attempt, the
+step raises what is rebuilt from that record, so an ``except`` that caught the
+original catches the replay too:
 
 - ``type`` names a builtin (``ValueError``) or ``module.Qualname``; the module is
   imported if it is not yet, and the name must lead to that very class, a subclass
@@ -23,21 +27,57 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import importlib
 import sys
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from flowq import codec
-from flowq.errors import StepError
+from flowq.errors import JobFailedError, SerializationError, StepError
+from flowq.models import Job
 
-__all__ = ["REPLAYED_NOTE", "error_args", "rebuild_exception", "replayed_error"]
+__all__ = [
+    "MAX_ARGS_BYTES",
+    "REPLAYED_NOTE",
+    "ChildFailure",
+    "child_failure",
+    "child_failure_json",
+    "error_args",
+    "error_json",
+    "exception_message",
+    "exception_name",
+    "rebuild_exception",
+    "replayed_error",
+]
 
 REPLAYED_NOTE = "flowq: replayed"
 """How the note added to every replayed step failure begins."""
 
 MAX_ARGS_BYTES = 64 * 1024
 """The largest encoded ``args`` stored with a step error; longer ones are left out."""
+
+
+def exception_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``package.module.Error`` for the rest."""
+    return _type_name(type(exc))
+
+
+def exception_message(exc: BaseException) -> str:
+    """The exception's text, or its repr when it has none."""
+    return str(exc) or repr(exc)
+
+
+def error_json(exc: BaseException) -> str:
+    """A failed call's error as stored: ``{"message": ..., "type": ...}``, with
+    ``"args"`` when a replay needs them to rebuild it (:func:`error_args`)."""
+    message = exception_message(exc)
+    error: dict[str, Any] = {"message": message, "type": exception_name(exc)}
+    args = error_args(exc, message)
+    if args is not None:
+        error["args"] = args
+    return codec.encode(error, what="step error")
 
 
 def error_args(exc: BaseException, message: str) -> list[Any] | None:
@@ -122,6 +162,42 @@ def replayed_error(step: str, recorded: str | bytes) -> Exception:
     return rebuilt
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildFailure:
+    """A child failure as ``ctx.call`` records it (``job`` is None in older records,
+    which hold only ``job_id``)."""
+
+    message: str = ""
+    type: str = ""
+    job: Job | None = None
+    job_id: int | None = None
+
+
+def child_failure_json(child: Job) -> str:
+    """How ``ctx.call`` records a child that failed for good or was cancelled.
+
+    ``{"message", "type"}`` like a failed step, plus ``job``: the child as stored, so
+    that a replay raises the same :class:`flowq.JobFailedError` without reading the
+    child's row (which ``cleanup_old_jobs`` may have deleted by then). A child whose
+    payload and output are too large to record together is recorded without them
+    (``None``).
+    """
+    error = JobFailedError(child)
+    what = f"failure of child job {child.id}"
+    record: dict[str, Any] = {"message": str(error), "type": exception_name(error), "job": child}
+    try:
+        return codec.encode(record, what=what)
+    except SerializationError:
+        record["job"] = dataclasses.replace(child, payload=None, output=None)
+        return codec.encode(record, what=what)
+
+
+def child_failure(recorded: str) -> ChildFailure:
+    """Read a child failure written by :func:`child_failure_json` (or by an older
+    version, which stored only ``{"job_id": N}``)."""
+    return codec.decode(recorded, ChildFailure)  # type: ignore[no-any-return]
+
+
 def _exception_class(type_name: str) -> type[Exception] | str:
     """The Exception subclass ``type_name`` names, or why there is none."""
     parts = type_name.split(".")
@@ -171,7 +247,7 @@ def _import(module_name: str) -> ModuleType | None:
 
 
 def _type_name(kind: type) -> str:
-    """As :func:`flowq.durable.exception_name` names it."""
+    """How :func:`exception_name` names an exception of this class."""
     if kind.__module__ == "builtins":
         return kind.__qualname__
     return f"{kind.__module__}.{kind.__qualname__}"

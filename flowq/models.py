@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
+from flowq import validate
 from flowq.durations import Duration, parse_duration
 from flowq.errors import ValidationError
 
@@ -159,9 +160,7 @@ class BatchDepRef:
 
 def batch_dep_ref(index: int) -> BatchDepRef:
     """Name the ``index``-th job (0-based) of the same ``add_jobs`` call in ``depends_on``."""
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValidationError(f"batch_dep_ref takes a non-negative index, got {index!r}")
-    return BatchDepRef(index)
+    return BatchDepRef(validate.integer(index, "batch_dep_ref's index", minimum=0))
 
 
 @dataclass(frozen=True, slots=True, init=False)

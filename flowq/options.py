@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "JobOptions",
     "JobSpec",
+    "build_child_job",
     "build_new_job",
     "check_changes",
 ]
@@ -134,6 +136,44 @@ EDITABLE_OPTIONS = frozenset(
 """What ``edit_job`` and ``edit_all_pending_jobs`` accept."""
 
 
+def build_child_job(
+    definition: Workflow[Any, Any],
+    payload: Any,
+    options: JobOptions,
+    now: datetime,
+    *,
+    parent_id: int,
+    position: int,
+    outcome_position: int | None = None,
+) -> NewJob:
+    """The child job a parent starts at ``position`` of its history: idempotent per
+    parent and position, so a parent that replays never starts it twice.
+
+    Args:
+        definition: The child's workflow.
+        payload: The child's payload.
+        options: ``start()``'s options, except ``idempotency_key``.
+        now: The time the options' ``delay`` counts from.
+        parent_id: The parent job.
+        position: The position of the start in the parent's history.
+        outcome_position: Where the parent records the child's outcome
+            (``ctx.call``), or None if it does not wait for it. Until something is
+            recorded there, ``cleanup_old_jobs`` keeps the finished child while the
+            parent is unfinished.
+
+    Raises:
+        ValidationError: ``options`` has an idempotency key, or is malformed.
+    """
+    if "idempotency_key" in options:
+        raise ValidationError("a child job gets its idempotency key from its parent")
+    return dataclasses.replace(
+        build_new_job(definition, payload, options, now),
+        parent_job_id=parent_id,
+        parent_outcome_seq=outcome_position,
+        idempotency_key=f"flowq.child:{parent_id}:{position}",
+    )
+
+
 def check_change_names(changes: dict[str, Any]) -> None:
     """Reject changes ``edit_job`` cannot make (``status``, typos...)."""
     unknown = sorted(set(changes) - EDITABLE_OPTIONS)
@@ -246,6 +286,5 @@ def _depends_on(value: Any) -> tuple[tuple[int | BatchDepRef, ...], tuple[str, .
     for item in ids:
         if isinstance(item, BatchDepRef):
             continue
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
-            raise DependencyError(f"depends_on takes job ids (positive integers), got {item!r}")
+        validate.integer(item, "each job id in depends_on", minimum=1, error=DependencyError)
     return tuple(dict.fromkeys(ids)), tags

@@ -7,19 +7,43 @@ import threading
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
 
 from flowq import validate
 from flowq.durations import Duration, parse_optional_duration
 from flowq.errors import RegistrationError, UnknownWorkflowError, ValidationError
 from flowq.models import RetryPolicy
 
-__all__ = ["Registry", "Workflow", "WorkflowDecorator", "default_registry"]
+__all__ = ["Registry", "Workflow", "WorkflowDecorator", "WorkflowOptions", "default_registry"]
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")
 
 _UNRESOLVED: Any = object()
+
+
+class WorkflowOptions(TypedDict, total=False):
+    """Options of ``@workflow`` (and :class:`Workflow`): a workflow's defaults.
+
+    Attributes:
+        name: The workflow name (default ``module.qualname``).
+        max_attempts: Default attempts for its jobs (default 3).
+        timeout: Default deadline of one attempt.
+        retry: Default retry policy.
+        priority: Default priority (higher runs first).
+        tags: Tags every job of this workflow carries, besides its own.
+        dead_letter: Workflow (or its name) that receives jobs that failed permanently.
+        force_kill_on_timeout: Run attempts in a child process killed at the deadline.
+    """
+
+    name: str | None
+    max_attempts: int | None
+    timeout: Duration | None
+    retry: RetryPolicy | None
+    priority: int | None
+    tags: Sequence[str]
+    dead_letter: str | Workflow[Any, Any] | None
+    force_kill_on_timeout: bool
 
 
 class Workflow(Generic[PayloadT, ResultT]):
@@ -51,41 +75,40 @@ class Workflow(Generic[PayloadT, ResultT]):
         "timeout",
     )
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        max_attempts: int | None = None,
-        timeout: Duration | None = None,
-        retry: RetryPolicy | None = None,
-        priority: int | None = None,
-        tags: Sequence[str] = (),
-        dead_letter: str | Workflow[Any, Any] | None = None,
-        force_kill_on_timeout: bool = False,
-    ) -> None:
+    def __init__(self, fn: Callable[..., Any], **options: Unpack[WorkflowOptions]) -> None:
+        unknown = sorted(set(options) - set(WorkflowOptions.__annotations__))
+        if unknown:
+            raise ValidationError(
+                f"unknown workflow option(s) {', '.join(unknown)}; valid: "
+                f"{', '.join(sorted(WorkflowOptions.__annotations__))}"
+            )
         self.fn = fn
+        name = options.get("name")
         self.name = name if name is not None else f"{fn.__module__}.{fn.__qualname__}"
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
         self.takes_context = _count_parameters(fn, self.name) == 2
         self.is_async = inspect.iscoroutinefunction(fn)
         where = f"workflow {self.name!r}"
+        max_attempts = options.get("max_attempts")
         self.max_attempts = None if max_attempts is None else validate.max_attempts(max_attempts)
         self.timeout: timedelta | None = parse_optional_duration(
-            timeout, name=f"timeout of {where}"
+            options.get("timeout"), name=f"timeout of {where}"
         )
+        retry = options.get("retry")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ValidationError(f"retry of {where} must be a flowq.RetryPolicy, got {retry!r}")
         self.retry = retry
+        priority = options.get("priority")
         self.priority = None if priority is None else validate.priority(priority)
-        self.tags = validate.tags(tags)
+        self.tags = validate.tags(options.get("tags", ()))
+        dead_letter = options.get("dead_letter")
         self.dead_letter = (
             dead_letter.name
             if isinstance(dead_letter, Workflow)
             else validate.optional_name(dead_letter, f"dead_letter of {where}")
         )
-        self.force_kill_on_timeout = bool(force_kill_on_timeout)
+        self.force_kill_on_timeout = bool(options.get("force_kill_on_timeout", False))
         self._payload_type: Any = _UNRESOLVED
 
     @property
@@ -226,43 +249,15 @@ class Registry:
         self, fn: Callable[Concatenate[PayloadT, ...], ResultT], /
     ) -> Workflow[PayloadT, ResultT]: ...
     @overload
+    def workflow(self, **options: Unpack[WorkflowOptions]) -> WorkflowDecorator: ...
     def workflow(
-        self,
-        *,
-        name: str | None = None,
-        max_attempts: int | None = None,
-        timeout: Duration | None = None,
-        retry: RetryPolicy | None = None,
-        priority: int | None = None,
-        tags: Sequence[str] = (),
-        dead_letter: str | Workflow[Any, Any] | None = None,
-        force_kill_on_timeout: bool = False,
-    ) -> WorkflowDecorator: ...
-    def workflow(
-        self,
-        fn: Callable[..., Any] | None = None,
-        *,
-        name: str | None = None,
-        max_attempts: int | None = None,
-        timeout: Duration | None = None,
-        retry: RetryPolicy | None = None,
-        priority: int | None = None,
-        tags: Sequence[str] = (),
-        dead_letter: str | Workflow[Any, Any] | None = None,
-        force_kill_on_timeout: bool = False,
+        self, fn: Callable[..., Any] | None = None, **options: Unpack[WorkflowOptions]
     ) -> Any:
         """Register a handler as a workflow, bare (``@workflow``) or with options.
 
         Args:
             fn: The handler: ``(payload)`` or ``(payload, ctx)``, async or sync.
-            name: The workflow name (default ``module.qualname``).
-            max_attempts: Default attempts for its jobs (default 3).
-            timeout: Default deadline of one attempt.
-            retry: Default retry policy.
-            priority: Default priority (higher runs first).
-            tags: Tags every job of this workflow carries, besides its own.
-            dead_letter: Workflow name that receives jobs that failed permanently.
-            force_kill_on_timeout: Run attempts in a child process killed at the deadline.
+            **options: See :class:`WorkflowOptions`.
 
         Raises:
             RegistrationError: The name is taken by another function, or the handler
@@ -273,23 +268,7 @@ class Registry:
         def register(handler: Callable[..., Any]) -> Workflow[Any, Any]:
             if isinstance(handler, Workflow):
                 raise RegistrationError(f"{handler!r} is already a workflow")
-            if max_attempts is not None and (
-                isinstance(max_attempts, bool)
-                or not isinstance(max_attempts, int)
-                or max_attempts < 1
-            ):
-                raise ValidationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-            definition: Workflow[Any, Any] = Workflow(
-                handler,
-                name=name,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                retry=retry,
-                priority=priority,
-                tags=tags,
-                dead_letter=dead_letter,
-                force_kill_on_timeout=force_kill_on_timeout,
-            )
+            definition: Workflow[Any, Any] = Workflow(handler, **options)
             self.add(definition)
             return definition
 

@@ -5,6 +5,9 @@ takes the next position when it is *called*, before its first ``await``, so that
 steps started together (``asyncio.gather``, task groups) get stable positions. At a
 recorded position the call must have the recorded name; otherwise the code changed
 under a running job and :class:`NonDeterminismError` stops it.
+
+This module also spells the one value shared by the replay engine and the stores
+for a parent that waits for a child: its wait id (:func:`child_wait_id`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from datetime import datetime
 
 from flowq.errors import NonDeterminismError
 
-__all__ = ["History", "RecordedCall", "Reservation"]
+__all__ = [
+    "CHILD_WAIT_PREFIX",
+    "History",
+    "RecordedCall",
+    "Reservation",
+    "child_wait_id",
+    "waited_child",
+]
+
+CHILD_WAIT_PREFIX = "child:"
+"""How a child wait id starts (the stores' ``flowq_jobs_wake_parent`` triggers spell it too)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,22 +89,34 @@ class History:
             raise NonDeterminismError(self.job_id, reservation.seq, recorded.name, reservation.name)
         return recorded
 
-    def patched(self, marker: str) -> tuple[Reservation, bool] | None:
+    def patched(self, marker: str) -> Reservation | None:
         """Decide a ``ctx.patched`` check whose marker call is named ``marker``.
 
-        Returns ``(reservation, recorded)`` when the new code path applies: the marker
+        Returns the marker's reservation when the new code path applies: the marker
         is recorded at the next position, or nothing is recorded from there on (a new
         execution, which must record it). Returns None when the history was made by
         the old code (another call, or a later one, is recorded); no position is taken.
         """
         recorded = self._calls.get(self._next)
         if recorded is not None:
-            return (self.reserve(marker), True) if recorded.name == marker else None
+            return self.reserve(marker) if recorded.name == marker else None
         if self._next < self._end:
             return None
-        return self.reserve(marker), False
+        return self.reserve(marker)
 
     def record(self, call: RecordedCall) -> None:
         """Remember a call recorded during this run."""
         self._calls[call.seq] = call
         self._end = max(self._end, call.seq + 1)
+
+
+def child_wait_id(child_id: int) -> str:
+    """What a parent waiting for a child's outcome parks on (``wait_token_id``)."""
+    return f"{CHILD_WAIT_PREFIX}{child_id}"
+
+
+def waited_child(wait_id: str) -> int | None:
+    """The child a wait id made by :func:`child_wait_id` names; None for a token id."""
+    if not wait_id.startswith(CHILD_WAIT_PREFIX):
+        return None
+    return int(wait_id[len(CHILD_WAIT_PREFIX) :])

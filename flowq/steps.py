@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 import anyio
 
+from flowq import current
 from flowq.durations import Duration, parse_optional_duration
 from flowq.errors import RegistrationError, ValidationError
 from flowq.models import RetryPolicy
@@ -112,9 +113,7 @@ class Step(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
         """Run the step: memoized inside a job (its position is taken now), plain outside."""
-        from flowq import context
-
-        ctx = context.current_or_none()
+        ctx = current.current_or_none()
         if ctx is None:
             return self.invoke(args, kwargs)
         return ctx.run_step(self, args, kwargs)

@@ -7,26 +7,55 @@ from typing import Any
 
 from flowq.errors import ValidationError
 
-__all__ = ["MAX_NAME_LENGTH", "max_attempts", "optional_name", "priority", "tags"]
+__all__ = [
+    "INT32",
+    "INT64",
+    "MAX_NAME_LENGTH",
+    "integer",
+    "max_attempts",
+    "optional_name",
+    "priority",
+    "tags",
+]
 
 MAX_NAME_LENGTH = 255
 """The longest workflow name, tag, group or idempotency key."""
 
 
+INT32 = (-(2**31), 2**31 - 1)
+"""The range of a 32-bit column (priorities, attempt counts)."""
+INT64 = (-(2**63), 2**63 - 1)
+"""The range of a 64-bit column (job ids)."""
+
+
+def integer(
+    value: Any,
+    name: str,
+    *,
+    minimum: int | None = None,
+    bounds: tuple[int, int] = INT64,
+    error: type[ValidationError] = ValidationError,
+) -> int:
+    """An ``int`` (not a ``bool``) of at least ``minimum`` that fits ``bounds``.
+
+    Raises:
+        ValidationError: (or ``error``) naming ``name``, the rule and the value.
+    """
+    low = bounds[0] if minimum is None else max(minimum, bounds[0])
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= bounds[1]:
+        rule = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise error(f"{name} must be {rule} (at most {bounds[1]}), got {value!r}")
+    return value
+
+
 def priority(value: Any) -> int:
     """A priority: any 32-bit integer (higher runs first)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"priority must be an integer, got {value!r}")
-    if not -(2**31) <= value < 2**31:
-        raise ValidationError(f"priority must fit in 32 bits, got {value!r}")
-    return value
+    return integer(value, "priority", bounds=INT32)
 
 
 def max_attempts(value: Any) -> int:
     """A number of attempts: an integer of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
-        raise ValidationError(f"max_attempts must be an integer >= 1, got {value!r}")
-    return value
+    return integer(value, "max_attempts", minimum=1, bounds=INT32)
 
 
 def tags(values: Any) -> tuple[str, ...]:

@@ -1,9 +1,11 @@
 """The worker: claims jobs and runs them, ``concurrency`` at a time, until stopped.
 
-One anyio task group holds: the claim loop, one task per running job, the
-completion batcher (completions of concurrent jobs share one commit), the
-heartbeat (refreshes locks, notices cancelled jobs) and the wake-up listener
-(LISTEN/NOTIFY on PostgreSQL, in-process hints everywhere).
+One anyio task group holds: the claim loop, ``2 * concurrency`` long-lived runner
+tasks (a claimed job is handed to an idle one), the batching store's flushes
+(completions and step results of concurrent jobs share one commit), the heartbeat
+(refreshes locks, notices cancelled jobs) and the wake-up listener (LISTEN/NOTIFY on
+PostgreSQL, in-process hints everywhere). The worker is built from parts (store,
+registry, clock, hooks); it never imports the client.
 """
 
 from __future__ import annotations
@@ -15,21 +17,19 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 import anyio
 
-from flowq.batcher import Batcher
+from flowq import validate
+from flowq.clock import Clock
 from flowq.durations import Duration, parse_duration
 from flowq.engine import Engine, RunningJob
 from flowq.errors import DatabaseUnavailableError, ValidationError
-from flowq.hooks import HookEvent
-from flowq.registry import Workflow
-from flowq.replay import RecordedCall
-from flowq.store.base import ClaimedJob, GroupLimits, Lease, Release
-
-if TYPE_CHECKING:
-    from flowq.client import App
+from flowq.hooks import HookEvent, Hooks
+from flowq.registry import Registry, Workflow
+from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
+from flowq.store.batching import BatchingStore
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -56,16 +56,21 @@ class WorkerOptions(TypedDict, total=False):
 
 
 class Worker:
-    """Runs jobs of the App's workflows. Made by :meth:`flowq.App.create_worker`.
+    """Runs jobs of a registry's workflows from a store. ``App.create_worker`` makes one
+    from its parts.
 
     Args:
-        app: The App whose store and registry the worker uses.
+        store: Where jobs are claimed and outcomes written.
+        registry: The workflows (read at each claim, so later registrations count).
+        clock: The time source (default: the store's).
+        hooks: In-process callbacks (default: none).
+        migrate: Apply missing migrations when the worker starts (``App(auto_migrate=True)``).
         concurrency: Jobs run at once.
         batch_size: Most jobs claimed per round trip (default: ``concurrency``).
         poll_interval: Longest sleep between looks for work when no wake-up
             arrives (default 0.1 s on SQLite and in memory, 2 s on PostgreSQL).
         workflows: Workflow objects or names to run (default: every workflow of the
-            App's registry, read at each claim).
+            registry, read at each claim).
         worker_id: Name in locks and events (default ``<hostname>-<8 hex digits>``).
         group_concurrency: Running jobs per concurrency group across all workers:
             one limit for every group, or ``{"group": limit}``.
@@ -78,8 +83,12 @@ class Worker:
 
     def __init__(
         self,
-        app: App,
+        store: Store,
+        registry: Registry,
+        clock: Clock | None = None,
+        hooks: Hooks | None = None,
         *,
+        migrate: bool = False,
         concurrency: int = 10,
         batch_size: int | None = None,
         poll_interval: Duration | None = None,
@@ -90,32 +99,28 @@ class Worker:
         drain_timeout: Duration = 30,
         notify: bool = True,
     ) -> None:
-        self.app = app
+        self.registry = registry
+        self.clock = clock or store.clock
+        self.hooks = hooks or Hooks()
+        self.migrate = migrate
         self.concurrency = _positive_int(concurrency, "concurrency")
         self.batch_size = _positive_int(batch_size or self.concurrency, "batch_size")
-        default_poll = app.store.capabilities.poll_interval
+        default_poll = store.capabilities.poll_interval
         self.poll_interval = _seconds(poll_interval, "poll_interval", default_poll)
         self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", 5)
-        self.drain_timeout = _seconds(drain_timeout, "drain_timeout", 30)
+        self.drain_timeout = _drain_seconds(drain_timeout)
         self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.groups = _group_limits(group_concurrency)
         self.notify = notify
-        self._only = None if workflows is None else [_name(w) for w in workflows]
+        self._only = None if workflows is None else _names(workflows)
+        self._batching = BatchingStore(store)
+        self.store = self._batching.store
+        """The store, with group commit of completions and step results."""
+        self._engine = Engine(self.store, registry, self.clock, self.hooks)
         self._running: dict[int, RunningJob] = {}
         self._work_hint = anyio.Event()
         self._slot_freed = anyio.Event()
         self._stop_requested = anyio.Event()
-        self._completions = Batcher(app.store.complete_jobs)
-        self._calls = Batcher(self._record_calls)
-        self._engine = Engine(
-            app.store,
-            app.clock,
-            app.hooks,
-            self._completions.submit,
-            lambda lease, call: self._calls.submit((lease, call)),
-            app.start_child,
-        )
-        self._engine.on_due = self._due
         self._idle_until: datetime | None = None
         self._active = False
         self._failures = 0
@@ -139,10 +144,11 @@ class Worker:
         await self._serve(until_idle=True)
 
     async def stop(self, drain_timeout: Duration | None = None) -> None:
-        """Stop claiming; let running jobs finish for up to ``drain_timeout``, then
-        cancel the rest and hand them back so another worker takes them at once."""
+        """Stop claiming; let running jobs finish for up to ``drain_timeout`` (``0``:
+        not at all), then cancel the rest and hand them back so another worker takes
+        them at once. Calling it again while the worker drains shortens the drain."""
         if drain_timeout is not None:
-            self.drain_timeout = _seconds(drain_timeout, "drain_timeout", self.drain_timeout)
+            self.drain_timeout = _drain_seconds(drain_timeout)
         self._stop_requested.set()
         self._work_hint.set()
         self._slot_freed.set()
@@ -159,11 +165,12 @@ class Worker:
             raise ValidationError(f"{self!r} is already running")
         self._active = True
         self._stop_requested = anyio.Event()
-        await self.app.open()
+        if self.migrate:
+            await self.store.migrate()
+        await self.store.open()
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._completions.run)
-                tasks.start_soon(self._calls.run)
+                tasks.start_soon(self._batching.run)
                 for _ in range(2 * self.concurrency):
                     tasks.start_soon(self._runner)
                 tasks.start_soon(self._heartbeats)
@@ -179,7 +186,7 @@ class Worker:
             self._executing.clear()
 
     async def _claim_loop(self, *, until_idle: bool) -> None:
-        store = self.app.store
+        store = self.store
         last_unclaimed_check = -math.inf
         while not self._stop_requested.is_set():
             # A slot is a handler running user code. A job whose handler has returned
@@ -196,7 +203,7 @@ class Worker:
             self._work_hint = anyio.Event()
             self._slot_freed = anyio.Event()
             workflows = self._workflow_names()
-            claimed_at = self.app.clock.now()
+            claimed_at = self.clock.now()
             try:
                 claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
             except DatabaseUnavailableError as exc:
@@ -234,7 +241,7 @@ class Worker:
         self._idle_until = _FOREVER  # a job of ours parking meanwhile sets the hint
         try:
             try:
-                next_at = await self.app.store.next_ready_at(workflows, after=claimed_at)
+                next_at = await self.store.next_ready_at(workflows, after=claimed_at)
             except DatabaseUnavailableError:
                 next_at = None
             if self._stop_requested.is_set():
@@ -251,7 +258,7 @@ class Worker:
                         waits.cancel_scope.cancel()
 
                     waits.start_soon(first_of, hint.wait)
-                    waits.start_soon(first_of, lambda: self.app.clock.sleep_until(next_at))
+                    waits.start_soon(first_of, lambda: self.clock.sleep_until(next_at))
         finally:
             self._idle_until = None
 
@@ -267,15 +274,10 @@ class Worker:
         with anyio.move_on_after(seconds):
             await event.wait()
 
-    async def _record_calls(
-        self, calls: Sequence[tuple[Lease, RecordedCall]]
-    ) -> list[RecordedCall | None]:
-        return await self.app.store.record_calls(calls)
-
     def _start(self, claimed: ClaimedJob) -> None:
         """Hand a claimed job to an idle runner (one of ``2 * concurrency`` long-lived
         tasks; much cheaper than a task, or a stream message, per job)."""
-        running = self._engine.prepare(claimed, self.app.registry.get(claimed.job.workflow))
+        running = self._engine.prepare(claimed)
         running.on_handler_done = lambda: self._handler_done(running)
         self._running[claimed.job.id] = running
         self._executing.add(claimed.job.id)
@@ -314,10 +316,10 @@ class Worker:
 
     async def _run_job(self, running: RunningJob) -> None:
         job = running.claimed.job
-        definition = self.app.registry.get(job.workflow)
+        due: datetime | None = None
         try:
             with running.scope:
-                await self._engine.run(running, definition)
+                due = await self._engine.run(running)
         finally:
             # A job that parked can be claimed again by this worker before this run's
             # task ends: only forget the entry if it is still this run's.
@@ -325,8 +327,10 @@ class Worker:
                 del self._running[job.id]
                 self._executing.discard(job.id)
             self._slot_freed.set()
+        if due is not None:
+            self._due(due)
         if running.stop_reason == "cancelled":
-            await self.app.hooks.emit(
+            await self.hooks.emit(
                 HookEvent(
                     event="job:cancelled",
                     job_id=job.id,
@@ -337,11 +341,15 @@ class Worker:
 
     async def _drain(self) -> None:
         """Give running jobs ``drain_timeout`` to finish, then cancel and release them."""
-        if self._running:
-            with anyio.move_on_after(self.drain_timeout):
-                while self._running:
-                    self._slot_freed = anyio.Event()
-                    await self._slot_freed.wait()
+        started = anyio.current_time()
+        while self._running:
+            # stop() again (a second signal) may shorten the drain timeout meanwhile.
+            left = started + self.drain_timeout - anyio.current_time()
+            if left <= 0:
+                break
+            self._slot_freed = anyio.Event()
+            with anyio.move_on_after(left):
+                await self._slot_freed.wait()
         leftovers = list(self._running.values())
         if not leftovers:
             return
@@ -355,7 +363,7 @@ class Worker:
                 await self._slot_freed.wait()
             releases = [Release(r.claimed.lease, not r.claimed.resumed) for r in leftovers]
             try:
-                released = await self.app.store.release_jobs(releases)
+                released = await self.store.release_jobs(releases)
             except DatabaseUnavailableError as exc:
                 released = 0
                 log.warning("flowq: could not hand back unfinished jobs (%s); reclaim will", exc)
@@ -377,7 +385,7 @@ class Worker:
         if not running:
             return
         try:
-            lost = await self.app.store.heartbeat([r.claimed.lease for r in running])
+            lost = await self.store.heartbeat([r.claimed.lease for r in running])
         except DatabaseUnavailableError as exc:
             log.warning("flowq: heartbeat of worker %s failed (%s); retrying", self.worker_id, exc)
             return
@@ -403,7 +411,7 @@ class Worker:
                 else:
                     self._work_hint.set()
 
-            await self.app.store.listen(on_wake, remote=self.notify)
+            await self.store.listen(on_wake, remote=self.notify)
 
     async def _check_cancelled(self, entry: RunningJob, checks: set[int]) -> None:
         try:
@@ -415,12 +423,12 @@ class Worker:
         names = ", ".join(sorted(workflows)[:10]) or "none"
         reason = f"no worker has claimed it; worker {self.worker_id} runs only: {names}"
         try:
-            await self.app.store.mark_unclaimed(workflows, reason)
+            await self.store.mark_unclaimed(workflows, reason)
         except DatabaseUnavailableError as exc:
             log.warning("flowq: could not mark unclaimed jobs: %s", exc)
 
     def _workflow_names(self) -> list[str]:
-        return self._only if self._only is not None else self.app.registry.names()
+        return self._only if self._only is not None else self.registry.names()
 
 
 class _Runner:
@@ -433,6 +441,14 @@ class _Runner:
         self.ready = anyio.Event()
 
 
+def _names(workflows: Any) -> list[str]:
+    if isinstance(workflows, str | bytes) or not isinstance(workflows, Sequence | set | frozenset):
+        raise ValidationError(
+            f"workflows= takes a list of workflow objects or names, got {workflows!r}"
+        )
+    return [_name(workflow) for workflow in workflows]
+
+
 def _name(workflow: Workflow[Any, Any] | str) -> str:
     if isinstance(workflow, Workflow):
         return workflow.name
@@ -442,15 +458,20 @@ def _name(workflow: Workflow[Any, Any] | str) -> str:
 
 
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+    return validate.integer(value, name, minimum=1, bounds=validate.INT32)
 
 
 def _seconds(value: Duration | None, name: str, default: float) -> float:
     if value is None:
         return default
     return parse_duration(value, name=name) / timedelta(seconds=1)
+
+
+def _drain_seconds(value: Duration) -> float:
+    """A drain timeout: a duration, or 0 to hand running jobs back at once."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _seconds(value, "drain_timeout", 30)
 
 
 def _group_limits(value: int | Mapping[str, int] | None) -> GroupLimits | None:

@@ -20,8 +20,8 @@ The life of a job (DESIGN section 3)::
 ``ready_at`` is the instant a job becomes claimable; a claim takes any job whose
 ``ready_at`` has come (pending, waiting with its wait over, failed due to retry).
 Besides the job rows, this module holds what follows a transition: the events'
-metadata, the dead-letter job of a permanent failure, the wait value of a parent
-waiting for a child, and the token rules.
+metadata, the dead-letter job of a permanent failure, and the token rules. (A parent
+waiting for a child parks on ``flowq.replay.child_wait_id``.)
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, ClaimedJob, Ne
 __all__ = [
     "CANCEL",
     "CANCEL_RUNNING",
-    "CHILD_WAIT_PREFIX",
     "CLAIM",
     "COMPLETE",
     "EDIT",
@@ -65,7 +64,6 @@ __all__ = [
     "Transition",
     "Value",
     "check_completable",
-    "child_wait_id",
     "completed_token",
     "dead_letter_job",
     "evaluate",
@@ -78,7 +76,6 @@ __all__ = [
     "reclaimed_metadata",
     "released_metadata",
     "timed_out_token",
-    "waited_child",
 ]
 
 
@@ -470,23 +467,7 @@ def released_metadata(worker_id: str, attempts: int) -> dict[str, Any]:
     return {"worker_id": worker_id, "attempt": attempts, "requeued": True, "reason": "released"}
 
 
-# -- waits and tokens ---------------------------------------------------------------
-
-CHILD_WAIT_PREFIX: Final = "child:"
-"""How ``wait_token_id`` marks a parent waiting for a child job (the triggers of the
-migrations spell it too)."""
-
-
-def child_wait_id(child_id: int) -> str:
-    """What a parent waiting for a child's result stores as ``wait_token_id``."""
-    return f"{CHILD_WAIT_PREFIX}{child_id}"
-
-
-def waited_child(wait_id: str) -> int | None:
-    """The child job a ``wait_token_id`` names, or None for a token id."""
-    if not wait_id.startswith(CHILD_WAIT_PREFIX):
-        return None
-    return int(wait_id.removeprefix(CHILD_WAIT_PREFIX))
+# -- tokens -------------------------------------------------------------------------
 
 
 def check_completable(token: Token, now: datetime) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import flowq
 from flowq.models import ErrorEntry, FailureReason
+from flowq.options import JobOptions, build_child_job
 from flowq.store.base import ClaimedJob, Completion, GroupLimits, Store
 from flowq_testing.clock import FakeClock
 
@@ -23,6 +24,7 @@ __all__ = [
     "echo",
     "event_types",
     "signup",
+    "start_child",
 ]
 
 contract_registry = flowq.Registry()
@@ -50,6 +52,30 @@ async def signup(payload: Signup) -> None:
 @contract_registry.workflow(name="contract.dead_letters")
 async def dead_letters(payload: dict[str, Any]) -> None:
     """Receives jobs that failed permanently."""
+
+
+async def start_child(
+    app: flowq.App,
+    workflow: flowq.Workflow[Any, Any],
+    payload: Any,
+    options: JobOptions,
+    parent_id: int,
+    position: int,
+    outcome_position: int | None = None,
+) -> int:
+    """Add the child job a parent's ``ctx.start_child`` (or ``ctx.call``, with
+    ``outcome_position``) adds at ``position``, as the engine does; return its id."""
+    child = build_child_job(
+        workflow,
+        payload,
+        options,
+        app.clock.now(),
+        parent_id=parent_id,
+        position=position,
+        outcome_position=outcome_position,
+    )
+    [child_id] = await app.store.add_jobs([child])
+    return child_id
 
 
 def event_types(events: list[flowq.JobEvent]) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 import flowq
 from flowq import JobStatus, TokenStatus
-from flowq.replay import RecordedCall
+from flowq.replay import RecordedCall, child_wait_id
 from flowq.store.base import (
     CLEANUP_BATCH_SIZE,
     Completion,
@@ -22,7 +22,7 @@ from flowq.store.base import (
     Release,
 )
 from flowq_testing.clock import FakeClock
-from flowq_testing.contract.base import ContractBase, contract_registry, echo
+from flowq_testing.contract.base import ContractBase, contract_registry, echo, start_child
 
 __all__ = ["DurableVerbsContract"]
 
@@ -212,7 +212,9 @@ class DurableVerbsContract(ContractBase):
         runnable at once, and workers are told."""
         parent_id = await app.start(echo, {"role": "parent"})
         [parent] = await self.claim(app)
-        child_id = await app.start_child(echo, {"role": "child"}, {"max_attempts": 1}, parent_id, 0)
+        child_id = await start_child(
+            app, echo, {"role": "child"}, {"max_attempts": 1}, parent_id, 0
+        )
         looked = await app.get_job(child_id)
         assert looked is not None and looked.status is JobStatus.PENDING
         if finish == "cancel":
@@ -229,7 +231,7 @@ class DurableVerbsContract(ContractBase):
             tasks.start_soon(functools.partial(app.store.listen, hints.append, remote=False))
             await anyio.lowlevel.checkpoint()
             assert await app.store.suspend_job(
-                parent.lease, wait_until=None, token_id=f"child:{child_id}"
+                parent.lease, wait_until=None, token_id=child_wait_id(child_id)
             )
             tasks.cancel_scope.cancel()
         assert "jobs" in hints
@@ -259,13 +261,13 @@ class DurableVerbsContract(ContractBase):
         """A parent waiting for a child becomes runnable when the child finishes."""
         parent_id = await app.start(echo, {"role": "parent"})
         [parent] = await self.claim(app)
-        child_id = await app.start_child(echo, {"role": "child"}, {}, parent_id, 0)
-        again = await app.start_child(echo, {"role": "child"}, {}, parent_id, 0)
+        child_id = await start_child(app, echo, {"role": "child"}, {}, parent_id, 0)
+        again = await start_child(app, echo, {"role": "child"}, {}, parent_id, 0)
         assert again == child_id
         child_job = await app.get_job(child_id)
         assert child_job is not None and child_job.parent_job_id == parent_id
         assert await app.store.suspend_job(
-            parent.lease, wait_until=None, token_id=f"child:{child_id}"
+            parent.lease, wait_until=None, token_id=child_wait_id(child_id)
         )
         [child] = await self.claim(app)
         assert child.job.id == child_id
@@ -277,9 +279,9 @@ class DurableVerbsContract(ContractBase):
         """Cancelling a child wakes a parent waiting for it (which then sees the failure)."""
         parent_id = await app.start(echo, {})
         [parent] = await self.claim(app)
-        child_id = await app.start_child(echo, {}, {}, parent_id, 3)
+        child_id = await start_child(app, echo, {}, {}, parent_id, 3)
         assert await app.store.suspend_job(
-            parent.lease, wait_until=None, token_id=f"child:{child_id}"
+            parent.lease, wait_until=None, token_id=child_wait_id(child_id)
         )
         assert await app.cancel_job(child_id)
         [resumed] = await self.claim(app)
@@ -292,11 +294,11 @@ class DurableVerbsContract(ContractBase):
         unfinished and has not recorded its outcome; once the parent finished, it goes."""
         parent_id = await app.start(echo, {"role": "parent"})
         [parent] = await self.claim(app)
-        child_id = await app.start_child(echo, {"role": "child"}, {}, parent_id, 0, 1)
+        child_id = await start_child(app, echo, {"role": "child"}, {}, parent_id, 0, 1)
         started = [call(0, "@child:x", clock)]
         assert await app.store.record_calls([(parent.lease, c) for c in started]) == started
         assert await app.store.suspend_job(
-            parent.lease, wait_until=None, token_id=f"child:{child_id}"
+            parent.lease, wait_until=None, token_id=child_wait_id(child_id)
         )
         await self.run_to_completion(app, child_id)
         clock.advance(timedelta(days=40))
@@ -318,8 +320,8 @@ class DurableVerbsContract(ContractBase):
         sibling whose outcome is not recorded yet stays)."""
         parent_id = await app.start(echo, {})
         [parent] = await self.claim(app)
-        child_id = await app.start_child(echo, {}, {}, parent_id, 4, 5)
-        awaited_id = await app.start_child(echo, {}, {}, parent_id, 6, 7)
+        child_id = await start_child(app, echo, {}, {}, parent_id, 4, 5)
+        awaited_id = await start_child(app, echo, {}, {}, parent_id, 6, 7)
         children = await self.claim(app)
         assert sorted(c.job.id for c in children) == [child_id, awaited_id]
         assert await app.store.complete_jobs([Completion(c.lease, None) for c in children])
@@ -342,7 +344,7 @@ class DurableVerbsContract(ContractBase):
         any finished job, whatever its parent does."""
         parent_id = await app.start(echo, {})
         assert len(await self.claim(app)) == 1  # the parent runs on
-        child_id = await app.start_child(echo, {}, {}, parent_id, 0)
+        child_id = await start_child(app, echo, {}, {}, parent_id, 0)
         assert await app.cancel_job(child_id)
         assert await app.cleanup_old_jobs(days=0) == 1
         assert await app.get_job(child_id) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from flowq import replay
 from flowq.errors import TokenError
 from flowq.models import EventType, JobStatus, Token, TokenStatus
 from flowq.replay import RecordedCall
@@ -128,7 +129,7 @@ class MemoryDurableVerbs(MemoryTables):
 
     def _wait_is_over(self, wait_id: str) -> bool:
         """Whether the token (or child job) a job waits for is already resolved."""
-        child_id = transitions.waited_child(wait_id)
+        child_id = replay.waited_child(wait_id)
         if child_id is not None:
             child = self._rows.get(child_id)
             return child is not None and child["finished_at"] is not None

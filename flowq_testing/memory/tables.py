@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flowq import replay
 from flowq.clock import Clock
 from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
 from flowq.store import rows, transitions
@@ -118,7 +119,7 @@ class MemoryTables:
 
         Like the ``flowq_jobs_wake_parent`` trigger: when a child job finishes (its
         ``finished_at`` goes from unset to set, whatever the path), a parent waiting
-        for it (``transitions.child_wait_id``) is woken (``transitions.WAKE``) at the
+        for it (``flowq.replay.child_wait_id``) is woken (``transitions.WAKE``) at the
         child's ``finished_at``.
         """
         was_finished = row["finished_at"] is not None
@@ -130,7 +131,7 @@ class MemoryTables:
         if (
             parent is not None
             and parent["status"] == JobStatus.WAITING
-            and parent["wait_token_id"] == transitions.child_wait_id(row["id"])
+            and parent["wait_token_id"] == replay.child_wait_id(row["id"])
         ):
             self._apply(transitions.WAKE, parent, finished_at)
 

@@ -182,6 +182,32 @@ async def test_sigterm_hands_back_a_job_that_outlasts_the_drain_timeout(
     assert len(read_lines(tmp_path / "runs.txt")) == 2
 
 
+async def test_a_second_sigterm_hands_the_job_back_at_once(
+    database_url: str, app: flowq.App, workers: Workers, tmp_path: Path
+) -> None:
+    """SIGTERM starts a 60 s drain; a second SIGTERM hands the running job back at
+    once, says so, and exits 0; the job is pending, its attempt not counted."""
+    job_id = await app.add_job("acceptance.slow_once", slow_once_payload(tmp_path, 60))
+    worker = await workers.start(database_url, "--drain-timeout", "60", name="twice")
+    await wait_until_running(app, job_id, tmp_path, worker)
+
+    worker.signal(signal.SIGTERM)
+
+    async def draining() -> bool:
+        return "send it again" in worker.output()
+
+    await eventually(draining, "the worker drains", state=describe(app), watch=[worker])
+    signalled = anyio.current_time()
+    worker.signal(signal.SIGTERM)
+    assert await worker.exit_status(15) == 0, worker.describe()
+    took = anyio.current_time() - signalled
+    assert took < 5, f"exit took {took:.1f}s after the second SIGTERM"
+    assert "received again; handing 1 running job(s) back now" in worker.output()
+    job = await job_of(app, job_id)
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.PENDING, 0, None), job
+    assert await events_of(app, job_id) == ["added", "processing", "reclaimed"]
+
+
 # -- 3. SIGKILL: stuck until reclaimed ------------------------------------------------------
 
 

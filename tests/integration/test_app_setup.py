@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import flowq
 from flowq.store.sql import SqlStore
+from flowq_testing import FakeClock, InMemoryStore
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +134,16 @@ async def test_start_takes_a_workflow_object(sqlite_url: str) -> None:
     async with flowq.App(sqlite_url, auto_migrate=True) as app:
         with pytest.raises(flowq.ValidationError, match="add_job"):
             await app.start("some.name", {})  # type: ignore[arg-type]
+
+
+def test_an_app_and_its_store_share_one_clock() -> None:
+    """The App takes the store's clock, gives its clock to a store on the default wall
+    clock, and refuses a second clock for a store that has its own."""
+    own = FakeClock()
+    assert flowq.App(store=InMemoryStore(clock=own)).clock is own
+    defaulted = InMemoryStore()
+    app = flowq.App(store=defaulted, clock=own)
+    assert app.clock is own and defaulted.clock is own
+    with pytest.raises(flowq.ValidationError, match="clock of its own"):
+        flowq.App(store=InMemoryStore(clock=own), clock=FakeClock())
+    assert flowq.App(store=InMemoryStore(clock=own), clock=own).clock is own

@@ -16,6 +16,7 @@ import flowq
 from flowq import JobStatus, codec
 from flowq.replay import RecordedCall
 from flowq_testing import FakeClock
+from flowq_testing.contract.base import start_child
 
 pytestmark = pytest.mark.anyio
 
@@ -192,7 +193,7 @@ async def test_a_child_deleted_before_its_outcome_was_recorded_fails_the_parent(
 
     parent_id = await app.start(orphaned_parent, {})
     [claimed] = await app.store.claim_jobs("test", 1, [orphaned_parent.name])
-    child_id = await app.start_child(child_workflow, {"n": 2}, {}, parent_id, 0)
+    child_id = await start_child(app, child_workflow, {"n": 2}, {}, parent_id, 0)
     started = [recorded(0, "@child:square", child_id)]
     assert await app.store.record_calls([(claimed.lease, c) for c in started]) == started
     assert await app.store.suspend_job(claimed.lease, wait_until=None, token_id=f"child:{child_id}")
@@ -225,7 +226,7 @@ async def test_child_failures_recorded_by_id_only_still_replay(
 
     parent_id = await app.start(old_parent, {})
     [claimed] = await app.store.claim_jobs("test", 1, [old_parent.name])
-    child_id = await app.start_child(child_workflow, {}, {}, parent_id, 0, 1)
+    child_id = await start_child(app, child_workflow, {}, {}, parent_id, 0, 1)
     await run(app, child_workflow)
     old_record = codec.encode({"job_id": child_id}, what="old record")
     calls = [recorded(0, "@child:broken", child_id), recorded(1, "@child_result", error=old_record)]

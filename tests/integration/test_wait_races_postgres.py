@@ -36,6 +36,7 @@ from flowq import JobStatus
 from flowq.store.base import ClaimedJob, Completion, Lease, NewToken
 from flowq.store.sql import SqlStore
 from flowq_testing import FakeClock
+from flowq_testing.contract.base import start_child
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -260,7 +261,7 @@ async def test_a_child_finishing_while_its_parent_parks(
     runnable."""
     parent_id = await app.start(job, {"role": "parent"})
     [parent] = await app.store.claim_jobs("w", 1, registry.names())
-    child_id = await app.start_child(job, {"role": "child"}, {"max_attempts": 1}, parent_id, 0)
+    child_id = await start_child(app, job, {"role": "child"}, {"max_attempts": 1}, parent_id, 0)
     child_job = await app.get_job(child_id)  # what the parent's ctx.call() reads
     assert child_job is not None and child_job.status is JobStatus.PENDING
     child: ClaimedJob | None = None

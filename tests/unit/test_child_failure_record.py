@@ -8,7 +8,7 @@ import pytest
 
 import flowq
 from flowq import FailureReason, JobStatus, codec
-from flowq.context import _child_failure_json, _ChildFailure
+from flowq.failures import child_failure, child_failure_json
 from flowq.models import ErrorEntry
 
 MOMENT = datetime(2030, 1, 31, 12, tzinfo=UTC)
@@ -55,8 +55,7 @@ def failed_child(payload: object, output: object = None) -> flowq.Job:
 def test_a_failed_child_is_recorded_in_full() -> None:
     """The record rebuilds an equal Job and the same JobFailedError message."""
     child = failed_child({"image": "b.gif"})
-    record = _child_failure_json(child)
-    decoded = codec.decode(record, _ChildFailure)
+    decoded = child_failure(child_failure_json(child))
     assert decoded.job == child
     assert decoded.type == "flowq.errors.JobFailedError"
     assert (
@@ -72,8 +71,15 @@ def test_a_child_too_large_to_record_is_recorded_without_payload_and_output(
     """Past the size limit the payload and output are left out; the rest is kept."""
     monkeypatch.setattr(codec, "MAX_VALUE_BYTES", 2000)
     child = failed_child("x" * 1500, output="y" * 1500)
-    decoded = codec.decode(_child_failure_json(child), _ChildFailure)
+    decoded = child_failure(child_failure_json(child))
     assert decoded.job is not None
     assert (decoded.job.payload, decoded.job.output) == (None, None)
     assert decoded.job.error_history == child.error_history
     assert decoded.job.failure_reason is FailureReason.HANDLER_ERROR
+
+
+def test_an_older_child_failure_record_holds_only_the_id() -> None:
+    """Records written before child failures were recorded in full read back with
+    ``job`` None, so ctx.call looks the child up by ``job_id``."""
+    decoded = child_failure('{"job_id": 7}')
+    assert (decoded.job, decoded.job_id, decoded.message, decoded.type) == (None, 7, "", "")

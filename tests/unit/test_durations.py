@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import flowq
-from flowq.durations import parse_duration, to_utc
+from flowq.durations import add_months, parse_duration, to_utc, wake_time
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,43 @@ def test_to_utc_converts_and_rejects_naive() -> None:
     assert to_utc(tokyo, name="run_at").tzinfo is UTC
     with pytest.raises(flowq.ValidationError, match="naive"):
         to_utc(datetime(2030, 1, 1), name="run_at")
+
+
+def at(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    """An instant in UTC."""
+    return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("moment", "months", "expected"),
+    [
+        (at(2030, 1, 15), 1, at(2030, 2, 15)),
+        (at(2030, 1, 31), 1, at(2030, 2, 28)),  # clamped to the month's length
+        (at(2032, 1, 31), 1, at(2032, 2, 29)),  # a leap year
+        (at(2030, 3, 31), 1, at(2030, 4, 30)),
+        (at(2030, 12, 10, 7), 1, at(2031, 1, 10, 7)),  # over the year, time kept
+        (at(2030, 11, 30), 14, at(2032, 1, 30)),
+        (at(2030, 5, 31), 0, at(2030, 5, 31)),
+        (at(2030, 3, 31), -1, at(2030, 2, 28)),
+    ],
+)  # fmt: skip
+def test_calendar_months_clamp_the_day(moment: datetime, months: int, expected: datetime) -> None:
+    """add_months moves by calendar months; a day the target month lacks becomes its
+    last day."""
+    assert add_months(moment, months) == expected
+
+
+@pytest.mark.parametrize(
+    ("months", "delta", "expected"),
+    [
+        (0, timedelta(hours=5), at(2030, 1, 31, 5)),
+        (1, timedelta(0), at(2030, 2, 28)),
+        (1, timedelta(days=1), at(2030, 3, 1)),  # months first, then the rest
+        (12, timedelta(minutes=30), datetime(2031, 1, 31, 0, 30, tzinfo=UTC)),
+    ],
+)
+def test_wake_times_add_months_then_the_rest(
+    months: int, delta: timedelta, expected: datetime
+) -> None:
+    """ctx.wait_for's wake time: calendar months from now, then the other amounts."""
+    assert wake_time(at(2030, 1, 31), months=months, delta=delta) == expected

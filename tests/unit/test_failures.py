@@ -14,8 +14,15 @@ from typing import Any
 import pytest
 
 import flowq
-from flowq.durable import error_json
-from flowq.failures import MAX_ARGS_BYTES, error_args, rebuild_exception, replayed_error
+from flowq.failures import (
+    MAX_ARGS_BYTES,
+    error_args,
+    error_json,
+    exception_message,
+    exception_name,
+    rebuild_exception,
+    replayed_error,
+)
 
 
 class CardDeclined(Exception):
@@ -67,6 +74,27 @@ def record(message: str, type_name: str, **extra: Any) -> str:
 
 
 # -- what is stored -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "name", "message"),
+    [
+        (ValueError("bad"), "ValueError", "bad"),
+        (KeyError("k"), "KeyError", "'k'"),
+        (TimeoutError(), "TimeoutError", "TimeoutError()"),  # no text: its repr
+        (CardDeclined("visa", 51), f"{__name__}.CardDeclined", "('visa', 51)"),
+        (Outer.Inner("nested"), f"{__name__}.Outer.Inner", "nested"),
+        (flowq.TokenError("gone"), "flowq.errors.TokenError", "gone"),
+    ],
+)
+def test_stored_errors_name_the_type_and_message(
+    exc: BaseException, name: str, message: str
+) -> None:
+    """exception_name: bare for builtins, module-qualified otherwise; exception_message:
+    the text, else the repr; error_json stores both."""
+    assert (exception_name(exc), exception_message(exc)) == (name, message)
+    stored = json.loads(error_json(exc))
+    assert (stored["type"], stored["message"]) == (name, message)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ def test_every_error_derives_from_flowq_error() -> None:
 
 
 PURE_MODULES = ["flowq.registry", "flowq.models", "flowq.durations", "flowq.errors",
-                "flowq.codec", "flowq.failures",
+                "flowq.codec", "flowq.failures", "flowq.replay",
                 "flowq.store", "flowq.store.base", "flowq.store.transitions", "flowq.store.rows",
                 "flowq.store.batch", "flowq.store.wakeups"]  # fmt: skip
 IO_LIBRARIES = ("sqlalchemy", "anyio", "asyncpg", "aiosqlite")

@@ -115,3 +115,14 @@ def test_dead_letter_may_be_a_workflow_object() -> None:
     letters = registry.workflow(name="letters")(lambda payload: None)
     main = registry.workflow(name="main", dead_letter=letters)(lambda payload: None)
     assert main.dead_letter == "letters"
+
+
+def test_an_unknown_workflow_option_is_named() -> None:
+    """A misspelled option is a ValidationError listing the valid ones, not a TypeError."""
+    registry = flowq.Registry()
+    with pytest.raises(flowq.ValidationError, match=r"retry_delay.*valid: dead_letter"):
+
+        @registry.workflow(retry_delay=1)  # type: ignore[call-overload]
+        async def handler(payload: dict[str, int]) -> None: ...
+
+    assert len(registry) == 0

@@ -298,13 +298,6 @@ def test_dead_letter_job_carries_the_failure() -> None:
     assert payload["error"]["message"] == "boom"
 
 
-def test_child_wait_ids_round_trip() -> None:
-    """A parent's wait on a child is one spelling; token ids are not children."""
-    assert t.child_wait_id(12) == f"{t.CHILD_WAIT_PREFIX}12"
-    assert t.waited_child(t.child_wait_id(12)) == 12
-    assert t.waited_child("Zx81-token") is None
-
-
 def token(status: TokenStatus, timeout_at: datetime | None = None) -> Token:
     """A stored token."""
     return Token(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowq import replay
 from flowq.errors import TokenError
 from flowq.models import EventType, JobStatus, Token, TokenStatus
 from flowq.replay import RecordedCall
@@ -82,7 +83,7 @@ class SqlDurableVerbs(SqlBase):
         """Whether the token (or child job) a job waits for is already resolved; its
         row stays locked FOR SHARE (PostgreSQL) until the transaction ends, so it
         cannot be resolved meanwhile."""
-        child = transitions.waited_child(wait_id)
+        child = replay.waited_child(wait_id)
         if child is not None:
             query = select(jobs.c.finished_at.is_not(None)).where(jobs.c.id == child)
         else:

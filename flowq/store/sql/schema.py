@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
-from flowq.store.transitions import CHILD_WAIT_PREFIX
+from flowq.replay import CHILD_WAIT_PREFIX
 
 __all__ = [
     "cron_schedules",

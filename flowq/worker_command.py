@@ -72,13 +72,26 @@ async def run_worker(args: argparse.Namespace) -> None:
         async with anyio.create_task_group() as tasks:
 
             async def stop_on_signal() -> None:
+                """The first SIGINT/SIGTERM drains; a second one hands back at once."""
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    draining = False
                     async for received in signals:
-                        log.info(
-                            "flowq: %s received; draining for up to %.0fs",
-                            signal.Signals(received).name, worker.drain_timeout,
+                        name = signal.Signals(received).name
+                        if not draining:
+                            draining = True
+                            log.info(
+                                "flowq: %s received; draining for up to %.0fs (send it "
+                                "again to hand running jobs back at once)",
+                                name, worker.drain_timeout,
+                            )  # fmt: skip
+                            await worker.stop()
+                            continue
+                        log.warning(
+                            "flowq: %s received again; handing %d running job(s) back now "
+                            "(their recorded steps are kept)",
+                            name, len(worker.running_jobs),
                         )  # fmt: skip
-                        await worker.stop()
+                        await worker.stop(drain_timeout=0)
                         return
 
             tasks.start_soon(stop_on_signal)

@@ -1,0 +1,85 @@
+"""Group commit: outcomes of concurrent jobs share one store call, others pass through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+import flowq
+from flowq.store.base import Completion
+from flowq.store.batching import BatchingStore
+from flowq_testing import FakeClock, InMemoryStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """flowq runs on asyncio."""
+    return "asyncio"
+
+
+class SlowFirstFlush(InMemoryStore):
+    """An in-memory store whose first complete_jobs waits until released, and which
+    remembers the size of every batch it got."""
+
+    def __init__(self) -> None:
+        super().__init__(clock=FakeClock())
+        self.batches: list[int] = []
+        self.release = anyio.Event()
+
+    async def complete_jobs(self, completions: Sequence[Completion]) -> list[bool]:
+        self.batches.append(len(completions))
+        if len(self.batches) == 1:
+            await self.release.wait()
+        return await super().complete_jobs(completions)
+
+
+async def test_completions_arriving_during_a_flush_share_the_next_one() -> None:
+    """One completion flushes at once; the nine that arrive meanwhile go out together,
+    and each caller gets its own result (False for a stale lease)."""
+    inner = SlowFirstFlush()
+    registry = flowq.Registry()
+
+    @registry.workflow(name="noop")
+    async def noop(payload: dict[str, int]) -> None:
+        return None
+
+    app = flowq.App(store=inner, registry=registry, clock=inner.clock)
+    for n in range(10):
+        await app.start(noop, {"n": n})
+    claimed = await inner.claim_jobs("w", 10, ["noop"])
+    batching = BatchingStore(inner)
+    results: dict[int, list[bool]] = {}
+
+    async def complete(index: int, lease_id: int) -> None:
+        lease = claimed[index].lease
+        stale = index == 9
+        completion = Completion(type(lease)(lease.job_id, lease_id + stale, lease.worker_id), None)
+        results[index] = await batching.complete_jobs([completion])
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(batching.run)
+            tasks.start_soon(complete, 0, claimed[0].lease.lease_id)
+            await anyio.wait_all_tasks_blocked()
+            for index in range(1, 10):
+                tasks.start_soon(complete, index, claimed[index].lease.lease_id)
+            await anyio.wait_all_tasks_blocked()
+            inner.release.set()
+            while len(results) < 10:
+                await anyio.wait_all_tasks_blocked()
+            tasks.cancel_scope.cancel()
+    assert inner.batches == [1, 9]
+    assert results == {i: [i != 9] for i in range(10)}
+
+
+async def test_every_other_verb_passes_through() -> None:
+    """Reads and writes that are not batched go straight to the wrapped store."""
+    inner = InMemoryStore(clock=FakeClock())
+    batching = BatchingStore(inner)
+    assert batching.store.clock is inner.clock
+    assert await batching.store.get_job(1) is None
+    assert await batching.store.load_history(1) == []

@@ -1,0 +1,123 @@
+"""JSON in and out of the database (flowq.codec), without a database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+
+import flowq
+from flowq import codec
+
+
+class Order(msgspec.Struct, frozen=True):
+    """A typed payload."""
+
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Point:
+    """A dataclass value."""
+
+    x: int
+    y: int
+
+
+MOMENT = datetime(2030, 1, 31, 12, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "type_"),
+    [
+        (None, Any),
+        (0, int),
+        (1.5, float),
+        ("text", str),
+        ([1, "a", None], list[Any]),
+        ({"a": {"b": [1, 2]}}, dict[str, Any]),
+        (MOMENT, datetime),
+        (uuid.UUID(int=7), uuid.UUID),
+        (Order("pen", 3), Order),
+        (Point(1, 2), Point),
+    ],
+)
+def test_values_round_trip_through_their_type(value: Any, type_: Any) -> None:
+    """What encode writes, decode reads back equal when given the type."""
+    text = codec.encode(value, what="a value")
+    assert isinstance(text, str)
+    assert codec.decode(text, type_) == value
+
+
+def test_decode_without_a_type_gives_builtins_and_none_stays_none() -> None:
+    """Untyped decoding yields plain JSON values; a missing value stays None."""
+    assert codec.decode(codec.encode(Order("pen", 3), what="x")) == {"sku": "pen", "quantity": 3}
+    assert codec.decode(codec.encode(MOMENT, what="x")) == "2030-01-31T12:30:00Z"
+    assert codec.decode(None) is None
+    assert codec.decode(None, int) is None
+
+
+@pytest.mark.parametrize("value", [object(), {1j: 2}, {"f": lambda: None}, [1, object()]])
+def test_values_json_cannot_hold_name_what_they_are(value: Any) -> None:
+    """SerializationError (a ValidationError and ValueError) names the value."""
+    with pytest.raises(
+        flowq.SerializationError, match=r"^result of step 'fetch' cannot be encoded"
+    ):
+        codec.encode(value, what="result of step 'fetch'")
+    assert issubclass(flowq.SerializationError, ValueError)
+
+
+def test_values_over_the_size_limit_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the limit a value is stored; one byte more is a SerializationError saying so."""
+    monkeypatch.setattr(codec, "MAX_VALUE_BYTES", 12)
+    assert codec.encode("x" * 10, what="output") == '"' + "x" * 10 + '"'
+    with pytest.raises(flowq.SerializationError, match=r"output is 13 bytes as JSON, over the 12"):
+        codec.encode("x" * 11, what="output")
+
+
+def test_the_default_limit_is_16_mib() -> None:
+    """Payloads, outputs and step results up to 16 MiB are stored."""
+    assert codec.MAX_VALUE_BYTES == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "type_", "annotation"),
+    [
+        ('"ten"', int, "int"),
+        ('{"sku": "pen"}', Order, "Order"),
+        ("[1, 2]", dict[str, int], "dict"),
+    ],
+)
+def test_decode_result_names_a_value_that_does_not_fit_its_annotation(
+    text: str, type_: Any, annotation: str
+) -> None:
+    """A stored result that does not fit the annotation raises SerializationError
+    naming it and the annotation (not msgspec's error)."""
+    with pytest.raises(flowq.SerializationError) as raised:
+        codec.decode_result(text, type_, what="result of step 'count' (job 3)")
+    message = str(raised.value)
+    assert message.startswith("result of step 'count' (job 3) does not fit its annotation")
+    assert annotation in message
+
+
+def test_decode_result_gives_the_annotated_type() -> None:
+    """A fitting result comes back as its annotated type."""
+    assert codec.decode_result('{"sku": "pen", "quantity": 2}', Order, what="x") == Order("pen", 2)
+    assert codec.decode_result("[1, 2]", Any, what="x") == [1, 2]
+
+
+def test_payloads_are_checked_against_the_workflow_payload_type() -> None:
+    """encode_payload encodes, then refuses a payload that does not fit (PayloadError)."""
+    assert codec.encode_payload(Order("pen", 1), Order, workflow="ship") == (
+        '{"sku":"pen","quantity":1}'
+    )
+    assert codec.encode_payload({"any": "thing"}, Any, workflow="ship") == '{"any":"thing"}'
+    with pytest.raises(flowq.PayloadError, match=r"payload for workflow 'ship' does not fit Order"):
+        codec.encode_payload({"sku": "pen"}, Order, workflow="ship")
+    with pytest.raises(flowq.SerializationError, match=r"payload for workflow 'ship' cannot be"):
+        codec.encode_payload(object(), Order, workflow="ship")
