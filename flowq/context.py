@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 
-from flowq import codec, failures, replay
+from flowq import codec, failures, replay, step_tries
 from flowq.durable import Calls, Done, Failed, LeaseLost, Wait
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc, wake_time
 from flowq.errors import ContextError, FlowqError, JobFailedError, TokenError, ValidationError
@@ -137,7 +137,9 @@ class Context:
 
         async def execute(_started: datetime) -> Done | Failed:
             try:
-                return Done(codec.encode(await step.invoke_with_retries(args, kwargs), what=what))
+                return Done(
+                    codec.encode(await step_tries.run_with_retries(step, args, kwargs), what=what)
+                )
             except Exception as exc:
                 return Failed(failures.error_json(exc), exc)
 

@@ -24,7 +24,17 @@ from flowq.models import DependsOn, Job, RetryPolicy, batch_dep_ref
 from flowq.options import JobSpec
 from flowq.registry import Registry
 
-__all__ = ["demo_registry", "run"]
+__all__ = [
+    "Signup",
+    "charge_card",
+    "demo_registry",
+    "flaky_api",
+    "publish_report",
+    "refund",
+    "resize_image",
+    "run",
+    "send_welcome",
+]
 
 demo_registry = Registry()
 _attempts: Counter[str] = Counter()

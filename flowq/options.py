@@ -18,11 +18,16 @@ from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, NewJob
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_RETRY",
+    "EDITABLE_OPTIONS",
     "JobOptions",
     "JobSpec",
     "build_child_job",
     "build_new_job",
+    "check_change_names",
     "check_changes",
+    "check_option_names",
+    "dead_letter_name",
+    "spec_from_dict",
 ]
 
 

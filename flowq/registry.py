@@ -14,7 +14,14 @@ from flowq.durations import Duration, parse_optional_duration
 from flowq.errors import RegistrationError, UnknownWorkflowError, ValidationError
 from flowq.models import RetryPolicy
 
-__all__ = ["Registry", "Workflow", "WorkflowDecorator", "WorkflowOptions", "default_registry"]
+__all__ = [
+    "Registry",
+    "Workflow",
+    "WorkflowDecorator",
+    "WorkflowOptions",
+    "default_registry",
+    "workflow",
+]
 
 PayloadT = TypeVar("PayloadT")
 ResultT = TypeVar("ResultT")

@@ -4,20 +4,20 @@ Inside a running job, a step call takes its position when it is called; the firs
 execution stores its result, and every later run of the handler gets the stored
 result back without running the body. Outside a job a step is a plain call (always
 awaited; a sync body runs in a worker thread), so it can be unit-tested alone.
+
+This module only defines steps (no I/O library); running a body's tries inside a
+job (retries, timeouts, worker threads) is :mod:`flowq.step_tries`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
-import random
-import threading
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
-
-import anyio
 
 from flowq import current
 from flowq.durations import Duration, parse_optional_duration
@@ -115,112 +115,18 @@ class Step(Generic[P, R]):
         """Run the step: memoized inside a job (its position is taken now), plain outside."""
         ctx = current.current_or_none()
         if ctx is None:
-            return self.invoke(args, kwargs)
+            return self._plain_call(args, kwargs)
         return ctx.run_step(self, args, kwargs)
 
-    async def invoke(self, args: Any, kwargs: Any) -> R:
-        """Run the body once (async, or sync in a worker thread), within its timeout."""
-        return await self._try(args, kwargs, _Tries())
-
-    async def invoke_with_retries(self, args: Any, kwargs: Any) -> R:
-        """Run the body, retrying it ``retries`` times on an exception.
-
-        A try of a sync body that timed out leaves its thread running (a thread
-        cannot be stopped from outside); unless ``overlap_retries`` is set, the next
-        try waits for that thread to end before it runs the body again.
-        """
-        tries = _Tries()
-        while True:
-            try:
-                return await self._try(args, kwargs, tries)
-            except Exception:
-                if tries.count > self.retries:
-                    raise
-            delay = self.retry.wait_after(tries.count, random.random())  # noqa: S311
-            await anyio.sleep(delay.total_seconds())
-
-    async def _try(self, args: Any, kwargs: Any, tries: _Tries) -> R:
-        tries.count += 1
+    async def _plain_call(self, args: Any, kwargs: Any) -> R:
+        """Outside a job: one try, within the step's timeout (a sync body in a worker
+        thread, abandoned at the timeout). No retries, nothing recorded."""
         limit = None if self.timeout is None else self.timeout.total_seconds()
-        if self.is_async:
-            with anyio.fail_after(limit):
+        async with asyncio.timeout(limit):
+            if self.is_async:
                 return await self.fn(*args, **kwargs)  # type: ignore[no-any-return,misc]
-        previous = None if self.overlap_retries else tries.thread
-        body = _Body(cast(Callable[[], R], functools.partial(self.fn, *args, **kwargs)))
-        try:
-            with anyio.fail_after(limit):
-                if previous is not None:
-                    await previous.ended()
-                tries.thread, tries.thread_try = body, tries.count
-                return await anyio.to_thread.run_sync(body.run, abandon_on_cancel=True)
-        except TimeoutError:
-            if tries.thread is body or limit is None:
-                raise
-            raise TimeoutError(
-                f"try {tries.count} of step {self.name!r} did not start within its timeout "
-                f"of {limit:g}s: the thread of try {tries.thread_try}, which timed out, "
-                "was still running"
-            ) from None
-        finally:
-            body.settle()
-
-
-class _Body:
-    """A sync step body handed to a worker thread, and whether that thread is done.
-
-    A try that times out stops waiting for its thread, but the thread runs on; the
-    next try awaits :meth:`ended` so that two tries never run the body at once.
-    """
-
-    __slots__ = ("_call", "_done", "_dropped", "_lock", "_started")
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self._call = call
-        self._lock = threading.Lock()
-        self._started = False
-        self._dropped = False
-        self._done = threading.Event()
-
-    def run(self) -> Any:
-        """Run the body (in the worker thread), then signal that it ended."""
-        with self._lock:
-            if self._dropped:
-                return None
-            self._started = True
-        try:
-            return self._call()
-        finally:
-            self._done.set()
-
-    def settle(self) -> None:
-        """The try is over: if no thread took the body yet, it never will."""
-        with self._lock:
-            if not self._started:
-                # anyio drops a call cancelled before a thread picked it up; if one
-                # picks it up anyway, run() sees this and does nothing.
-                self._dropped = True
-                self._done.set()
-
-    async def ended(self) -> None:
-        """Wait until no thread runs the body any more (cancellable at once)."""
-        while not self._done.is_set():
-            # The wait happens in a helper thread that gives up after a second, so a
-            # cancelled wait leaves no thread blocked on a body that never ends.
-            await anyio.to_thread.run_sync(
-                self._done.wait, 1.0, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
-            )
-
-
-class _Tries:
-    """The tries of one step call: how many began, and the body (and number) of the
-    last try that handed a sync body to a thread."""
-
-    __slots__ = ("count", "thread", "thread_try")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.thread: _Body | None = None
-        self.thread_try = 0
+            body = cast(Callable[[], R], functools.partial(self.fn, *args, **kwargs))
+            return await asyncio.to_thread(body)
 
 
 class StepDecorator(Protocol):

@@ -31,7 +31,11 @@ from flowq.registry import Registry, Workflow
 from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
 from flowq.store.batching import BatchingStore
 
-__all__ = ["Worker", "WorkerOptions"]
+__all__ = [
+    "UNCLAIMED_CHECK_EVERY",
+    "Worker",
+    "WorkerOptions",
+]
 
 log = logging.getLogger("flowq.worker")
 

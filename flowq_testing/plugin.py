@@ -6,6 +6,8 @@ import pytest
 
 from flowq_testing.clock import FakeClock
 
+__all__ = ["fake_clock"]
+
 
 @pytest.fixture
 def fake_clock() -> FakeClock:

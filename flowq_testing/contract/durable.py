@@ -24,7 +24,10 @@ from flowq.store.base import (
 from flowq_testing.clock import FakeClock
 from flowq_testing.contract.base import ContractBase, contract_registry, echo, start_child
 
-__all__ = ["DurableVerbsContract"]
+__all__ = [
+    "DurableVerbsContract",
+    "call",
+]
 
 
 def call(

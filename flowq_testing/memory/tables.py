@@ -23,7 +23,15 @@ from flowq.store import rows, transitions
 from flowq.store.base import JobFilter, Lease
 from flowq.store.wakeups import LocalWakeups
 
-__all__ = ["EventRow", "MemoryTables", "matches", "tags_match", "utc", "utc_values"]
+__all__ = [
+    "EventRow",
+    "Events",
+    "MemoryTables",
+    "matches",
+    "tags_match",
+    "utc",
+    "utc_values",
+]
 
 _RUN_AT_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
     "eq": operator.eq,

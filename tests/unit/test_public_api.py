@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import inspect
+import logging
+import pkgutil
+import typing
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,64 @@ def test_all_is_sorted_and_complete(module_name: str) -> None:
     assert missing == []
 
 
+def _all_modules() -> list[str]:
+    import flowq
+    import flowq_testing
+
+    names = []
+    for package in (flowq, flowq_testing):
+        names.append(package.__name__)
+        names += [
+            info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+        ]
+    return sorted(names)
+
+
+def _defined_public_names(module: object) -> set[str]:
+    """Names a module defines at its top level (classes, functions, assignments),
+    without underscores, type variables and loggers."""
+    tree = ast.parse(Path(inspect.getfile(module)).read_text())  # type: ignore[arg-type]
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return {
+        name
+        for name in defined
+        if not name.startswith("_")
+        and not isinstance(
+            getattr(module, name, None), typing.TypeVar | typing.ParamSpec | logging.Logger
+        )
+    }
+
+
+@pytest.mark.parametrize("module_name", _all_modules())
+def test_every_module_exports_exactly_what_it_defines(module_name: str) -> None:
+    """Both directions, as httpx checks: every public name a module defines is in its
+    ``__all__``, and every name in ``__all__`` exists (ruff keeps it sorted)."""
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    assert names is not None, f"{module_name} has no __all__"
+    assert [name for name in names if not hasattr(module, name)] == []
+    assert sorted(_defined_public_names(module) - set(names)) == []
+
+
+def test_what_users_catch_is_exported() -> None:
+    """Every exception class of flowq.errors is a top-level name."""
+    import flowq
+    import flowq.errors
+
+    errors = {
+        name
+        for name, value in vars(flowq.errors).items()
+        if isinstance(value, type) and issubclass(value, Exception)
+    }
+    assert sorted(errors - set(flowq.__all__)) == []
+
+
 def test_every_error_derives_from_flowq_error() -> None:
     """Every exception flowq exports is a FlowqError; validation ones are ValueErrors too."""
     import flowq
@@ -32,7 +94,8 @@ def test_every_error_derives_from_flowq_error() -> None:
 
 
 PURE_MODULES = ["flowq.registry", "flowq.models", "flowq.durations", "flowq.errors",
-                "flowq.codec", "flowq.failures", "flowq.replay",
+                "flowq.codec", "flowq.failures", "flowq.replay", "flowq.clock", "flowq.current",
+                "flowq.validate", "flowq.options", "flowq.steps",
                 "flowq.store", "flowq.store.base", "flowq.store.transitions", "flowq.store.rows",
                 "flowq.store.batch", "flowq.store.wakeups"]  # fmt: skip
 IO_LIBRARIES = ("sqlalchemy", "anyio", "asyncpg", "aiosqlite")

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 import flowq
-from flowq.steps import _Body
+from flowq.step_tries import ThreadBody
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,7 @@ async def test_a_body_dropped_before_a_thread_took_it_never_runs() -> None:
     """A try cancelled before a worker thread picked its body up: the body never runs,
     even if a thread picks it up later, and the next try need not wait for it."""
     ran: list[str] = []
-    dropped = _Body(lambda: ran.append("ran"))
+    dropped = ThreadBody(lambda: ran.append("ran"))
     dropped.settle()
     assert dropped.run() is None and ran == []
     with anyio.fail_after(5):
@@ -43,7 +43,7 @@ async def test_a_body_that_ran_is_ended_only_when_its_thread_returns() -> None:
     """ended() waits for the thread running the body; settle() after the run changes
     nothing."""
     release = threading.Event()
-    running = _Body(lambda: release.wait(5))
+    running = ThreadBody(lambda: release.wait(5))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(anyio.to_thread.run_sync, running.run)
         with anyio.move_on_after(0.05):

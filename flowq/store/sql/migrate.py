@@ -15,7 +15,14 @@ from flowq.errors import SchemaError
 from flowq.store.sql import schema
 from flowq.store.sql.dialect import SqlDialect
 
-__all__ = ["Migration", "applied_version", "apply_migrations", "latest_version", "load_migrations"]
+__all__ = [
+    "Migration",
+    "applied_version",
+    "apply_migrations",
+    "latest_version",
+    "load_migrations",
+    "split_statements",
+]
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _DIALECT_FOLDERS = {"postgresql": "postgres", "sqlite": "sqlite"}

@@ -30,7 +30,15 @@ from flowq.store.sql.dialect import ErrorKind
 from flowq.store.sql.render import set_clause
 from flowq.store.sql.schema import jobs
 
-__all__ = ["CHANNEL", "PostgresDialect"]
+__all__ = [
+    "ADD_JOBS",
+    "CHANNEL",
+    "CLAIM_JOBS",
+    "COMPLETE_JOBS",
+    "LOAD_HISTORY",
+    "RECORD_CALLS",
+    "PostgresDialect",
+]
 
 CHANNEL: Final = "flowq_jobs"
 """The notification channel workers LISTEN on."""

@@ -43,6 +43,14 @@ from sqlalchemy.types import TypeEngine
 from flowq.replay import CHILD_WAIT_PREFIX
 
 __all__ = [
+    "NOTIFY_FUNCTION",
+    "NOTIFY_TRIGGER",
+    "WAKE_PARENT_FUNCTION",
+    "WAKE_PARENT_TRIGGER_POSTGRES",
+    "WAKE_PARENT_TRIGGER_SQLITE",
+    "Id",
+    "TagList",
+    "UtcDateTime",
     "cron_schedules",
     "job_dependencies",
     "job_events",

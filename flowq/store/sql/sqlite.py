@@ -47,7 +47,15 @@ from flowq.store.sql.dialect import ErrorKind
 from flowq.store.sql.render import set_clause
 from flowq.store.sql.schema import UtcDateTime, jobs
 
-__all__ = ["BUSY_TIMEOUT_MS", "LOCK_WAIT_SECONDS", "PIN_BUSY_TIMEOUT_MS", "SqliteDialect"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "LOCK_WAIT_SECONDS",
+    "PIN_BUSY_TIMEOUT_MS",
+    "SqliteDialect",
+    "immediate",
+    "read_time",
+    "stored_time",
+]
 
 BUSY_TIMEOUT_MS: Final = 30000
 """How long a SQLite statement waits for another connection's lock."""
