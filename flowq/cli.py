@@ -35,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
         "--drain-timeout", type=float, default=30.0,
         help="seconds running jobs get to finish after SIGINT/SIGTERM (30)",
     )  # fmt: skip
+    worker.add_argument(
+        "--heartbeat-interval", type=float, default=5.0,
+        help="seconds between refreshes of running jobs' locks (5)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--lease-timeout", type=float, default=None,
+        help="seconds after which a job whose lock was not refreshed is taken back from "
+        "its (dead) worker (30, or 3 heartbeat intervals if longer; at least 2)",
+    )  # fmt: skip
     worker.add_argument("--worker-id", help="name used in locks and events")
     worker.add_argument("--no-notify", action="store_true", help="poll only (no LISTEN/NOTIFY)")
     worker.add_argument(

@@ -32,6 +32,7 @@ from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
 from flowq.store.batching import BatchingStore
 
 __all__ = [
+    "RECLAIM_BATCH_SIZE",
     "UNCLAIMED_CHECK_EVERY",
     "Worker",
     "WorkerOptions",
@@ -40,6 +41,9 @@ __all__ = [
 log = logging.getLogger("flowq.worker")
 
 _FOREVER = datetime.max.replace(tzinfo=UTC)
+
+RECLAIM_BATCH_SIZE = 100
+"""Most jobs of dead workers one heartbeat takes back (the next takes more)."""
 
 UNCLAIMED_CHECK_EVERY = 30.0
 """Seconds between two looks for due jobs that no worker here can run."""
@@ -55,6 +59,7 @@ class WorkerOptions(TypedDict, total=False):
     worker_id: str | None
     group_concurrency: int | Mapping[str, int] | None
     heartbeat_interval: Duration
+    lease_timeout: Duration | None
     drain_timeout: Duration
     notify: bool
 
@@ -79,6 +84,11 @@ class Worker:
         group_concurrency: Running jobs per concurrency group across all workers:
             one limit for every group, or ``{"group": limit}``.
         heartbeat_interval: How often running jobs' locks are refreshed.
+        lease_timeout: A running job whose lock has not been refreshed for this long
+            belongs to a worker that died (SIGKILL, out of memory, a lost machine): at
+            each heartbeat, this worker takes such jobs back (pending again, or failed
+            if that was their last attempt). At least twice ``heartbeat_interval``;
+            default 30 s, or three heartbeat intervals if that is longer.
         drain_timeout: On stop, how long running jobs may take to finish before
             they are cancelled and handed back.
         notify: Listen to other processes' wake-ups (PostgreSQL LISTEN/NOTIFY).
@@ -100,6 +110,7 @@ class Worker:
         worker_id: str | None = None,
         group_concurrency: int | Mapping[str, int] | None = None,
         heartbeat_interval: Duration = 5,
+        lease_timeout: Duration | None = None,
         drain_timeout: Duration = 30,
         notify: bool = True,
     ) -> None:
@@ -112,6 +123,13 @@ class Worker:
         default_poll = store.capabilities.poll_interval
         self.poll_interval = _seconds(poll_interval, "poll_interval", default_poll)
         self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval", 5)
+        default_lease = max(30.0, 3 * self.heartbeat_interval)
+        self.lease_timeout = _seconds(lease_timeout, "lease_timeout", default_lease)
+        if self.lease_timeout < 2 * self.heartbeat_interval:
+            raise ValidationError(
+                f"lease_timeout ({self.lease_timeout:g}s) must be at least twice "
+                f"heartbeat_interval ({self.heartbeat_interval:g}s)"
+            )
         self.drain_timeout = _drain_seconds(drain_timeout)
         self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.groups = _group_limits(group_concurrency)
@@ -380,10 +398,32 @@ class Worker:
         )
 
     async def _heartbeats(self) -> None:
-        """Refresh running jobs' locks; cancel the ones this worker no longer holds."""
+        """Refresh running jobs' locks and cancel the ones this worker no longer holds;
+        then take back jobs of workers whose heartbeats stopped."""
         while True:
             await anyio.sleep(self.heartbeat_interval)
             await self._check_leases(list(self._running.values()))
+            await self._reclaim_expired()
+
+    async def _reclaim_expired(self) -> None:
+        """Jobs whose lock is older than ``lease_timeout`` belong to a dead worker."""
+        try:
+            taken = await self.store.reclaim_expired_leases(
+                timedelta(seconds=self.lease_timeout),
+                limit=RECLAIM_BATCH_SIZE,
+                sparing=self.worker_id,
+            )
+        except DatabaseUnavailableError as exc:
+            log.warning("flowq: worker %s could not look for dead workers' jobs (%s)",
+                        self.worker_id, exc)  # fmt: skip
+            return
+        if taken:
+            log.warning(
+                "flowq: worker %s took back %d job(s) whose worker stopped heartbeating "
+                "for %.0fs",
+                self.worker_id, taken, self.lease_timeout,
+            )  # fmt: skip
+            self._work_hint.set()
 
     async def _check_leases(self, running: list[RunningJob]) -> None:
         if not running:

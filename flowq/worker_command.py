@@ -58,6 +58,8 @@ async def run_worker(args: argparse.Namespace) -> None:
     worker = app.create_worker(
         concurrency=args.concurrency,
         drain_timeout=args.drain_timeout,
+        heartbeat_interval=args.heartbeat_interval,
+        lease_timeout=args.lease_timeout,
         worker_id=args.worker_id,
         notify=not args.no_notify,
     )

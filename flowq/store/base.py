@@ -407,6 +407,14 @@ class Store(Protocol):
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
         """Return processing jobs locked longer than max(older_than, timeout) to pending."""
 
+    async def reclaim_expired_leases(
+        self, older_than: timedelta, *, limit: int, sparing: str | None = None
+    ) -> int:
+        """Take back up to ``limit`` processing jobs whose lock, refreshed by their
+        worker's heartbeats, is older than ``older_than`` (their worker died), whatever
+        their timeout, except jobs locked by worker ``sparing``; as
+        :meth:`reclaim_stuck_jobs` otherwise. Running workers call it."""
+
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:
         """Delete finished jobs that finished at or before now - ``older_than``, in
         batches of :data:`CLEANUP_BATCH_SIZE` (one transaction each); return the count."""

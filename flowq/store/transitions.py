@@ -340,9 +340,15 @@ def is_upcoming(row: Mapping[Any, Any]) -> bool:
     return row["finished_at"] is None and row["status"] != JobStatus.PROCESSING
 
 
-def is_stuck(row: Mapping[Any, Any], older_than: timedelta, now: datetime) -> bool:
-    """Whether a processing job's lock is older than max(``older_than``, its timeout)."""
-    limit = max(older_than, rows.from_ms(row["timeout_ms"]) or timedelta(0))
+def is_stuck(
+    row: Mapping[Any, Any], older_than: timedelta, now: datetime, *, heed_timeout: bool = True
+) -> bool:
+    """Whether a processing job's lock is older than max(``older_than``, its timeout),
+    or than ``older_than`` alone without ``heed_timeout`` (an expired lease: its
+    worker's heartbeats stopped)."""
+    limit = older_than
+    if heed_timeout:
+        limit = max(older_than, rows.from_ms(row["timeout_ms"]) or timedelta(0))
     return row["locked_at"] is not None and row["locked_at"] <= now - limit
 
 

@@ -15,6 +15,7 @@ from flowq_testing.clock import FakeClock
 from flowq_testing.contract.base import (
     ContractBase,
     Signup,
+    contract_registry,
     dead_letters,
     echo,
     event_types,
@@ -419,6 +420,31 @@ class RunVerbsContract(ContractBase):
         clock.advance(timedelta(hours=1))
         assert await app.reclaim_stuck_jobs(0) == 1
         assert await app.reclaim_stuck_jobs(0) == 0
+
+    async def test_expired_leases_are_taken_back_whatever_the_timeout(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """reclaim_expired_leases takes jobs whose lock is older than the lease, even
+        with a long timeout, at most ``limit`` at a time, never those of ``sparing``,
+        and never jobs whose lock a heartbeat refreshed."""
+        ids = [await app.start(echo, {"n": n}, timeout=timedelta(hours=1)) for n in range(3)]
+        [mine] = await app.store.claim_jobs("me", 1, contract_registry.names())
+        others = await app.store.claim_jobs("dead", 2, contract_registry.names())
+        fresh = await app.start(echo, {"n": 3})
+        clock.advance(timedelta(seconds=31))
+        [live] = await app.store.claim_jobs("alive", 1, contract_registry.names())
+        assert live.job.id == fresh
+        lease = timedelta(seconds=30)
+        assert await app.store.reclaim_expired_leases(lease, limit=1, sparing="me") == 1
+        assert await app.store.reclaim_expired_leases(lease, limit=10, sparing="me") == 1
+        assert await app.store.reclaim_expired_leases(lease, limit=10, sparing="me") == 0
+        for claimed in others:
+            job = await app.get_job(claimed.job.id)
+            assert job is not None and (job.status, job.locked_by) == (JobStatus.PENDING, None)
+        assert await app.store.heartbeat([mine.lease]) == []
+        clock.advance(timedelta(seconds=29))
+        assert await app.store.reclaim_expired_leases(lease, limit=10) == 0
+        assert {c.job.id for c in [mine, *others]} == set(ids)
 
     async def test_reclaiming_the_last_attempt_fails_the_job(
         self, app: flowq.App, clock: FakeClock

@@ -250,12 +250,32 @@ class MemoryRunVerbs(MemoryTables):
         A job with attempts left returns to pending; one whose lost attempt was its
         last fails permanently (reason ``timeout``). Returns how many were taken back.
         """
+        return self._reclaim(older_than, heed_timeout=True, limit=None)
+
+    async def reclaim_expired_leases(
+        self, older_than: timedelta, *, limit: int, sparing: str | None = None
+    ) -> int:
+        """Take back up to ``limit`` processing jobs whose heartbeats stopped longer
+        than ``older_than`` ago, whatever their timeout, except those of worker
+        ``sparing`` (as reclaim_stuck_jobs)."""
+        return self._reclaim(older_than, heed_timeout=False, limit=limit, sparing=sparing)
+
+    def _reclaim(
+        self,
+        older_than: timedelta,
+        *,
+        heed_timeout: bool,
+        limit: int | None,
+        sparing: str | None = None,
+    ) -> int:
         now = self._now()
         stuck = [
             row
             for _, row in sorted(self._rows.items())
-            if row["status"] == JobStatus.PROCESSING and transitions.is_stuck(row, older_than, now)
-        ]
+            if row["status"] == JobStatus.PROCESSING
+            and (sparing is None or row["locked_by"] != sparing)
+            and transitions.is_stuck(row, older_than, now, heed_timeout=heed_timeout)
+        ][:limit]
         events = [
             (row["id"], EventType.RECLAIMED, transitions.reclaimed_metadata(row)) for row in stuck
         ]

@@ -243,6 +243,38 @@ async def test_a_killed_workers_job_is_reclaimed_and_finished_once(
     assert runs == [[str(job_id), "1"], [str(job_id), "2"]]
 
 
+async def test_a_running_worker_takes_back_a_killed_workers_job_by_itself(
+    database_url: str, app: flowq.App, workers: Workers, tmp_path: Path
+) -> None:
+    """With a second worker running, a SIGKILLed worker's job is taken back within the
+    lease timeout (here 2 s) and finishes there, with no reclaim call by anyone."""
+    job_id = await app.add_job("acceptance.slow_once", slow_once_payload(tmp_path, 60))
+    fast = ("--heartbeat-interval", "0.2", "--lease-timeout", "2")
+    doomed = await workers.start(database_url, *fast, name="doomed")
+    await wait_until_running(app, job_id, tmp_path, doomed)
+    survivor = await workers.start(database_url, *fast, name="survivor")
+
+    killed_at = anyio.current_time()
+    doomed.process.kill()
+    assert await doomed.exit_status(10) == -signal.SIGKILL
+
+    async def finished() -> bool:
+        return (await job_of(app, job_id)).status is JobStatus.COMPLETED
+
+    await eventually(finished, "the survivor finishes the job", state=describe(app),
+                     watch=[survivor], within=20)  # fmt: skip
+    took = anyio.current_time() - killed_at
+    assert took < 10, f"the job was finished {took:.1f}s after the kill (lease 2 s)"
+    job = await job_of(app, job_id)
+    assert (job.output, job.attempts) == ("second run", 2)
+    events = await app.get_job_events(job_id)
+    claims = [e.metadata["worker_id"] for e in events if e.event_type.value == "processing"]
+    assert claims == ["doomed", "survivor"]
+    assert "took back 1 job(s) whose worker stopped heartbeating" in survivor.output()
+    survivor.signal(signal.SIGTERM)
+    assert await survivor.exit_status(15) == 0, survivor.describe()
+
+
 # -- 4. PostgreSQL: LISTEN/NOTIFY and lost connections --------------------------------------
 
 

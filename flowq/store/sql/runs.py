@@ -343,18 +343,40 @@ class SqlRunVerbs(SqlBase):
         one whose lost attempt was its last fails permanently (reason ``timeout``).
         Each gets a ``reclaimed`` event. Returns how many jobs were taken back.
         """
+        return await self._reclaim(older_than, heed_timeout=True, limit=None)
+
+    async def reclaim_expired_leases(
+        self, older_than: timedelta, *, limit: int, sparing: str | None = None
+    ) -> int:
+        """Take back up to ``limit`` processing jobs whose heartbeats stopped longer
+        than ``older_than`` ago, whatever their timeout, except those of worker
+        ``sparing`` (as reclaim_stuck_jobs)."""
+        return await self._reclaim(older_than, heed_timeout=False, limit=limit, sparing=sparing)
+
+    async def _reclaim(
+        self,
+        older_than: timedelta,
+        *,
+        heed_timeout: bool,
+        limit: int | None,
+        sparing: str | None = None,
+    ) -> int:
         async with self._transaction() as conn:
             now = self.clock.now()
-            result = await conn.execute(
-                select(jobs)
-                .where(
-                    jobs.c.status == JobStatus.PROCESSING.value,
-                    jobs.c.locked_at <= now - older_than,
-                )
-                .order_by(jobs.c.id)
-                .with_for_update(skip_locked=True)
+            query = select(jobs).where(
+                jobs.c.status == JobStatus.PROCESSING.value,
+                jobs.c.locked_at <= now - older_than,
             )
-            stuck = [row for row in result.mappings() if transitions.is_stuck(row, older_than, now)]
+            if sparing is not None:
+                query = query.where(jobs.c.locked_by != sparing)
+            result = await conn.execute(
+                query.order_by(jobs.c.id).limit(limit).with_for_update(skip_locked=True)
+            )
+            stuck = [
+                row
+                for row in result.mappings()
+                if transitions.is_stuck(row, older_than, now, heed_timeout=heed_timeout)
+            ]
             if not stuck:
                 return 0
             requeue = [row["id"] for row in stuck if row["attempts"] < row["max_attempts"]]
