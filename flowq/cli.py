@@ -1,15 +1,20 @@
-"""The ``flowq`` command: ``flowq migrate``, ``flowq worker``, ``flowq demo``."""
+"""The ``flowq`` command: ``migrate``, ``worker``, ``demo``, ``jobs export``, ``replay``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from flowq.client import App
-from flowq.errors import FlowqError
+from flowq.errors import FlowqError, ValidationError
+from flowq.registry import Workflow, default_registry
 
 __all__ = ["main"]
 
@@ -50,7 +55,63 @@ def _parser() -> argparse.ArgumentParser:
         "--until-idle", action="store_true",
         help="run what is runnable now, then exit (scripts, cron, serverless)",
     )  # fmt: skip
+    jobs = commands.add_parser("jobs", help="look at jobs").add_subparsers(
+        dest="jobs_command", required=True
+    )
+    export = jobs.add_parser("export", help="print a job's history as JSON (for flowq replay)")
+    export.add_argument("job_id", type=int, metavar="ID")
+    export.add_argument("--database-url", help=url_help)
+    replay = commands.add_parser(
+        "replay", help="re-run an exported job history against the current code"
+    )
+    replay.add_argument("file", metavar="FILE", help="a history from `flowq jobs export`")
+    replay.add_argument(
+        "--workflow", required=True, metavar="MODULE:NAME",
+        help="the workflow object to replay it with (NAME: a variable or a workflow name)",
+    )  # fmt: skip
     return parser
+
+
+async def _export(job_id: int, database_url: str | None) -> None:
+    async with App(database_url) as app:
+        print(await app.export_job(job_id))
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc}") from None
+
+
+async def _replay(history: bytes, target: str) -> None:
+    from flowq.replayer import replay
+
+    workflow = _load_workflow(target)
+    result = await replay(history, workflow)
+    print(
+        f"job {result.job_id}: {result.replayed} recorded call(s) replayed against "
+        f"{workflow.name!r}, no difference ({result.ended})"
+    )
+
+
+def _load_workflow(target: str) -> Workflow[Any, Any]:
+    module_name, _, name = target.partition(":")
+    if not module_name or not name:
+        raise ValidationError(f"--workflow takes MODULE:NAME, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValidationError(f"cannot import {module_name!r}: {exc}") from exc
+    found = getattr(module, name, None)
+    if isinstance(found, Workflow):
+        return found
+    registered = default_registry.get(name)
+    if registered is not None:
+        return registered
+    raise ValidationError(f"{target!r} names no workflow (a @flowq.workflow object or name)")
 
 
 async def _migrate(database_url: str | None) -> None:
@@ -72,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             asyncio.run(_migrate(args.database_url))
+        elif args.command == "jobs":
+            asyncio.run(_export(args.job_id, args.database_url))
+        elif args.command == "replay":
+            asyncio.run(_replay(_read(args.file), args.workflow))
         elif args.command == "worker":
             from flowq import worker_command
 

@@ -12,7 +12,7 @@ from typing import Any, Self, TypeVar, Unpack
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowq import codec, validate
+from flowq import codec, history, validate
 from flowq import options as job_options
 from flowq.clock import Clock
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
@@ -222,6 +222,16 @@ class App:
         waiting on them (workers also do this on their own when the deadline comes);
         return how many tokens timed out."""
         return await (await self._ready()).expire_timed_out_tokens()
+
+    async def export_job(self, job_id: int) -> str:
+        """The job's history as JSON text: the job, its recorded calls, the tokens it
+        created and its events (format in :mod:`flowq.history`), for
+        ``flowq_testing.replay`` or a bug report.
+
+        Raises:
+            ValidationError: There is no such job.
+        """
+        return await history.export_job(await self._ready(), _job_id(job_id))
 
     async def get_job_steps(self, job_id: int) -> list[StepRecord]:
         """The job's recorded durable calls (steps, waits, tokens...) in call order."""

@@ -32,6 +32,7 @@ __all__ = [
     "Done",
     "Execute",
     "Failed",
+    "HistoryEnd",
     "LeaseLost",
     "Replay",
     "Suspend",
@@ -51,6 +52,15 @@ class Suspend(BaseException):
         super().__init__(wait_until, wait_id)
         self.wait_until = wait_until
         self.wait_id = wait_id
+
+
+class HistoryEnd(Suspend):
+    """A replay of an exported history reached a call the history does not hold: the
+    replay ends there (nothing is executed; see ``flowq_testing.replay``)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(None, None)
+        self.position = position
 
 
 class LeaseLost(BaseException):
@@ -121,6 +131,9 @@ class Calls:
     history_loaded: bool
     """The history in memory is complete: loaded, or nothing was recorded at claim."""
     history: History | None = None
+    replay_only: bool = False
+    """Replaying an exported history: a call the history does not hold raises
+    :class:`HistoryEnd` instead of executing."""
     _lock: anyio.Lock | None = None
     _executing: set[anyio.CancelScope] = field(default_factory=set)
     _idle: anyio.Event | None = None
@@ -188,6 +201,8 @@ class Calls:
             rerun_failures and recorded.error is not None and recorded.attempt != self.attempt
         ):
             return await _value(replay(recorded))
+        if self.replay_only:
+            raise HistoryEnd(reservation.seq)
         started = self.clock.now()
         if waits:
             outcome = await _outcome(execute(started))

@@ -9,17 +9,27 @@ to end (unless ``overlap_retries``), so two tries never run the body at once.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import inspect
 import random
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import anyio
 
 from flowq.steps import Step
 
-__all__ = ["ThreadBody", "run_with_retries"]
+__all__ = ["ThreadBody", "run_with_retries", "step_mocks"]
+
+step_mocks: contextvars.ContextVar[Mapping[str, Callable[..., Any]]] = contextvars.ContextVar(
+    "flowq_step_mocks", default=types.MappingProxyType({})
+)
+"""Replacements of step bodies by step name, for the jobs run in this context (set by
+``flowq_testing.WorkflowEnvironment.mock_step``): a mocked step runs the replacement
+once instead of its body, and its result is recorded and replayed like the body's."""
 
 R = TypeVar("R")
 
@@ -31,6 +41,10 @@ async def run_with_retries(step: Step[Any, R], args: Any, kwargs: Any) -> R:
     cannot be stopped from outside); unless ``overlap_retries`` is set, the next
     try waits for that thread to end before it runs the body again.
     """
+    mock = step_mocks.get().get(step.name)
+    if mock is not None:
+        result = mock(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
     tries = _Tries()
     while True:
         try:

@@ -111,3 +111,95 @@ def test_migrate_from_an_installed_wheel(tmp_path: Path) -> None:
     assert not site.startswith(str(ROOT))
     assert shutil.which("flowq", path=str(bin_dir))
     assert sysconfig.get_paths()["purelib"]
+    _pytest_with_the_plugin(bin_dir, workdir)
+
+
+PLUGIN_TESTS = """
+import pytest
+
+import flowq
+
+
+@flowq.step
+async def greet(name: str) -> str:
+    return f"hi {name}"
+
+
+@flowq.workflow(name="greeter")
+async def greeter(payload: dict, ctx: flowq.Context) -> str:
+    await ctx.sleep("1d")
+    return await greet(payload["name"])
+
+
+async def check(env, clock) -> None:
+    start = clock.now()
+    job_id = await env.start(greeter, {"name": "ada"})
+    assert await env.result(job_id) == "hi ada"
+    assert (clock.now() - start).days == 1
+
+
+@pytest.mark.anyio
+async def test_under_anyio(flowq_env, fake_clock):
+    await check(flowq_env, fake_clock)
+
+
+@pytest.mark.asyncio
+async def test_under_pytest_asyncio(flowq_env, fake_clock):
+    await check(flowq_env, fake_clock)
+"""
+
+
+def _pytest_with_the_plugin(bin_dir: Path, workdir: Path) -> None:
+    """In the wheel's venv, a user's test file gets flowq_env and fake_clock from the
+    plugin with no conftest, under pytest-anyio and pytest-asyncio alike."""
+    installed = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", "pytest", "pytest-asyncio"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    (workdir / "test_user_workflows.py").write_text(PLUGIN_TESTS)
+    (workdir / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    ran = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pytest", "-q", "test_user_workflows.py"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "2 passed" in ran.stdout
+
+
+@pytest.mark.slow
+def test_export_then_replay_before_a_deploy(tmp_path: Path) -> None:
+    """`flowq jobs export ID` prints the history; `flowq replay` passes on the same code
+    and fails (exit 1, the position named) on code that swapped two steps."""
+    import asyncio
+
+    import flowq
+    from tests.acceptance import history_workloads
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"
+
+    async def park_one() -> int:
+        async with flowq.App(url, registry=history_workloads.registry, auto_migrate=True) as app:
+            job_id = await app.start(history_workloads.orders, {"order": 3})
+            await app.create_worker().run_until_idle()
+            return job_id
+
+    job_id = asyncio.run(park_one())
+    exported = _flowq("jobs", "export", str(job_id), "--database-url", url, cwd=ROOT)
+    assert exported.returncode == 0, exported.stderr
+    history = tmp_path / "history.json"
+    history.write_text(exported.stdout)
+    assert '"format":"flowq.job-history"' in exported.stdout
+
+    same = _flowq("replay", str(history), "--workflow",
+                  "tests.acceptance.history_workloads:orders", cwd=ROOT)  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    assert f"job {job_id}: 3 recorded call(s) replayed" in same.stdout
+    changed = _flowq("replay", str(history), "--workflow",
+                     "tests.acceptance.history_workloads:orders_swapped", cwd=ROOT)  # fmt: skip
+    assert changed.returncode == 1
+    assert "position 0" in changed.stderr and "Traceback" not in changed.stderr
+    missing = _flowq("jobs", "export", "999", "--database-url", url, cwd=ROOT)
+    assert (missing.returncode, missing.stderr.strip()) == (1, "flowq: error: there is no job 999")
