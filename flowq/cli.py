@@ -1,4 +1,12 @@
-"""The ``flowq`` command: ``migrate``, ``worker``, ``demo``, ``jobs export``, ``replay``."""
+"""The ``flowq`` command line.
+
+``migrate``, ``worker``, ``demo``, ``jobs list|show|events|steps|retry|cancel|export``,
+``tokens complete``, ``reclaim``, ``cleanup``, ``replay``, ``--version``. Every option
+can also come from a ``FLOWQ_<OPTION>`` environment variable (``--drain-timeout``:
+``FLOWQ_DRAIN_TIMEOUT``); the command line wins. Commands that use a database need
+its URL (``--database-url`` or ``FLOWQ_DATABASE_URL``), or ``--embedded`` for the
+embedded SQLite default ``./flowq.db``: none is chosen silently.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +20,102 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowq.client import App
+from flowq.client import DEFAULT_DATABASE_URL, App
 from flowq.errors import FlowqError, ValidationError
 from flowq.registry import Workflow, default_registry
 
 __all__ = ["main"]
 
+_NO_URL = (
+    "no database URL: pass --database-url or set FLOWQ_DATABASE_URL "
+    f"(or --embedded for the embedded SQLite database {DEFAULT_DATABASE_URL})"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowq", description="Durable workflows and jobs.")
+    parser.add_argument("--version", action="version", version=f"flowq {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    url_help = "database URL (default: $FLOWQ_DATABASE_URL, else sqlite+aiosqlite:///flowq.db)"
-    migrate = commands.add_parser("migrate", help="create or upgrade flowq's tables")
-    migrate.add_argument("--database-url", help=url_help)
-    demo = commands.add_parser("demo", help="add a few example jobs and show what happened")
-    demo.add_argument("--database-url", help=url_help)
-    worker = commands.add_parser("worker", help="run the workflows of a module until stopped")
+
+    migrate = _database_command(commands, "migrate", "create or upgrade flowq's tables")
+    migrate.add_argument(
+        "--sql", action="store_true",
+        help="print the SQL of every migration instead of applying it (the URL's "
+        "database kind; nothing is connected to)",
+    )  # fmt: skip
+    demo = commands.add_parser("demo", help="add example jobs, run a worker, print what happened")
+    demo.add_argument(
+        "--database-url", help=f"where (default: $FLOWQ_DATABASE_URL, else {DEFAULT_DATABASE_URL})"
+    )
+    _worker_parser(commands)
+
+    jobs = commands.add_parser("jobs", help="look at and manage jobs").add_subparsers(
+        dest="jobs_command", required=True
+    )
+    listing = _database_command(jobs, "list", "jobs, newest first", json=True)
+    listing.add_argument("--status", help="pending, processing, waiting, completed, ...")
+    listing.add_argument("--workflow", help="a workflow name")
+    listing.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    listing.add_argument("--tag-mode", default="all", choices=["all", "any", "exact", "none"])
+    listing.add_argument("--limit", type=int, default=20, help="page size (20)")
+    listing.add_argument("--cursor", type=int, help="the last id of the previous page")
+    for name, text in [
+        ("show", "every field of a job"),
+        ("events", "a job's event log"),
+        ("steps", "a job's recorded steps and waits"),
+        ("retry", "make a failed job run again now"),
+        ("cancel", "cancel a job that has not finished"),
+        ("export", "print a job's history as JSON (for flowq replay)"),
+    ]:
+        one = _database_command(jobs, name, text, json=name != "export")
+        one.add_argument("job_id", type=int, metavar="ID")
+
+    tokens = commands.add_parser("tokens", help="human-in-the-loop tokens").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    complete = _database_command(tokens, "complete", "complete a waiting token", json=True)
+    complete.add_argument("token_id", metavar="ID")
+    complete.add_argument("--output", default="null", help="the token's output, as JSON")
+
+    reclaim = _database_command(commands, "reclaim", "take back stuck jobs", json=True)
+    reclaim.add_argument("--minutes", type=float, default=10, help="locked longer than (10)")
+    cleanup = _database_command(commands, "cleanup", "delete old finished jobs", json=True)
+    cleanup.add_argument("--days", type=float, default=30, help="finished before (30)")
+    cleanup.add_argument("--events-days", type=float, help="events older than (--days)")
+
+    replay = commands.add_parser(
+        "replay", help="re-run an exported job history against the current code"
+    )
+    replay.add_argument("file", metavar="FILE", help="a history from `flowq jobs export`")
+    replay.add_argument(
+        "--workflow", required=True, metavar="MODULE:NAME",
+        help="the workflow object to replay it with (NAME: a variable or a workflow name)",
+    )  # fmt: skip
+    return parser
+
+
+def _database_command(
+    commands: Any, name: str, text: str, *, json: bool = False
+) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=text)
+    command.add_argument("--database-url", help="the database (default: $FLOWQ_DATABASE_URL)")
+    command.add_argument(
+        "--embedded", action="store_true",
+        help=f"use the embedded SQLite database {DEFAULT_DATABASE_URL} when no URL is given",
+    )  # fmt: skip
+    if json:
+        command.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    return command
+
+
+def _worker_parser(commands: Any) -> None:
+    worker = _database_command(commands, "worker", "run the workflows of a module until stopped")
     worker.add_argument(
         "target",
         metavar="MODULE[:ATTR]",
         help="module defining the workflows; ATTR names a flowq.Registry or flowq.App in it "
         "(default: the workflows registered with @flowq.workflow)",
     )
-    worker.add_argument("--database-url", help=url_help)
     worker.add_argument("--concurrency", type=int, default=10, help="jobs run at once (10)")
     worker.add_argument(
         "--drain-timeout", type=float, default=30.0,
@@ -55,26 +136,75 @@ def _parser() -> argparse.ArgumentParser:
         "--until-idle", action="store_true",
         help="run what is runnable now, then exit (scripts, cron, serverless)",
     )  # fmt: skip
-    jobs = commands.add_parser("jobs", help="look at jobs").add_subparsers(
-        dest="jobs_command", required=True
-    )
-    export = jobs.add_parser("export", help="print a job's history as JSON (for flowq replay)")
-    export.add_argument("job_id", type=int, metavar="ID")
-    export.add_argument("--database-url", help=url_help)
-    replay = commands.add_parser(
-        "replay", help="re-run an exported job history against the current code"
-    )
-    replay.add_argument("file", metavar="FILE", help="a history from `flowq jobs export`")
-    replay.add_argument(
-        "--workflow", required=True, metavar="MODULE:NAME",
-        help="the workflow object to replay it with (NAME: a variable or a workflow name)",
-    )  # fmt: skip
-    return parser
+    worker.add_argument("--log-level", default="INFO", help="logging level (INFO)")
 
 
-async def _export(job_id: int, database_url: str | None) -> None:
-    async with App(database_url) as app:
-        print(await app.export_job(job_id))
+def _environment_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option of every command defaults to ``FLOWQ_<OPTION>`` when set."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _environment_defaults(sub)
+            continue
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        raw = os.environ.get(f"FLOWQ_{action.dest.upper()}")
+        if raw is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            action.default = raw.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            try:
+                action.default = action.type(raw) if callable(action.type) else raw
+            except ValueError:
+                raise ValidationError(
+                    f"FLOWQ_{action.dest.upper()}={raw!r} is not a valid {action.dest}"
+                ) from None
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """The URL a database command uses; a bare path or nothing at all is refused."""
+    url: str | None = args.database_url
+    if not url:
+        if not args.embedded:
+            raise ValidationError(_NO_URL)
+        return DEFAULT_DATABASE_URL
+    if "://" not in url:
+        raise ValidationError(
+            f"{url!r} is not a database URL; write sqlite+aiosqlite:///{url} for a SQLite "
+            "file, or postgresql+asyncpg://user@host/db"
+        )
+    return url
+
+
+def _version() -> str:
+    from flowq import __version__
+
+    return __version__
+
+
+async def _run_database_command(args: argparse.Namespace, url: str) -> str:
+    from flowq import cli_jobs, codec
+
+    async with App(url) as app:
+        if args.command == "jobs":
+            return await cli_jobs.run_jobs_command(app, args)
+        if args.command == "tokens":
+            output = codec.decode(args.output)
+            token = await app.complete_token(args.token_id, output)
+            return codec.encode(token, what="token") if args.json else f"token {token.id} completed"
+        return await cli_jobs.run_maintenance(app, args)
+
+
+async def _migrate(url: str) -> str:
+    app = App(url)
+    try:
+        applied = await app.migrate()
+    finally:
+        await app.close()
+    if applied:
+        return f"applied {len(applied)} migration(s) to {app.store!r}: {', '.join(applied)}"
+    return f"{app.store!r} is up to date"
 
 
 def _read(path: str) -> bytes:
@@ -84,12 +214,12 @@ def _read(path: str) -> bytes:
         raise ValidationError(f"cannot read {path}: {exc}") from None
 
 
-async def _replay(history: bytes, target: str) -> None:
+async def _replay(history: bytes, target: str) -> str:
     from flowq.replayer import replay
 
     workflow = _load_workflow(target)
     result = await replay(history, workflow)
-    print(
+    return (
         f"job {result.job_id}: {result.replayed} recorded call(s) replayed against "
         f"{workflow.name!r}, no difference ({result.ended})"
     )
@@ -114,38 +244,46 @@ def _load_workflow(target: str) -> Workflow[Any, Any]:
     raise ValidationError(f"{target!r} names no workflow (a @flowq.workflow object or name)")
 
 
-async def _migrate(database_url: str | None) -> None:
-    app = App(database_url)
-    try:
-        applied = await app.migrate()
-    finally:
-        await app.close()
-    target = app.store
-    if applied:
-        print(f"applied {len(applied)} migration(s) to {target!r}: {', '.join(applied)}")
-    else:
-        print(f"{target!r} is up to date")
+def _dispatch(args: argparse.Namespace) -> str | None:
+    """Run the command; return what to print on stdout."""
+    if args.command == "demo":
+        from flowq import demo
+
+        asyncio.run(demo.run(args.database_url))
+        return None
+    if args.command == "replay":
+        return asyncio.run(_replay(_read(args.file), args.workflow))
+    if args.command == "migrate" and args.sql:
+        from flowq.cli_jobs import migrate_sql
+
+        url = args.database_url or (DEFAULT_DATABASE_URL if args.embedded else None)
+        if url is None:
+            raise ValidationError(f"{_NO_URL}; --sql needs it to know the kind of database")
+        return migrate_sql("postgresql" if url.startswith("postgres") else "sqlite")
+    if args.command == "worker":
+        from flowq import worker_command
+
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+        if args.database_url or args.embedded:
+            args.database_url = _database_url(args)
+        elif not worker_command.names_an_app(args.target):
+            raise ValidationError(f"{_NO_URL}, or name a flowq.App as MODULE:ATTR")
+        asyncio.run(worker_command.run_worker(args))
+        return None
+    url = _database_url(args)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(url))
+    return asyncio.run(_run_database_command(args, url))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``flowq`` command line; return the exit status."""
-    args = _parser().parse_args(argv)
+    """Run the ``flowq`` command line; return the exit status (0 done, 1 a flowq
+    error printed as one line on stderr, 2 a usage error, 130 interrupted)."""
+    parser = _parser()
     try:
-        if args.command == "migrate":
-            asyncio.run(_migrate(args.database_url))
-        elif args.command == "jobs":
-            asyncio.run(_export(args.job_id, args.database_url))
-        elif args.command == "replay":
-            asyncio.run(_replay(_read(args.file), args.workflow))
-        elif args.command == "worker":
-            from flowq import worker_command
-
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-            asyncio.run(worker_command.run_worker(args))
-        else:
-            from flowq import demo
-
-            asyncio.run(demo.run(args.database_url))
+        _environment_defaults(parser)
+        args = parser.parse_args(argv)
+        printed = _dispatch(args)
     except FlowqError as exc:
         print(f"flowq: error: {exc}", file=sys.stderr)
         return 1
@@ -157,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    if printed is not None:
+        print(printed)
     return 0
 
 

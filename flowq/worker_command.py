@@ -16,9 +16,28 @@ from flowq.client import App
 from flowq.errors import ValidationError
 from flowq.registry import Registry, default_registry
 
-__all__ = ["load_target", "run_worker"]
+__all__ = ["load_target", "names_an_app", "run_worker"]
 
 log = logging.getLogger("flowq.worker")
+
+
+def names_an_app(target: str) -> bool:
+    """Whether ``MODULE:ATTR`` names a :class:`flowq.App` (which knows its database).
+
+    Raises:
+        ValidationError: The module cannot be imported.
+    """
+    module_name, _, attribute = target.partition(":")
+    return bool(attribute) and isinstance(getattr(_import(module_name), attribute, None), App)
+
+
+def _import(module_name: str) -> Any:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValidationError(f"cannot import {module_name!r}: {exc}") from exc
 
 
 def load_target(target: str, database_url: str | None) -> App:
@@ -32,12 +51,7 @@ def load_target(target: str, database_url: str | None) -> App:
         ValidationError: The module or attribute cannot be found or is of another kind.
     """
     module_name, _, attribute = target.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValidationError(f"cannot import {module_name!r}: {exc}") from exc
+    module = _import(module_name)
     if not attribute:
         return App(database_url, registry=default_registry)
     found: Any = getattr(module, attribute, None)

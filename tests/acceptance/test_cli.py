@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import flowq
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,6 +121,8 @@ import pytest
 
 import flowq
 
+import flowq
+
 
 @flowq.step
 async def greet(name: str) -> str:
@@ -175,7 +179,6 @@ def test_export_then_replay_before_a_deploy(tmp_path: Path) -> None:
     and fails (exit 1, the position named) on code that swapped two steps."""
     import asyncio
 
-    import flowq
     from tests.acceptance import history_workloads
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}"
@@ -203,3 +206,111 @@ def test_export_then_replay_before_a_deploy(tmp_path: Path) -> None:
     assert "position 0" in changed.stderr and "Traceback" not in changed.stderr
     missing = _flowq("jobs", "export", "999", "--database-url", url, cwd=ROOT)
     assert (missing.returncode, missing.stderr.strip()) == (1, "flowq: error: there is no job 999")
+
+
+@pytest.mark.slow
+def test_operator_commands_on_sqlite(tmp_path: Path) -> None:
+    """jobs list/show/events/steps/retry/cancel, tokens complete, reclaim, cleanup:
+    tables for people, --json for scripts, FLOWQ_* settings, exit status 1 with one
+    line for flowq errors."""
+    import asyncio
+    import json
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ops.db'}"
+    registry = flowq.Registry()
+
+    @registry.workflow(name="ops.ok")
+    async def ok(payload: dict[str, int]) -> int:
+        return payload["n"]
+
+    @registry.workflow(name="ops.bad", max_attempts=1)
+    async def bad(payload: dict[str, int]) -> None:
+        raise ValueError("nope")
+
+    @registry.workflow(name="ops.ask")
+    async def ask(payload: dict[str, int], ctx: flowq.Context) -> object:
+        token = await ctx.create_token()
+        return (await ctx.wait_for_token(token)).output
+
+    async def prepare() -> dict[str, int]:
+        async with flowq.App(url, registry=registry, auto_migrate=True) as app:
+            ids = {
+                "ok": await app.start(ok, {"n": 1}, tags=["t1"]),
+                "bad": await app.start(bad, {"n": 2}),
+                "ask": await app.start(ask, {"n": 3}),
+            }
+            await app.create_worker().run_until_idle()
+            ids["later"] = await app.start(ok, {"n": 4}, delay=3600)
+            return ids
+
+    ids = asyncio.run(prepare())
+    db = ("--database-url", url)
+    listed = _flowq("jobs", "list", "--json", *db, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert [job["id"] for job in json.loads(listed.stdout)] == sorted(ids.values(), reverse=True)
+    failed = _flowq("jobs", "list", "--status", "failed", *db, cwd=tmp_path)
+    assert failed.stdout.splitlines()[0].split() == [
+        "id", "workflow", "status", "attempts", "run_at", "tags",
+    ]  # fmt: skip
+    [row] = [line.split()[:3] for line in failed.stdout.splitlines()[1:]]
+    assert row == [str(ids["bad"]), "ops.bad", "failed"]
+    paged = _flowq(
+        "jobs", "list", cwd=tmp_path, env={"FLOWQ_DATABASE_URL": url, "FLOWQ_LIMIT": "1"}
+    )
+    assert f"more: flowq jobs list --cursor {ids['later']}" in paged.stdout, paged.stderr
+
+    shown = json.loads(_flowq("jobs", "show", str(ids["bad"]), "--json", *db, cwd=tmp_path).stdout)
+    assert shown["status"] == "failed" and shown["error_history"][0]["message"] == "nope"
+    events = _flowq("jobs", "events", str(ids["ok"]), *db, cwd=tmp_path).stdout
+    assert [line.split()[2] for line in events.splitlines()[1:]] == [
+        "added", "processing", "completed",
+    ]  # fmt: skip
+    steps = _flowq("jobs", "steps", str(ids["ask"]), *db, cwd=tmp_path).stdout
+    assert "@token" in steps
+
+    assert _flowq("jobs", "retry", str(ids["bad"]), *db, cwd=tmp_path).stdout.strip() == (
+        f"job {ids['bad']} retried"
+    )
+    assert _flowq("jobs", "cancel", str(ids["later"]), *db, cwd=tmp_path).stdout.strip() == (
+        f"job {ids['later']} cancelled"
+    )
+    assert _flowq("jobs", "cancel", str(ids["later"]), *db, cwd=tmp_path).stdout.strip() == (
+        f"job {ids['later']} unchanged"
+    )
+    [token_step] = [s for s in json.loads(
+        _flowq("jobs", "steps", str(ids["ask"]), "--json", *db, cwd=tmp_path).stdout
+    ) if s["name"] == "@token"]  # fmt: skip
+    completed = _flowq("tokens", "complete", token_step["output"], "--output", '{"yes": 1}', *db,
+                       cwd=tmp_path)  # fmt: skip
+    assert completed.stdout.strip() == f"token {token_step['output']} completed", completed.stderr
+    again = _flowq("tokens", "complete", token_step["output"], *db, cwd=tmp_path)
+    assert again.returncode == 1 and again.stderr.startswith("flowq: error: ")
+
+    reclaimed = _flowq("reclaim", "--json", *db, cwd=tmp_path)
+    assert json.loads(reclaimed.stdout) == {"reclaimed_jobs": 0}
+    cleaned = _flowq("cleanup", "--days", "0", *db, cwd=tmp_path)
+    assert cleaned.stdout.startswith("cleaned up jobs: "), cleaned.stderr
+
+    unknown = _flowq("jobs", "show", "999", *db, cwd=tmp_path)
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "flowq: error: there is no job 999")
+    no_url = _flowq("worker", "some.module", cwd=tmp_path)
+    assert no_url.returncode == 1 and "no database URL" in no_url.stderr
+    bare = _flowq("migrate", "--database-url", "ops.db", cwd=tmp_path)
+    assert bare.returncode == 1 and "is not a database URL" in bare.stderr
+    version = _flowq("--version", cwd=tmp_path)
+    assert version.stdout.strip() == f"flowq {flowq.__version__}"
+
+
+def test_migrate_sql_prints_what_migrate_applies(tmp_path: Path) -> None:
+    """`flowq migrate --sql` prints SQL that, applied by another tool, gives a schema
+    flowq accepts as current."""
+    import sqlite3
+
+    printed = _flowq("migrate", "--sql", "--embedded", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert not (tmp_path / "flowq.db").exists()
+    database = tmp_path / "own-tool.db"
+    with sqlite3.connect(database) as connection:
+        connection.executescript(printed.stdout)
+    listed = _flowq("jobs", "list", "--database-url", f"sqlite:///{database}", cwd=tmp_path)
+    assert (listed.returncode, listed.stdout.strip()) == (0, "(none)"), listed.stderr
