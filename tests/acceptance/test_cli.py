@@ -88,7 +88,7 @@ def test_migrate_from_an_installed_wheel(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
-    [wheel] = list((tmp_path / "dist").glob("flowq-*.whl"))
+    [wheel] = list((tmp_path / "dist").glob("flowq_durable-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
