@@ -45,8 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     demo = commands.add_parser("demo", help="add example jobs, run a worker, print what happened")
     demo.add_argument(
-        "--database-url", help=f"where (default: $FLOWQ_DATABASE_URL, else {DEFAULT_DATABASE_URL})"
-    )
+        "--database-url", dest="demo_database_url",
+        help="where (default: a SQLite file of its own, deleted afterwards)",
+    )  # fmt: skip
     _worker_parser(commands)
 
     jobs = commands.add_parser("jobs", help="look at and manage jobs").add_subparsers(
@@ -249,7 +250,7 @@ def _dispatch(args: argparse.Namespace) -> str | None:
     if args.command == "demo":
         from flowq import demo
 
-        asyncio.run(demo.run(args.database_url))
+        asyncio.run(demo.run(args.demo_database_url))
         return None
     if args.command == "replay":
         return asyncio.run(_replay(_read(args.file), args.workflow))

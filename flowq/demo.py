@@ -1,17 +1,19 @@
-"""``flowq demo``: a short tour on the embedded SQLite default.
+"""``flowq demo``: the headline in one run, printed as a timeline.
 
-It adds example jobs (an idempotency key, priorities, tags, a dependency chain, a
-flaky job that retries, one that fails for good into a dead-letter workflow, a
-delayed job), runs a worker until they are done, and prints what happened. It uses
-its own registry and the database named by ``--database-url`` /
-``FLOWQ_DATABASE_URL`` (default ``sqlite+aiosqlite:///flowq.db``), migrating it if
-needed. Each run uses fresh idempotency keys, so it can be run again and again.
+An onboarding workflow records two steps, sleeps durably, asks for an approval with
+a token that a simulated human completes, then activates the account; a flaky API
+call fails twice and is retried; a card that is always declined fails for good and
+lands in a dead-letter workflow. A real worker runs them on SQLite, in a database
+file of the demo's own that it deletes afterwards (or on ``--database-url``).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections import Counter
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,24 +22,26 @@ import msgspec
 from flowq.client import App
 from flowq.context import Context
 from flowq.errors import JobFailedError
-from flowq.models import DependsOn, Job, RetryPolicy, batch_dep_ref
-from flowq.options import JobSpec
+from flowq.models import JobEvent, RetryPolicy, StepRecord
 from flowq.registry import Registry
+from flowq.steps import step
 
 __all__ = [
     "Signup",
+    "activate",
     "charge_card",
+    "create_account",
     "demo_registry",
     "flaky_api",
-    "publish_report",
+    "onboard",
     "refund",
-    "resize_image",
     "run",
-    "send_welcome",
+    "send_email",
 ]
 
 demo_registry = Registry()
-_attempts: Counter[str] = Counter()
+APPROVAL_DELAY = 0.3
+"""Seconds the simulated human takes to approve."""
 
 
 class Signup(msgspec.Struct):
@@ -47,29 +51,41 @@ class Signup(msgspec.Struct):
     email: str
 
 
-@demo_registry.workflow(name="demo.send_welcome", tags=["email"])
-async def send_welcome(payload: Signup) -> str:
-    """Sends a welcome email."""
-    return f"welcome sent to {payload.email}"
+@step(name="demo.create_account")
+async def create_account(signup: Signup) -> str:
+    """Creates the account (a step: recorded, never run again on replay)."""
+    return f"acct-{signup.user_id}"
 
 
-@demo_registry.workflow(name="demo.resize_image")
-async def resize_image(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """Resizes an uploaded image, reporting progress."""
-    await ctx.set_progress(50)
-    return {"image": payload["image"], "size": "800x600"}
+@step(name="demo.send_email")
+async def send_email(to: str, subject: str) -> str:
+    """Sends an email."""
+    return f"sent {subject!r} to {to}"
 
 
-@demo_registry.workflow(name="demo.publish_report")
-async def publish_report(payload: dict[str, Any]) -> str:
-    """Publishes a report once the images are ready."""
-    return f"report {payload['title']!r} published"
+@step(name="demo.activate")
+async def activate(account: str) -> str:
+    """Activates the account."""
+    return f"{account} active"
 
 
-@demo_registry.workflow(name="demo.flaky_api", max_attempts=4, retry=RetryPolicy("50ms"))
+@demo_registry.workflow(name="demo.onboard")
+async def onboard(signup: Signup, ctx: Context) -> str:
+    """Account, welcome, a durable pause, an approval token, activation."""
+    account = await create_account(signup)
+    await send_email(signup.email, "welcome")
+    await ctx.sleep("500ms")  # durable: the job parks, holding no worker slot
+    token = await ctx.create_token(timeout="1h", tags=["approval"])
+    await send_email("manager@example.com", f"approve {account}: token {token.id[:8]}...")
+    decision = await ctx.wait_for_token(token)
+    if not (decision.ok and decision.output["approved"]):
+        return f"{account} rejected"
+    return await activate(account)
+
+
+@demo_registry.workflow(name="demo.flaky_api", max_attempts=4, retry=RetryPolicy("100ms"))
 async def flaky_api(payload: dict[str, Any], ctx: Context) -> str:
     """Calls an API that fails twice before answering."""
-    _attempts[payload["call"]] += 1
     if ctx.job.attempt < 3:
         raise ConnectionError(f"API timeout on attempt {ctx.job.attempt}")
     return "answered"
@@ -87,66 +103,96 @@ async def refund(payload: dict[str, Any]) -> str:
     return f"refunded order {payload['payload']['order']} after: {payload['error']['message']}"
 
 
-def _line(job: Job) -> str:
-    output = "" if job.output is None else f" -> {job.output}"
-    return (
-        f"  #{job.id:<4} {job.workflow:<20} {job.status.value:<10} attempts={job.attempts}{output}"
-    )
+@contextmanager
+def _database(database_url: str | None) -> Iterator[str]:
+    """The given URL, or a SQLite file in a temporary folder removed afterwards."""
+    if database_url is not None:
+        yield database_url
+        return
+    with tempfile.TemporaryDirectory(prefix="flowq-demo-") as folder:
+        yield f"sqlite+aiosqlite:///{Path(folder) / 'demo.db'}"
 
 
 async def run(database_url: str | None = None) -> None:
-    """Run the tour and print what happens."""
-    run_id = uuid.uuid4().hex[:8]
-    async with App(database_url, registry=demo_registry, auto_migrate=True) as app:
-        print(f"flowq demo on {app.store!r}\n")
-        failures: list[str] = []
-        app.on(
-            "job:failed",
-            lambda e: failures.append(f"#{e.job_id} attempt {e.attempt} (retry: {e.will_retry})"),
-        )
-        key = f"welcome-42-{run_id}"
-        welcome = await app.start(send_welcome, Signup(42, "ada@example.com"), idempotency_key=key)
-        again = await app.start(send_welcome, Signup(42, "ada@example.com"), idempotency_key=key)
-        print(f"1. started send_welcome as #{welcome}; the same idempotency key returned #{again}")
-        batch = await app.add_jobs(
-            [
-                JobSpec(resize_image, {"image": "cat.png"}, tags=["images"], priority=5),
-                JobSpec(resize_image, {"image": "dog.png"}, tags=["images"]),
-                JobSpec(
-                    publish_report,
-                    {"title": "pets"},
-                    depends_on=DependsOn([batch_dep_ref(0), batch_dep_ref(1)]),
-                ),
-            ]
-        )
-        print(f"2. added {batch} in one transaction; #{batch[2]} waits for both images")
-        flaky = await app.start(flaky_api, {"call": run_id})
-        charge = await app.start(charge_card, {"order": 7})
-        later = await app.start(resize_image, {"image": "bird.png"}, delay=3600)
-        print(
-            f"3. #{flaky} fails twice then succeeds; #{charge} fails for good; #{later} runs in 1h"
-        )
+    """Run the demo and print its timeline."""
+    with _database(database_url) as url:
+        async with App(url, registry=demo_registry, auto_migrate=True) as app:
+            await _tour(app, own_database=database_url is None)
 
-        worker = app.create_worker(concurrency=4)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(worker.run)
-            with anyio.fail_after(30):
-                for job_id in (welcome, *batch, flaky):
-                    await app.result(job_id)
-                try:
-                    await app.result(charge)
-                except JobFailedError as exc:
-                    print(f"4. as expected: {exc}")
-                letter = (await app.get_job(charge)).dead_letter_job_id  # type: ignore[union-attr]
-                if letter is not None:
-                    print(f"5. dead letter #{letter}: {await app.result(letter)}")
-            await worker.stop()
 
-        print("\nFailed attempts seen by the hook:", "; ".join(failures))
-        report_events = [e.event_type.value for e in await app.get_job_events(batch[2])]
-        print(f"Events of #{batch[2]}: {', '.join(report_events)}")
-        print("\nJobs of this run (newest first):")
-        for job in await app.get_jobs(limit=None, cursor=later + 1):
-            if job.id >= welcome:
-                print(_line(job))
-        print(f"\n#{later} is still pending until its run time; run `flowq demo` again any time.")
+async def _tour(app: App, *, own_database: bool) -> None:
+    where = "a database of its own, deleted afterwards" if own_database else repr(app.store)
+    print(f"flowq demo: a worker runs three workflows on {where}\n")
+    started = app.clock.now()
+    onboarding = await app.start(onboard, Signup(42, "ada@example.com"))
+    flaky = await app.start(flaky_api, {"call": "geo"})
+    charge = await app.start(charge_card, {"order": 7})
+    worker = app.create_worker(concurrency=4, poll_interval="50ms")
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker.run)
+        with anyio.fail_after(30):
+            await _approve_like_a_human(app, onboarding)
+            for job_id in (onboarding, flaky):
+                await app.result(job_id)
+            try:
+                await app.result(charge)
+            except JobFailedError:
+                pass
+            letter = (await app.get_job(charge)).dead_letter_job_id  # type: ignore[union-attr]
+            if letter is not None:
+                await app.result(letter)
+        await worker.stop()
+    jobs = [job for job in await app.get_jobs(limit=None) if job.created_at >= started]
+    for job in sorted(jobs, key=lambda j: j.id):
+        print(f"#{job.id} {job.workflow}: {job.status.value}, attempts {job.attempts}"
+              + (f" -> {job.output!r}" if job.output is not None else ""))  # fmt: skip
+        events = await app.get_job_events(job.id)
+        steps = await app.get_job_steps(job.id)
+        for line in _timeline(events, steps, started):
+            print(f"    {line}")
+        print()
+    print("Each step's result is recorded: after the pause and the approval the handler ran")
+    print("again and replayed them instead of running them twice. Read docs/concepts.md.")
+
+
+async def _approve_like_a_human(app: App, job_id: int) -> None:
+    """When the onboarding job parks on its token, approve it after a moment."""
+    parked: list[anyio.Event] = [anyio.Event()]
+    app.on("job:waiting", lambda event: parked[0].set() if event.job_id == job_id else None)
+    while True:
+        await parked[0].wait()
+        parked[0] = anyio.Event()
+        job = await app.get_job(job_id)
+        if job is not None and job.wait_token_id is not None:
+            await anyio.sleep(APPROVAL_DELAY)
+            await app.complete_token(job.wait_token_id, {"approved": True})
+            return
+
+
+def _timeline(events: list[JobEvent], steps: list[StepRecord], started: datetime) -> list[str]:
+    """The job's events and recorded steps, in time order, as lines."""
+    lines: list[tuple[datetime, int, str]] = []
+    for event in events:
+        meta = event.metadata or {}
+        detail = ""
+        if event.event_type.value == "waiting":
+            detail = " for a token" if meta.get("token_id") else f" until +{_until(meta, started)}"
+        elif event.event_type.value == "failed":
+            detail = f": {meta.get('error', meta.get('message', ''))}"
+            detail += " (will retry)" if meta.get("will_retry") else " (gave up)"
+        elif event.event_type.value == "processing" and meta.get("resumed"):
+            detail = " (resumed: recorded steps replayed)"
+        lines.append((event.at, 0, f"{event.event_type.value}{detail}"))
+    for recorded in steps:
+        if not recorded.name.startswith("@"):
+            lines.append(
+                (recorded.completed_at, 1, f"  step {recorded.name} -> {recorded.output!r}")
+            )
+    return [f"+{(at - started).total_seconds():6.3f}s {text}" for at, _, text in sorted(lines)]
+
+
+def _until(meta: dict[str, Any], started: datetime) -> str:
+    until = meta.get("until")
+    if not until:
+        return "?"
+    return f"{(datetime.fromisoformat(until) - started).total_seconds():.3f}s"

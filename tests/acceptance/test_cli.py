@@ -62,21 +62,25 @@ def test_unreachable_database_exits_with_a_message(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_demo_runs_on_the_sqlite_default(tmp_path: Path) -> None:
-    """`flowq demo` runs a worker over example jobs on ./flowq.db and prints what happened."""
+def test_demo_runs_on_a_database_of_its_own(tmp_path: Path) -> None:
+    """`flowq demo` runs the headline (steps, a durable sleep, an approval token, a retry,
+    a dead letter) with a real worker, prints a timeline, and leaves no file behind."""
     env = {k: v for k, v in os.environ.items() if k != "FLOWQ_DATABASE_URL"}
     done = subprocess.run(
         [sys.executable, "-m", "flowq.cli", "demo"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**env, "FLOWQ_DATABASE_URL": "postgresql://not/used"},
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "flowq.db").exists()
+    assert list(tmp_path.iterdir()) == []
     out = done.stdout
-    assert "started send_welcome as #1; the same idempotency key returned #1" in out
-    assert "demo.flaky_api       completed  attempts=3 -> answered" in out
-    assert "demo.charge_card     failed     attempts=1" in out
-    assert "dead letter #" in out and "refunded order 7" in out
-    assert "Events of #4: added, processing, completed" in out
+    assert "#1 demo.onboard: completed, attempts 1 -> 'acct-42 active'" in out
+    assert "waiting for a token" in out and "resumed: recorded steps replayed" in out
+    assert out.count("step demo.create_account") == 1
+    assert "#2 demo.flaky_api: completed, attempts 3 -> 'answered'" in out
+    assert "failed: API timeout on attempt 1 (will retry)" in out
+    assert "#3 demo.charge_card: failed, attempts 1" in out and "(gave up)" in out
+    assert "refunded order 7 after: card of order 7 declined" in out
 
 
 @pytest.mark.slow
