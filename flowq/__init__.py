@@ -47,6 +47,7 @@ from flowq.registry import Registry as Registry
 from flowq.registry import Workflow as Workflow
 from flowq.registry import WorkflowOptions as WorkflowOptions
 from flowq.registry import default_registry as default_registry
+from flowq.registry import schedule as schedule
 from flowq.registry import workflow as workflow
 from flowq.steps import Step as Step
 from flowq.steps import step as step
@@ -106,6 +107,7 @@ __all__ = [
     "batch_dep_ref",
     "current_context",
     "default_registry",
+    "schedule",
     "step",
     "workflow",
 ]

@@ -27,6 +27,7 @@ from flowq.registry import Registry
 from flowq.steps import step
 
 __all__ = [
+    "APPROVAL_DELAY",
     "Signup",
     "activate",
     "charge_card",

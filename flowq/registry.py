@@ -11,8 +11,17 @@ from typing import Any, Concatenate, Generic, Protocol, TypedDict, TypeVar, Unpa
 
 from flowq import validate
 from flowq.durations import Duration, parse_optional_duration
-from flowq.errors import RegistrationError, UnknownWorkflowError, ValidationError
+from flowq.errors import (
+    RegistrationError,
+    ScheduleError,
+    UnknownWorkflowError,
+    ValidationError,
+)
 from flowq.models import RetryPolicy
+
+if typing.TYPE_CHECKING:
+    from flowq.options import JobOptions
+    from flowq.schedules import DeclaredSchedule
 
 __all__ = [
     "Registry",
@@ -20,6 +29,7 @@ __all__ = [
     "WorkflowDecorator",
     "WorkflowOptions",
     "default_registry",
+    "schedule",
     "workflow",
 ]
 
@@ -198,6 +208,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow[Any, Any]] = {}
+        self._schedules: dict[str, DeclaredSchedule] = {}
         self._lock = threading.Lock()
 
     def add(self, workflow: Workflow[Any, Any]) -> None:
@@ -281,6 +292,71 @@ class Registry:
 
         return register if fn is None else register(fn)
 
+    def schedule(
+        self,
+        cron_expression: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        allow_overlap: bool = False,
+        catch_up: str = "latest",
+        payload: Any = None,
+        **job_options: Unpack[JobOptions],
+    ) -> Callable[[Workflow[PayloadT, ResultT]], Workflow[PayloadT, ResultT]]:
+        """Run a workflow of this registry on a cron schedule; stack it above
+        ``@registry.workflow`` (several schedules per workflow are fine). Workers save
+        declared schedules when they start.
+
+        Args:
+            cron_expression: 5 fields (``"0 9 * * *"``) or ``@hourly``, ``@daily``,
+                ``@weekly``, ``@monthly``, ``@yearly``.
+            name: Unique name (default ``"<workflow>@<expression>"``).
+            timezone: IANA zone of the expression's wall-clock times (``"UTC"``).
+            allow_overlap: Start a tick's job while the previous one is unfinished
+                (default False: the tick is skipped, and recorded as skipped).
+            catch_up: Missed ticks after downtime: ``"latest"`` runs one, ``"all"``
+                runs each (at most 100), ``"none"`` runs none.
+            payload: The payload of every job.
+            **job_options: ``start()``'s options for every job.
+
+        Raises:
+            ScheduleError: A bad expression, zone or option, a name taken by another
+                schedule, or a workflow not registered on this registry.
+        """
+        from flowq.schedules import declare
+
+        def attach(workflow: Workflow[PayloadT, ResultT]) -> Workflow[PayloadT, ResultT]:
+            declared = declare(
+                workflow,
+                cron_expression,
+                name=name,
+                timezone=timezone,
+                allow_overlap=allow_overlap,
+                catch_up=catch_up,
+                payload=payload,
+                options=job_options,
+            )
+            with self._lock:
+                if self._workflows.get(workflow.name) is not workflow:
+                    raise ScheduleError(
+                        f"workflow {workflow.name!r} is not registered on this registry: put "
+                        "the registry's own .schedule above its .workflow"
+                    )
+                taken = self._schedules.get(declared.name)
+                if taken is not None and taken != declared:
+                    raise ScheduleError(
+                        f"schedule name {declared.name!r} is taken by another schedule; "
+                        "pass name=... to tell them apart"
+                    )
+                self._schedules[declared.name] = declared
+            return workflow
+
+        return attach
+
+    def schedules(self) -> list[DeclaredSchedule]:
+        """The schedules declared on this registry, by name."""
+        return [self._schedules[name] for name in sorted(self._schedules)]
+
 
 class WorkflowDecorator(Protocol):
     """What ``@workflow(...)`` with options returns."""
@@ -300,3 +376,6 @@ default_registry = Registry()
 
 workflow = default_registry.workflow
 """Register a workflow on :data:`default_registry` (see :meth:`Registry.workflow`)."""
+
+schedule = default_registry.schedule
+"""Schedule a workflow of :data:`default_registry` (see :meth:`Registry.schedule`)."""

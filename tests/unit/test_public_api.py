@@ -93,7 +93,8 @@ def test_every_error_derives_from_flowq_error() -> None:
         assert issubclass(error, ValueError)
 
 
-PURE_MODULES = ["flowq.registry", "flowq.models", "flowq.durations", "flowq.errors",
+PURE_MODULES = ["flowq.registry", "flowq.models", "flowq.durations", "flowq.errors", "flowq.cron",
+                "flowq.schedules",
                 "flowq.codec", "flowq.failures", "flowq.replay", "flowq.clock", "flowq.current",
                 "flowq.validate", "flowq.options", "flowq.steps",
                 "flowq.store", "flowq.store.base", "flowq.store.transitions", "flowq.store.rows",
