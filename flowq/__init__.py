@@ -51,6 +51,8 @@ from flowq.registry import schedule as schedule
 from flowq.registry import workflow as workflow
 from flowq.steps import Step as Step
 from flowq.steps import step as step
+from flowq.supervisor import Supervisor as Supervisor
+from flowq.supervisor import SupervisorResult as SupervisorResult
 from flowq.system_clock import SystemClock as SystemClock
 from flowq.worker import Worker as Worker
 from flowq.worker import WorkerOptions as WorkerOptions
@@ -92,6 +94,8 @@ __all__ = [
     "Step",
     "StepError",
     "StepRecord",
+    "Supervisor",
+    "SupervisorResult",
     "SystemClock",
     "TagQuery",
     "Token",

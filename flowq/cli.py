@@ -1,8 +1,8 @@
 """The ``flowq`` command line.
 
 ``migrate``, ``worker``, ``demo``, ``jobs list|show|events|steps|retry|cancel|export``,
-``tokens complete``, ``reclaim``, ``cleanup``, ``replay``, ``--version``. Every option
-can also come from a ``FLOWQ_<OPTION>`` environment variable (``--drain-timeout``:
+``tokens complete``, ``supervisor``, ``reclaim``, ``cleanup``, ``replay``, ``--version``.
+Every option can also come from a ``FLOWQ_<OPTION>`` environment variable (``--drain-timeout``:
 ``FLOWQ_DRAIN_TIMEOUT``); the command line wins. Commands that use a database need
 its URL (``--database-url`` or ``FLOWQ_DATABASE_URL``), or ``--embedded`` for the
 embedded SQLite default ``./flowq.db``: none is chosen silently.
@@ -15,10 +15,14 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from flowq.client import DEFAULT_DATABASE_URL, App
 from flowq.errors import FlowqError, ValidationError
@@ -78,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("token_id", metavar="ID")
     complete.add_argument("--output", default="null", help="the token's output, as JSON")
 
+    supervisor = _database_command(
+        commands, "supervisor", "run maintenance every --interval until stopped", json=True
+    )
+    _supervisor_options(supervisor)
+    supervisor.add_argument("--once", action="store_true", help="one round, print it, exit")
     reclaim = _database_command(commands, "reclaim", "take back stuck jobs", json=True)
     reclaim.add_argument("--minutes", type=float, default=10, help="locked longer than (10)")
     cleanup = _database_command(commands, "cleanup", "delete old finished jobs", json=True)
@@ -109,6 +118,20 @@ def _database_command(
     return command
 
 
+def _supervisor_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--interval", type=float, default=60.0, help="seconds between rounds")
+    command.add_argument(
+        "--stuck-jobs-timeout", type=float, default=600.0,
+        help="seconds a job may stay locked before it is taken back (600)",
+    )  # fmt: skip
+    command.add_argument(
+        "--keep-jobs-days", type=float, default=30.0, help="days finished jobs are kept (30)"
+    )
+    command.add_argument(
+        "--keep-events-days", type=float, default=30.0, help="days events are kept (30)"
+    )
+
+
 def _worker_parser(commands: Any) -> None:
     worker = _database_command(commands, "worker", "run the workflows of a module until stopped")
     worker.add_argument(
@@ -138,6 +161,11 @@ def _worker_parser(commands: Any) -> None:
         help="run what is runnable now, then exit (scripts, cron, serverless)",
     )  # fmt: skip
     worker.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    worker.add_argument(
+        "--supervise", action="store_true",
+        help="also run the supervisor's maintenance in this process (see flowq supervisor)",
+    )  # fmt: skip
+    _supervisor_options(worker)
 
 
 def _environment_defaults(parser: argparse.ArgumentParser) -> None:
@@ -184,10 +212,12 @@ def _version() -> str:
     return __version__
 
 
-async def _run_database_command(args: argparse.Namespace, url: str) -> str:
+async def _run_database_command(args: argparse.Namespace, url: str) -> str | None:
     from flowq import cli_jobs, codec
 
     async with App(url) as app:
+        if args.command == "supervisor":
+            return await _supervise(app, args)
         if args.command == "jobs":
             return await cli_jobs.run_jobs_command(app, args)
         if args.command == "tokens":
@@ -195,6 +225,37 @@ async def _run_database_command(args: argparse.Namespace, url: str) -> str:
             token = await app.complete_token(args.token_id, output)
             return codec.encode(token, what="token") if args.json else f"token {token.id} completed"
         return await cli_jobs.run_maintenance(app, args)
+
+
+async def _supervise(app: App, args: argparse.Namespace) -> str | None:
+    from flowq.worker_command import supervisor_of
+
+    supervisor = supervisor_of(app, args)
+    if args.once:
+        result = await supervisor.run_once()
+        if args.json:
+            from flowq import codec
+
+            return codec.encode(result, what="supervisor result")
+        return ", ".join(
+            f"{name.replace('_', ' ')}: {count}" for name, count in asdict(result).items()
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("flowq").info("flowq: supervisor on %r every %gs", app.store, args.interval)
+    async with anyio.create_task_group() as tasks:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for received in signals:
+                    logging.getLogger("flowq").info(
+                        "flowq: %s received; supervisor stops", signal.Signals(received).name
+                    )
+                    tasks.cancel_scope.cancel()
+                    return
+
+        tasks.start_soon(stop_on_signal)
+        await supervisor.run()
+    return None
 
 
 async def _migrate(url: str) -> str:

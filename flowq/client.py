@@ -24,6 +24,7 @@ from flowq.registry import Registry, Workflow, default_registry
 from flowq.store import rows
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
 from flowq.store.sql import SqlStore
+from flowq.supervisor import Supervisor, SupervisorOptions
 from flowq.system_clock import SystemClock
 from flowq.worker import Worker, WorkerOptions
 
@@ -145,6 +146,13 @@ class App:
             migrate=self.auto_migrate,
             **options,
         )
+
+    def create_supervisor(self, **options: Unpack[SupervisorOptions]) -> Supervisor:
+        """A :class:`flowq.Supervisor` of this App's store and clock; ``options`` are
+        the Supervisor's (``interval``, ``stuck_jobs_timeout``,
+        ``cleanup_jobs_days_to_keep``, ``cleanup_events_days_to_keep``,
+        ``reclaim_stuck_jobs``, ``expire_timed_out_tokens``, ``on_error``)."""
+        return Supervisor(self.store, self.clock, **options)
 
     def on(self, event: str, callback: HookCallback) -> None:
         """Call ``callback(flowq.HookEvent)`` (sync or async) when this process's

@@ -15,8 +15,9 @@ import anyio
 from flowq.client import App
 from flowq.errors import ValidationError
 from flowq.registry import Registry, default_registry
+from flowq.supervisor import Supervisor
 
-__all__ = ["load_target", "names_an_app", "run_worker"]
+__all__ = ["load_target", "names_an_app", "run_worker", "supervisor_of"]
 
 log = logging.getLogger("flowq.worker")
 
@@ -61,6 +62,17 @@ def load_target(target: str, database_url: str | None) -> App:
         return App(database_url, registry=found)
     raise ValidationError(
         f"{target!r} should name a flowq.App or flowq.Registry, found {type(found).__name__}"
+    )
+
+
+def supervisor_of(app: App, args: argparse.Namespace) -> Supervisor:
+    """The supervisor the command-line options describe (``flowq supervisor`` and
+    ``flowq worker --supervise``)."""
+    return app.create_supervisor(
+        interval=args.interval,
+        stuck_jobs_timeout=args.stuck_jobs_timeout,
+        cleanup_jobs_days_to_keep=args.keep_jobs_days,
+        cleanup_events_days_to_keep=args.keep_events_days,
     )
 
 
@@ -111,6 +123,10 @@ async def run_worker(args: argparse.Namespace) -> None:
                         return
 
             tasks.start_soon(stop_on_signal)
+            if args.supervise:
+                supervisor = supervisor_of(app, args)
+                log.info("flowq: %r runs beside the worker", supervisor)
+                tasks.start_soon(supervisor.run)
             await worker.run()
             tasks.cancel_scope.cancel()
         log.info("flowq: worker %s stopped", worker.worker_id)

@@ -8,6 +8,7 @@ so that what really ran is checked apart from what flowq recorded.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.acceptance.processes import (
     WorkerProcess,
     Workers,
     asyncpg_dsn,
+    child_environment,
     events_of,
     eventually,
     job_of,
@@ -273,6 +275,47 @@ async def test_a_running_worker_takes_back_a_killed_workers_job_by_itself(
     assert "took back 1 job(s) whose worker stopped heartbeating" in survivor.output()
     survivor.signal(signal.SIGTERM)
     assert await survivor.exit_status(15) == 0, survivor.describe()
+
+
+# -- 3b. maintenance in the worker's process and in its own ---------------------------------
+
+
+async def test_a_supervising_worker_and_a_supervisor_keep_the_database_tidy(
+    database_url: str, app: flowq.App, workers: Workers, tmp_path: Path
+) -> None:
+    """`flowq worker --supervise` deletes finished jobs past their retention; `flowq
+    supervisor` does it on its own and stops on SIGTERM with status 0."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    done = await app.add_job("acceptance.slow_once", slow_once_payload(tmp_path / "a", 0))
+    finisher = await workers.run(database_url, "--until-idle", name="finisher")
+    assert finisher.returncode == 0, finisher.describe()
+    assert (await job_of(app, done)).status is JobStatus.COMPLETED
+    tidy = ("--interval", "0.2", "--keep-jobs-days", "0")
+    supervising = await workers.start(database_url, "--supervise", *tidy, name="tidy")
+
+    async def gone() -> bool:
+        return await app.get_job(done) is None
+
+    await eventually(gone, "the finished job is cleaned up", state=describe(app),
+                     watch=[supervising])  # fmt: skip
+    supervising.signal(signal.SIGTERM)
+    assert await supervising.exit_status(15) == 0, supervising.describe()
+
+    second = await app.add_job("acceptance.slow_once", slow_once_payload(tmp_path / "b", 0))
+    finisher = await workers.run(database_url, "--until-idle", name="finisher-2")
+    assert finisher.returncode == 0, finisher.describe()
+    command = [sys.executable, "-m", "flowq.cli", "supervisor", "--database-url", database_url,
+               *tidy]  # fmt: skip
+    async with await anyio.open_process(command, env=child_environment()) as supervisor:
+
+        async def second_gone() -> bool:
+            return await app.get_job(second) is None
+
+        await eventually(second_gone, "flowq supervisor cleans up", state=describe(app))
+        supervisor.send_signal(signal.SIGTERM)
+        with anyio.fail_after(15):
+            assert await supervisor.wait() == 0
 
 
 # -- 4. PostgreSQL: LISTEN/NOTIFY and lost connections --------------------------------------
