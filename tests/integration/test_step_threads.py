@@ -166,7 +166,9 @@ async def test_overlap_retries_lets_a_retry_start_while_the_thread_runs(
     """With overlap_retries=True, try 2 runs while try 1's thread still runs."""
     log = Log()
 
-    @flowq.step(name="overlaps", retries=1, timeout="100ms", retry=NO_DELAY, overlap_retries=True)
+    # The timeout bounds each try, so it must leave try 2 time to start a thread
+    # on a loaded machine (100 ms did not once in CI).
+    @flowq.step(name="overlaps", retries=1, timeout="1s", retry=NO_DELAY, overlap_retries=True)
     def overlaps() -> str:
         number = log.count("start") + 1
         log.add(f"start {number}")
