@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowq import codec, history, validate
 from flowq import options as job_options
 from flowq.clock import Clock
+from flowq.cron_jobs import CronJobs
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
@@ -37,8 +38,9 @@ PayloadT = TypeVar("PayloadT")
 _RUN_AT_OPS: tuple[RunAtOp, ...] = ("gt", "gte", "lt", "lte")
 
 
-class App:
-    """The entry point: add, inspect and manage jobs (an async context manager).
+class App(CronJobs):
+    """The entry point: add, inspect and manage jobs and cron schedules (an async
+    context manager; the cron verbs are :class:`flowq.cron_jobs.CronJobs`'s).
 
     Args:
         database_url: A PostgreSQL or SQLite URL. ``None`` reads

@@ -27,6 +27,7 @@ from flowq.models import (
     Token,
 )
 from flowq.replay import RecordedCall
+from flowq.store.schedules import ScheduleVerbs
 
 __all__ = [
     "CLEANUP_BATCH_SIZE",
@@ -231,7 +232,7 @@ class GroupLimits:
         return self.per_group.get(group, self.default)
 
 
-class Store(Protocol):
+class Store(ScheduleVerbs, Protocol):
     """Domain verbs over flowq's tables. Each call is one transaction.
 
     Times are read from :attr:`clock`, never from the database, so a fake clock

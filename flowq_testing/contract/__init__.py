@@ -25,9 +25,12 @@ from flowq_testing.contract.base import contract_registry as contract_registry
 from flowq_testing.contract.durable import DurableVerbsContract
 from flowq_testing.contract.jobs import JobVerbsContract
 from flowq_testing.contract.runs import RunVerbsContract
+from flowq_testing.contract.schedules import ScheduleVerbsContract
 
 __all__ = ["StoreContract", "contract_registry"]
 
 
-class StoreContract(JobVerbsContract, RunVerbsContract, DurableVerbsContract):
+class StoreContract(
+    JobVerbsContract, RunVerbsContract, DurableVerbsContract, ScheduleVerbsContract
+):
     """Behaviours every store must show, checked through :class:`flowq.App`."""
