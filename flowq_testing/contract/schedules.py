@@ -16,8 +16,8 @@ from flowq_testing.contract.base import ContractBase, echo, signup
 
 __all__ = ["ScheduleVerbsContract"]
 
-HOUR = timedelta(hours=1)
-START = datetime(2030, 1, 1, 12, tzinfo=UTC)  # the contract clock's start
+_HOUR = timedelta(hours=1)
+_START = datetime(2030, 1, 1, 12, tzinfo=UTC)  # the contract clock's start
 
 
 class ScheduleVerbsContract(ContractBase):
@@ -35,7 +35,7 @@ class ScheduleVerbsContract(ContractBase):
         )  # fmt: skip
         assert (stored.timezone, stored.allow_overlap, stored.catch_up) == ("UTC", False, "latest")
         assert stored.status is ScheduleStatus.ACTIVE
-        assert stored.next_run_at == START + HOUR
+        assert stored.next_run_at == _START + _HOUR
         assert (stored.last_enqueued_at, stored.last_job_id, stored.last_skipped_at) == (
             None, None, None,
         )  # fmt: skip
@@ -93,18 +93,18 @@ class ScheduleVerbsContract(ContractBase):
             "hourly", "0 * * * *", echo, {"n": 1}, priority=7, tags=["cron"]
         )
         assert await app.enqueue_due_cron_jobs() == 0
-        clock.advance(HOUR)
+        clock.advance(_HOUR)
         assert await app.enqueue_due_cron_jobs() == 1
         assert await app.enqueue_due_cron_jobs() == 0
         [job] = await app.get_jobs()
         assert (job.workflow, job.payload, job.priority, job.tags) == (
             "contract.echo", {"n": 1}, 7, ("cron",),
         )  # fmt: skip
-        assert job.run_at == START + HOUR
+        assert job.run_at == _START + _HOUR
         stored = await app.get_cron_job(schedule_id)
         assert stored is not None
-        assert (stored.last_enqueued_at, stored.last_job_id) == (START + HOUR, job.id)
-        assert stored.next_run_at == START + 2 * HOUR
+        assert (stored.last_enqueued_at, stored.last_job_id) == (_START + _HOUR, job.id)
+        assert stored.next_run_at == _START + 2 * _HOUR
 
     async def test_racing_enqueuers_enqueue_each_tick_once(
         self, app: flowq.App, clock: FakeClock
@@ -130,17 +130,17 @@ class ScheduleVerbsContract(ContractBase):
         """While the previous job is unfinished a tick is skipped and recorded; once it
         finished, the next tick enqueues again."""
         schedule_id = await app.add_cron_job("no-overlap", "0 * * * *", echo, {})
-        clock.advance(HOUR)
+        clock.advance(_HOUR)
         assert await app.enqueue_due_cron_jobs() == 1
-        clock.advance(HOUR)
+        clock.advance(_HOUR)
         assert await app.enqueue_due_cron_jobs() == 0
         stored = await app.get_cron_job(schedule_id)
         assert stored is not None
-        assert stored.last_skipped_at == START + 2 * HOUR
-        assert stored.next_run_at == START + 3 * HOUR
+        assert stored.last_skipped_at == _START + 2 * _HOUR
+        assert stored.next_run_at == _START + 3 * _HOUR
         [first] = await app.get_jobs()
         await self.run_to_completion(app, first.id)
-        clock.advance(HOUR)
+        clock.advance(_HOUR)
         assert await app.enqueue_due_cron_jobs() == 1
         assert len(await app.get_jobs()) == 2
 
@@ -150,7 +150,7 @@ class ScheduleVerbsContract(ContractBase):
         """allow_overlap=True enqueues a tick while the previous job is still pending."""
         await app.add_cron_job("overlap", "0 * * * *", echo, {}, allow_overlap=True)
         for _ in range(3):
-            clock.advance(HOUR)
+            clock.advance(_HOUR)
             assert await app.enqueue_due_cron_jobs() == 1
         jobs = await app.get_jobs()
         assert [job.status for job in jobs] == [JobStatus.PENDING] * 3
@@ -167,19 +167,19 @@ class ScheduleVerbsContract(ContractBase):
         schedule_id = await app.add_cron_job(
             f"catch-{catch_up}", "0 * * * *", echo, {}, allow_overlap=True, catch_up=catch_up
         )
-        clock.advance(5 * HOUR + timedelta(minutes=10))
+        clock.advance(5 * _HOUR + timedelta(minutes=10))
         assert await app.enqueue_due_cron_jobs() == len(expected_runs)
         runs = sorted(job.run_at for job in await app.get_jobs())
-        assert runs == [START + n * HOUR for n in expected_runs]
+        assert runs == [_START + n * _HOUR for n in expected_runs]
         stored = await app.get_cron_job(schedule_id)
-        assert stored is not None and stored.next_run_at == START + 6 * HOUR
+        assert stored is not None and stored.next_run_at == _START + 6 * _HOUR
 
     async def test_an_on_time_tick_runs_even_without_catch_up(
         self, app: flowq.App, clock: FakeClock
     ) -> None:
         """catch_up="none" still runs a tick looked at within a minute of its time."""
         await app.add_cron_job("none", "0 * * * *", echo, {}, catch_up="none")
-        clock.advance(HOUR + timedelta(seconds=30))
+        clock.advance(_HOUR + timedelta(seconds=30))
         assert await app.enqueue_due_cron_jobs() == 1
 
     async def test_a_paused_schedule_enqueues_nothing_and_resumes_from_now(
@@ -190,13 +190,13 @@ class ScheduleVerbsContract(ContractBase):
         assert await app.pause_cron_job(schedule_id)
         assert [s.schedule_name for s in await app.list_cron_jobs("paused")] == ["pausable"]
         assert await app.list_cron_jobs(ScheduleStatus.ACTIVE) == []
-        clock.advance(3 * HOUR + timedelta(minutes=30))
+        clock.advance(3 * _HOUR + timedelta(minutes=30))
         assert await app.enqueue_due_cron_jobs() == 0
         assert await app.resume_cron_job(schedule_id)
         stored = await app.get_cron_job(schedule_id)
         assert stored is not None
         assert stored.status is ScheduleStatus.ACTIVE
-        assert stored.next_run_at == START + 4 * HOUR
+        assert stored.next_run_at == _START + 4 * _HOUR
         assert await app.enqueue_due_cron_jobs() == 0
         assert not await app.pause_cron_job(999)
         with pytest.raises(flowq.ScheduleError, match="'sleeping'"):
@@ -213,16 +213,16 @@ class ScheduleVerbsContract(ContractBase):
         )
         stored = await app.get_cron_job(schedule_id)
         assert stored is not None
-        assert stored.next_run_at == START + timedelta(minutes=30)
+        assert stored.next_run_at == _START + timedelta(minutes=30)
         clock.advance(timedelta(minutes=30))
         assert await app.enqueue_due_cron_jobs() == 1
         [job] = await app.get_jobs()
         assert (job.payload, job.priority) == ({"v": 2}, 9)
         assert await app.edit_cron_job(schedule_id, timezone="Asia/Kolkata")  # UTC+05:30
         stored = await app.get_cron_job(schedule_id)
-        assert stored is not None and stored.next_run_at == START + timedelta(hours=1)
+        assert stored is not None and stored.next_run_at == _START + timedelta(hours=1)
         with pytest.raises(flowq.ScheduleError, match="run_at"):
-            await app.edit_cron_job(schedule_id, run_at=START)
+            await app.edit_cron_job(schedule_id, run_at=_START)
         with pytest.raises(flowq.ScheduleError, match="61"):
             await app.edit_cron_job(schedule_id, cron_expression="61 * * * *")
         assert not await app.edit_cron_job(999, priority=1)
@@ -232,11 +232,11 @@ class ScheduleVerbsContract(ContractBase):
     ) -> None:
         """remove_cron_job deletes the schedule; jobs it enqueued stay and nothing more comes."""
         schedule_id = await app.add_cron_job("removable", "0 * * * *", echo, {})
-        clock.advance(HOUR)
+        clock.advance(_HOUR)
         assert await app.enqueue_due_cron_jobs() == 1
         assert await app.remove_cron_job(schedule_id)
         assert not await app.remove_cron_job(schedule_id)
-        clock.advance(HOUR)
+        clock.advance(_HOUR)
         assert await app.enqueue_due_cron_jobs() == 0
         assert len(await app.get_jobs()) == 1
         assert await app.list_cron_jobs() == []
@@ -293,5 +293,5 @@ class ScheduleVerbsContract(ContractBase):
         a = await app.get_cron_job_by_name("a")
         assert a is not None
         assert a.status is ScheduleStatus.PAUSED
-        assert a.next_run_at == START + timedelta(minutes=15)
+        assert a.next_run_at == _START + timedelta(minutes=15)
         assert {s.schedule_name for s in await app.list_cron_jobs()} == {"a", "b"}
