@@ -75,6 +75,8 @@ class Workflow(Generic[PayloadT, ResultT]):
         is_async: Whether the handler is a coroutine function.
         max_attempts, timeout, retry, priority, tags, dead_letter,
         force_kill_on_timeout: Defaults for jobs of this workflow.
+        schedules: The ``@schedule`` declarations stacked on it (a registry it is
+            added to takes them along).
     """
 
     __slots__ = (
@@ -87,6 +89,7 @@ class Workflow(Generic[PayloadT, ResultT]):
         "name",
         "priority",
         "retry",
+        "schedules",
         "tags",
         "takes_context",
         "timeout",
@@ -127,6 +130,7 @@ class Workflow(Generic[PayloadT, ResultT]):
         )
         self.force_kill_on_timeout = bool(options.get("force_kill_on_timeout", False))
         self._payload_type: Any = _UNRESOLVED
+        self.schedules: tuple[DeclaredSchedule, ...] = ()
 
     @property
     def payload_type(self) -> Any:
@@ -225,6 +229,8 @@ class Registry:
                     f"{taken.fn.__qualname__}; pass name=... to register another function"
                 )
             self._workflows[workflow.name] = workflow
+            for declared in workflow.schedules:
+                self._add_schedule(declared)
 
     def get(self, name: str) -> Workflow[Any, Any] | None:
         """The workflow registered as ``name``, or ``None``."""
@@ -342,16 +348,21 @@ class Registry:
                         f"workflow {workflow.name!r} is not registered on this registry: put "
                         "the registry's own .schedule above its .workflow"
                     )
-                taken = self._schedules.get(declared.name)
-                if taken is not None and taken != declared:
-                    raise ScheduleError(
-                        f"schedule name {declared.name!r} is taken by another schedule; "
-                        "pass name=... to tell them apart"
-                    )
-                self._schedules[declared.name] = declared
+                self._add_schedule(declared)
+                if declared not in workflow.schedules:
+                    workflow.schedules = (*workflow.schedules, declared)
             return workflow
 
         return attach
+
+    def _add_schedule(self, declared: DeclaredSchedule) -> None:
+        taken = self._schedules.get(declared.name)
+        if taken is not None and taken != declared:
+            raise ScheduleError(
+                f"schedule name {declared.name!r} is taken by another schedule; "
+                "pass name=... to tell them apart"
+            )
+        self._schedules[declared.name] = declared
 
     def schedules(self) -> list[DeclaredSchedule]:
         """The schedules declared on this registry, by name."""
