@@ -94,7 +94,8 @@ class RetryPolicy:
         delay: The first wait.
         backoff: Double the wait after every failed attempt.
         max_delay: The longest wait.
-        jitter: Randomize each wait inside ``[w/2, w]``.
+        jitter: Randomize each wait inside ``[w/2, w]`` (default: with ``backoff``;
+            a fixed delay is exact unless ``jitter=True``).
     """
 
     delay: timedelta
@@ -108,12 +109,12 @@ class RetryPolicy:
         *,
         backoff: bool = True,
         max_delay: Duration = 3600,
-        jitter: bool = True,
+        jitter: bool | None = None,
     ) -> None:
         object.__setattr__(self, "delay", parse_duration(delay, name="retry delay"))
         object.__setattr__(self, "max_delay", parse_duration(max_delay, name="retry max delay"))
         object.__setattr__(self, "backoff", bool(backoff))
-        object.__setattr__(self, "jitter", bool(jitter))
+        object.__setattr__(self, "jitter", bool(backoff if jitter is None else jitter))
 
     def wait_after(self, attempt: int, random_fraction: float) -> timedelta:
         """The wait after failed attempt ``attempt``, given a random number in [0, 1)."""

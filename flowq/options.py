@@ -262,11 +262,12 @@ def _retry(options: JobOptions, base: RetryPolicy) -> RetryPolicy:
         return policy
     if not flat:
         return base
+    backoff = options.get("retry_backoff", base.backoff)
     return RetryPolicy(
         options.get("retry_delay", base.delay),
-        backoff=options.get("retry_backoff", base.backoff),
+        backoff=backoff,
         max_delay=options.get("retry_delay_max", base.max_delay),
-        jitter=base.jitter,
+        jitter=base.jitter and bool(backoff),  # a fixed delay is exact
     )
 
 

@@ -229,14 +229,15 @@ FAIL = _transition(
     _F,
     failure_reason=Param("reason"),
     error_history=Param("error_history"),
-    last_failed_at=NOW,
+    last_failed_at=Param("failed_at"),
     next_attempt_at=Param("retry_at"),
     ready_at=Param("retry_at"),
     finished_at=Param("finished_at"),
     updated_at=NOW,
     **_UNLOCKED,
 )
-"""An attempt failed; :func:`failure` works out the parameters."""
+"""An attempt failed; :func:`failure` works out the parameters (``failed_at`` is the
+error's time, the instant ``retry_at`` was computed from)."""
 
 SUSPEND = _transition(
     "suspend",
@@ -377,6 +378,7 @@ def failure(
         error_history=rows.encode_errors(history),
         retry_at=next_at,
         finished_at=None if will_retry else now,
+        failed_at=error.at,
     )
     return values, will_retry
 
