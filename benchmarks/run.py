@@ -16,6 +16,8 @@ Measured, with no-op handlers and one worker process:
   connection (asyncpg / sqlite3), the floor every figure is compared with.
 - The replay engine (``--suite steps``, see ``benchmarks/steps.py``): ms per step,
   the replay of 1,000 recorded steps, 3-step workflows per second at concurrency 10.
+- Cron (``--suite schedules``, see ``benchmarks/schedules.py``): a look at 10,000
+  schedules none of which is due, and enqueuing 1,000 due ticks.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -43,6 +45,7 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
 
 JOBS = 5000
@@ -234,6 +237,11 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
     runs += [
         (name, step, step_bench.registry) for name, step in step_bench.FIGURES if "steps" in suites
     ]
+    runs += [
+        (name, step, schedule_bench.registry)
+        for name, step in schedule_bench.FIGURES
+        if "schedules" in suites
+    ]
     for name, step, figure_registry in runs:
         url, cleanup = await fresh_database(kind)
         try:
@@ -354,7 +362,9 @@ async def main() -> None:
         help="pgqueuer, none, or auto (default: pgqueuer if importable and --db has postgres)",
     )
     parser.add_argument(
-        "--suite", default="jobs,steps", help="jobs (the queue), steps (replay engine) or both"
+        "--suite",
+        default="jobs,steps",
+        help="comma-separated: jobs (the queue), steps (replay engine), schedules (cron)",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}

@@ -169,15 +169,19 @@ def plan_ticks(row: Mapping[Any, Any], now: datetime, *, previous_unfinished: bo
     return TickPlan((due[-1],), None, following)
 
 
-def updated_row(plan: TickPlan, last_job_id: int | None, now: datetime) -> dict[str, Any]:
-    """The columns a schedule's enqueue writes back."""
-    values: dict[str, Any] = {"next_run_at": plan.next_run_at, "updated_at": now}
-    if plan.ticks:
-        values["last_enqueued_at"] = plan.ticks[-1]
-        values["last_job_id"] = last_job_id
-    if plan.skipped is not None:
-        values["last_skipped_at"] = plan.skipped
-    return values
+def updated_row(
+    row: Mapping[Any, Any], plan: TickPlan, last_job_id: int | None, now: datetime
+) -> dict[str, Any]:
+    """The columns a schedule's enqueue writes back (always the same keys, so that many
+    schedules are updated by one statement)."""
+    enqueued = bool(plan.ticks)
+    return {
+        "next_run_at": plan.next_run_at,
+        "updated_at": now,
+        "last_enqueued_at": plan.ticks[-1] if enqueued else row["last_enqueued_at"],
+        "last_job_id": last_job_id if enqueued else row["last_job_id"],
+        "last_skipped_at": row["last_skipped_at"] if plan.skipped is None else plan.skipped,
+    }
 
 
 def declared_changes(

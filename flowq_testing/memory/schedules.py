@@ -109,7 +109,7 @@ class MemoryScheduleVerbs(MemoryJobVerbs):
             plan = schedule_rows.plan_ticks(row, now, previous_unfinished=unfinished)
             new_jobs = [schedule_rows.job_of_tick(row, tick) for tick in plan.ticks]
             ids = await self.add_jobs(new_jobs) if new_jobs else []
-            row.update(schedule_rows.updated_row(plan, ids[-1] if ids else None, now))
+            row.update(schedule_rows.updated_row(row, plan, ids[-1] if ids else None, now))
             enqueued += len(ids)
             skipped += plan.skipped is not None
         following = [

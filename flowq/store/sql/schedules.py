@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,6 +20,7 @@ from flowq.store.sql.schema import cron_schedules, jobs
 __all__ = ["SqlScheduleVerbs"]
 
 _ACTIVE = ScheduleStatus.ACTIVE.value
+_UPDATED = ("next_run_at", "updated_at", "last_enqueued_at", "last_job_id", "last_skipped_at")
 
 
 class SqlScheduleVerbs(SqlJobVerbs):
@@ -180,32 +182,67 @@ class SqlScheduleVerbs(SqlJobVerbs):
                 .mappings()
                 .all()
             )
-            for row in due:
-                unfinished = await self._unfinished(conn, row["last_job_id"])
-                plan = schedule_rows.plan_ticks(row, now, previous_unfinished=unfinished)
-                new_jobs = [schedule_rows.job_of_tick(row, tick) for tick in plan.ticks]
-                ids = await self._add_jobs_once(new_jobs, conn) if new_jobs else []
-                values = schedule_rows.updated_row(plan, ids[-1] if ids else None, now)
-                await conn.execute(
-                    update(cron_schedules).where(cron_schedules.c.id == row["id"]).values(values)
-                )
-                enqueued += len(ids)
-                skipped += plan.skipped is not None
-            following = await conn.execute(
-                select(func.min(cron_schedules.c.next_run_at)).where(
-                    cron_schedules.c.status == _ACTIVE
-                )
+            if not due:
+                return DueSchedules(0, 0, await self._next_run_at(conn))
+            unfinished = await self._unfinished(
+                conn, [row["last_job_id"] for row in due if not row["allow_overlap"]]
             )
-            next_run_at = following.scalar()
+            plans = [
+                (
+                    row,
+                    schedule_rows.plan_ticks(
+                        row, now, previous_unfinished=row["last_job_id"] in unfinished
+                    ),
+                )
+                for row in due
+            ]
+            new_jobs = [
+                schedule_rows.job_of_tick(row, tick) for row, plan in plans for tick in plan.ticks
+            ]
+            ids = iter(await self._add_jobs_once(new_jobs, conn) if new_jobs else [])
+            changes = []
+            for row, plan in plans:
+                last_id = None
+                for _ in plan.ticks:
+                    last_id = next(ids)
+                values = schedule_rows.updated_row(row, plan, last_id, now)
+                changes.append(
+                    {"schedule_id": row["id"], **{f"new_{k}": v for k, v in values.items()}}
+                )
+                skipped += plan.skipped is not None
+            enqueued = len(new_jobs)
+            await conn.execute(
+                update(cron_schedules)
+                .where(cron_schedules.c.id == bindparam("schedule_id"))
+                .values(
+                    {
+                        column: bindparam(f"new_{column}", type_=cron_schedules.c[column].type)
+                        for column in _UPDATED
+                    }
+                ),
+                changes,
+            )
+            next_run_at = await self._next_run_at(conn)
         if enqueued:
             self._wake("jobs")
         return DueSchedules(enqueued, skipped, next_run_at)
 
-    async def _unfinished(self, conn: AsyncConnection, job_id: int | None) -> bool:
-        if job_id is None:
-            return False
-        result = await conn.execute(select(jobs.c.finished_at.is_(None)).where(jobs.c.id == job_id))
-        return bool(result.scalar())
+    async def _next_run_at(self, conn: AsyncConnection) -> datetime | None:
+        found = await conn.execute(
+            select(func.min(cron_schedules.c.next_run_at)).where(cron_schedules.c.status == _ACTIVE)
+        )
+        next_run_at: datetime | None = found.scalar()
+        return next_run_at
+
+    async def _unfinished(self, conn: AsyncConnection, job_ids: list[int | None]) -> set[int]:
+        """Which of ``job_ids`` (at most one batch of schedules) are unfinished."""
+        wanted = sorted({job_id for job_id in job_ids if job_id is not None})
+        if not wanted:
+            return set()
+        result = await conn.execute(
+            select(jobs.c.id).where(jobs.c.id.in_(wanted), jobs.c.finished_at.is_(None))
+        )
+        return set(result.scalars())
 
 
 def _name_taken(name: str) -> ScheduleError:
