@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import anyio
 
 from flowq import codec, failures, replay, step_tries
+from flowq.deadline import Deadline, TimeoutCallback
 from flowq.durable import Calls, Done, Failed, LeaseLost, Wait
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc, wake_time
 from flowq.errors import ContextError, FlowqError, JobFailedError, TokenError, ValidationError
@@ -84,6 +85,8 @@ class Context:
         self._start_child = start_child
         self._output: str | None = None
         self._has_output = False
+        self.deadline: Deadline | None = None
+        """The running attempt's timeout (set by the engine when the handler starts)."""
 
     # -- progress and output --------------------------------------------------------
 
@@ -116,6 +119,37 @@ class Context:
         if returned is not None:
             return codec.encode(returned, what=f"output of job {self.job.id}")
         return self._output if self._has_output else None
+
+    # -- timeouts -------------------------------------------------------------------
+
+    async def prolong(self, duration: Duration | None = None) -> None:
+        """Push this attempt's timeout back: the new deadline is now + ``duration``
+        (None: the job's own timeout, from now). It also renews the job's lock (so
+        ``reclaim_stuck_jobs`` leaves it alone) and records a ``prolonged`` event. A
+        job without a timeout gets no deadline; the lock and the event still happen.
+
+        Raises:
+            ValidationError: ``duration`` is not a positive duration.
+        """
+        extension = parse_optional_duration(duration, name="prolong duration")
+        if extension is not None and extension <= timedelta(0):
+            raise ValidationError(f"prolong takes a positive duration, got {duration!r}")
+        seconds = None if self.deadline is None else self.deadline.prolong(extension)
+        await self._store.prolong_job(self._lease, seconds)
+
+    def on_timeout(self, callback: TimeoutCallback) -> None:
+        """Call ``callback()`` (no arguments, sync or async) when this attempt reaches
+        its deadline. If it returns a duration, the deadline moves to now + that
+        duration (and the callback is asked again at the new deadline); if it returns
+        None or raises (logged), the timeout fires. A later call replaces the callback.
+
+        Raises:
+            ValidationError: ``callback`` is not callable.
+        """
+        if not callable(callback):
+            raise ValidationError(f"on_timeout takes a callable, got {callback!r}")
+        if self.deadline is not None:
+            self.deadline.on_timeout(callback)
 
     # -- steps ----------------------------------------------------------------------
 

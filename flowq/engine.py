@@ -23,6 +23,7 @@ import msgspec
 from flowq import current
 from flowq.clock import Clock
 from flowq.context import Context, JobInfo
+from flowq.deadline import Deadline
 from flowq.durable import (
     Calls,
     LeaseLost,
@@ -162,20 +163,19 @@ class Engine:
                 FailureReason.HANDLER_ERROR,
                 retry=False,
             )
-        timeout = job.timeout
+        deadline = Deadline(job.timeout, job.id)
+        running.context.deadline = deadline
         token = current.bind(running.context)
         try:
-            if timeout is None:
+            if deadline.at is None:
                 returned = await self._call(definition, payload, running)
-                timed_out = False
             else:
-                with anyio.move_on_after(timeout.total_seconds()) as deadline:
-                    returned = await self._call(definition, payload, running)
-                timed_out = deadline.cancelled_caught
-            if timed_out:
+                returned = await self._call_before(deadline, definition, payload, running)
+            if deadline.expired:
                 return await self._fail(
                     claimed,
-                    f"attempt {job.attempts} ran longer than its timeout of {_seconds(timeout)}",
+                    f"attempt {job.attempts} ran longer than its timeout of "
+                    f"{_seconds(job.timeout)}" + (" (prolonged)" if deadline.moved else ""),
                     "TimeoutError",
                     FailureReason.TIMEOUT,
                 )
@@ -239,6 +239,31 @@ class Engine:
             return None
         await self._emit("job:waiting", job)
         return wait.wait_until
+
+    async def _call_before(
+        self,
+        deadline: Deadline,
+        definition: Workflow[Any, Any],
+        payload: Any,
+        running: RunningJob,
+    ) -> Any:
+        """Call the handler; when ``deadline`` fires, cancel it (``deadline.expired``)."""
+        returned: Any = None
+        ended: BaseException | None = None
+        async with anyio.create_task_group() as watcher:
+            handler = anyio.CancelScope()
+            watcher.start_soon(deadline.watch, handler)
+            with handler:
+                try:
+                    returned = await self._call(definition, payload, running)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:  # raised below, outside the task group
+                    ended = exc
+            watcher.cancel_scope.cancel()
+        if ended is not None:
+            raise ended
+        return returned
 
     async def _call(self, definition: Workflow[Any, Any], payload: Any, running: RunningJob) -> Any:
         args = (payload, running.context) if definition.takes_context else (payload,)

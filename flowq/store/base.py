@@ -347,6 +347,10 @@ class Store(ScheduleVerbs, Protocol):
     async def record_progress(self, lease: Lease, percent: int) -> bool:
         """Store a running job's progress with a ``progress`` event; False if not held."""
 
+    async def prolong_job(self, lease: Lease, seconds: float | None) -> bool:
+        """Renew a running job's lock and record a ``prolonged`` event (metadata
+        ``{"seconds": seconds}``: the new deadline's distance, None without one)."""
+
     async def record_output(self, lease: Lease, output: str) -> bool:
         """Store a running job's output (JSON text) before it ends; False if not held."""
 

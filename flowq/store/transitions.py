@@ -49,6 +49,7 @@ __all__ = [
     "NOW",
     "OUTPUT",
     "PROGRESS",
+    "PROLONG",
     "RELEASE",
     "REQUEUE",
     "RETRY",
@@ -310,6 +311,9 @@ claimable now (for a child, ``NOW`` is the child's finish time)."""
 HEARTBEAT = _transition("heartbeat", {_R}, None, locked_at=NOW)
 """A worker renews its lock (``updated_at`` stays)."""
 
+PROLONG = _transition("prolong", {_R}, None, locked_at=NOW, updated_at=NOW)
+"""``ctx.prolong``: the handler pushes its deadline back and renews the lock."""
+
 PROGRESS = _transition("progress", {_R}, None, progress=Param("progress"), updated_at=NOW)
 """A running job reports its progress."""
 
@@ -324,7 +328,7 @@ EDIT = _transition("edit", {_P}, None, updated_at=NOW)
 
 TRANSITIONS: tuple[Transition, ...] = (
     CLAIM, COMPLETE, FAIL, SUSPEND, RELEASE, REQUEUE, CANCEL, CANCEL_RUNNING, RETRY, WAKE,
-    HEARTBEAT, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
+    HEARTBEAT, PROLONG, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
 )  # fmt: skip
 """Every transition, in the order of the life of a job."""
 
