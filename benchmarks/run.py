@@ -18,6 +18,8 @@ Measured, with no-op handlers and one worker process:
   the replay of 1,000 recorded steps, 3-step workflows per second at concurrency 10.
 - Cron (``--suite schedules``, see ``benchmarks/schedules.py``): a look at 10,000
   schedules none of which is due, and enqueuing 1,000 due ticks.
+- ``force_kill_on_timeout`` (``--suite isolated``, see ``benchmarks/isolated.py``):
+  the per-job cost of running handlers in a process of their own.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -45,6 +47,7 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import isolated as isolated_bench
 from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
 
@@ -242,6 +245,11 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
         for name, step in schedule_bench.FIGURES
         if "schedules" in suites
     ]
+    runs += [
+        (name, step, isolated_bench.registry)
+        for name, step in isolated_bench.FIGURES
+        if "isolated" in suites
+    ]
     for name, step, figure_registry in runs:
         url, cleanup = await fresh_database(kind)
         try:
@@ -364,7 +372,7 @@ async def main() -> None:
     parser.add_argument(
         "--suite",
         default="jobs,steps",
-        help="comma-separated: jobs (the queue), steps (replay engine), schedules (cron)",
+        help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force kill)",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}

@@ -34,6 +34,7 @@ from flowq.durable import (
 from flowq.errors import NonDeterminismError
 from flowq.failures import exception_message, exception_name
 from flowq.hooks import HookEvent, Hooks
+from flowq.isolated import IsolatedFailure, run_in_process
 from flowq.models import ErrorEntry, FailureReason
 from flowq.options import JobOptions, build_child_job
 from flowq.registry import Registry, Workflow
@@ -196,6 +197,10 @@ class Engine:
                     FailureReason.NONDETERMINISM,
                     retry=False,
                 )
+            if isinstance(ended, IsolatedFailure):  # raised in the handler's own process
+                return await self._fail(
+                    claimed, ended.message, ended.type_name, FailureReason.HANDLER_ERROR
+                )
             if isinstance(ended, Exception):
                 return await self._fail(
                     claimed,
@@ -266,6 +271,9 @@ class Engine:
         return returned
 
     async def _call(self, definition: Workflow[Any, Any], payload: Any, running: RunningJob) -> Any:
+        if running.claimed.job.force_kill_on_timeout:
+            job_info, payload_json = running.context.job, running.claimed.payload_json
+            return await run_in_process(definition, payload_json, job_info)
         args = (payload, running.context) if definition.takes_context else (payload,)
         if not definition.is_async:
             return await anyio.to_thread.run_sync(
