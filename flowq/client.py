@@ -19,11 +19,12 @@ from flowq.cron_jobs import CronJobs
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
-from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token
+from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token, TokenStatus
 from flowq.options import JobOptions, JobSpec
 from flowq.registry import Registry, Workflow, default_registry
 from flowq.store import rows
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
+from flowq.store.report import HealthReport
 from flowq.store.sql import SqlStore
 from flowq.supervisor import Supervisor, SupervisorOptions
 from flowq.system_clock import SystemClock
@@ -226,6 +227,31 @@ class App(CronJobs):
     async def get_token(self, token_id: str) -> Token | None:
         """The token (its status, output and deadline), or None."""
         return await (await self._ready()).get_token(token_id)
+
+    async def get_tokens(
+        self,
+        *,
+        job_id: int | None = None,
+        status: TokenStatus | str | None = None,
+        limit: int = 100,
+    ) -> list[Token]:
+        """Tokens, newest first: those of one job (``job_id``), of one status
+        (``"waiting"``, ``"completed"``, ``"timed_out"``), at most ``limit``.
+
+        Raises:
+            ValidationError: An unknown status, or a bad id or limit.
+        """
+        try:
+            wanted = None if status is None else TokenStatus(status)
+        except ValueError:
+            names = ", ".join(s.value for s in TokenStatus)
+            raise ValidationError(f"a token's status is one of {names}, got {status!r}") from None
+        store = await self._ready()
+        return await store.get_tokens(
+            job_id=None if job_id is None else validate.integer(job_id, "job_id"),
+            status=wanted,
+            limit=validate.integer(limit, "limit", minimum=1),
+        )
 
     async def expire_timed_out_tokens(self) -> int:
         """Mark waiting tokens past their deadline as timed out and resume the jobs
@@ -470,6 +496,13 @@ class App(CronJobs):
         ``reclaimed`` event).
         """
         return await (await self._ready()).reclaim_stuck_jobs(_age(minutes, "minutes", 60))
+
+    async def health_report(self, *, stuck_minutes: float = 10) -> HealthReport:
+        """The store's state at a glance (what ``flowq doctor`` prints): schema
+        version, jobs per status, retrying jobs, the oldest due job's wait, jobs locked
+        longer than ``stuck_minutes``, waiting tokens, schedules, table sizes."""
+        stuck = parse_duration(stuck_minutes * 60, name="stuck_minutes")
+        return await (await self._ready()).health_report(stuck)
 
     async def cleanup_old_jobs(self, days: float = 30) -> int:
         """Delete completed, permanently failed and cancelled jobs that finished more

@@ -25,8 +25,10 @@ from flowq.models import (
     RetryPolicy,
     TagQuery,
     Token,
+    TokenStatus,
 )
 from flowq.replay import RecordedCall
+from flowq.store.report import HealthReport
 from flowq.store.schedules import ScheduleVerbs
 
 __all__ = [
@@ -395,6 +397,11 @@ class Store(ScheduleVerbs, Protocol):
     async def get_token(self, token_id: str) -> Token | None:
         """The token, or None."""
 
+    async def get_tokens(
+        self, *, job_id: int | None = None, status: TokenStatus | None = None, limit: int = 100
+    ) -> list[Token]:
+        """Tokens (of a job, of a status), newest first, at most ``limit``."""
+
     async def settle_token(self, token_id: str) -> Token | None:
         """The token, marked timed out first if its deadline has passed while waiting."""
 
@@ -408,6 +415,10 @@ class Store(ScheduleVerbs, Protocol):
 
     async def expire_timed_out_tokens(self) -> int:
         """Mark waiting tokens past their deadline timed out and wake their jobs."""
+
+    async def health_report(self, stuck_after: timedelta) -> HealthReport:
+        """The store's state for ``flowq doctor`` (jobs locked longer than
+        ``stuck_after`` count as stuck)."""
 
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
         """Return processing jobs locked longer than max(older_than, timeout) to pending."""

@@ -24,13 +24,14 @@ from flowq.store.base import StoreCapabilities
 from flowq.store.wakeups import LocalWakeups
 from flowq.system_clock import SystemClock
 from flowq_testing.memory.durable import MemoryDurableVerbs
+from flowq_testing.memory.report import MemoryReportVerbs
 from flowq_testing.memory.runs import MemoryRunVerbs
 from flowq_testing.memory.schedules import MemoryScheduleVerbs
 
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore(MemoryScheduleVerbs, MemoryRunVerbs, MemoryDurableVerbs):
+class InMemoryStore(MemoryScheduleVerbs, MemoryRunVerbs, MemoryDurableVerbs, MemoryReportVerbs):
     """flowq's tables as Python dicts: a :class:`flowq.store.base.Store` for tests.
 
     It behaves like the SQL store (ids from 1, never reused; the same events and

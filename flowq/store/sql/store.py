@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from flowq.store.sql.durable import SqlDurableVerbs
+from flowq.store.sql.report import SqlReportVerbs
 from flowq.store.sql.runs import SqlRunVerbs
 from flowq.store.sql.schedules import SqlScheduleVerbs
 
 __all__ = ["SqlStore"]
 
 
-class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs):
+class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs, SqlReportVerbs):
     """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
 
     The verbs are grouped by topic as the contract suite is: jobs (adding, reading,
