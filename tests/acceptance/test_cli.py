@@ -154,14 +154,25 @@ async def test_under_anyio(flowq_env, fake_clock):
 @pytest.mark.asyncio
 async def test_under_pytest_asyncio(flowq_env, fake_clock):
     await check(flowq_env, fake_clock)
+
+
+@pytest.mark.anyio
+async def test_on_sqlite_even_with_trio_installed(tmp_path, fake_clock):
+    from flowq_testing import WorkflowEnvironment
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'user.db'}"
+    async with WorkflowEnvironment([greeter], store=url, clock=fake_clock) as env:
+        await check(env, fake_clock)
 """
 
 
 def _pytest_with_the_plugin(bin_dir: Path, workdir: Path) -> None:
     """In the wheel's venv, a user's test file gets flowq_env and fake_clock from the
-    plugin with no conftest, under pytest-anyio and pytest-asyncio alike."""
+    plugin with no conftest, under pytest-anyio and pytest-asyncio alike; with trio
+    installed, anyio tests still run on asyncio only (the plugin pins it)."""
     installed = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "-q", "pytest", "pytest-asyncio"],
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", "pytest", "pytest-asyncio",
+         "trio"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
@@ -170,11 +181,11 @@ def _pytest_with_the_plugin(bin_dir: Path, workdir: Path) -> None:
         "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
     )
     ran = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pytest", "-q", "test_user_workflows.py"],
+        [str(bin_dir / "python"), "-m", "pytest", "-v", "test_user_workflows.py"],
         cwd=workdir, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "2 passed" in ran.stdout
+    assert "3 passed" in ran.stdout and "[trio]" not in ran.stdout, ran.stdout
 
 
 @pytest.mark.slow
