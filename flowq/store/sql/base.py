@@ -3,6 +3,7 @@ and helpers every SQL verb shares."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowq.clock import Clock
 from flowq.errors import (
     DatabaseBusyError,
+    DatabaseError,
     DatabaseUnavailableError,
     SchemaError,
     ValidationError,
@@ -26,9 +28,7 @@ from flowq.store import rows, transitions
 from flowq.store.base import JobFilter, Lease, StoreCapabilities
 from flowq.store.sql import migrate, render
 from flowq.store.sql.dialect import ErrorKind, SqlDialect
-from flowq.store.sql.postgres import PostgresDialect
 from flowq.store.sql.schema import job_dependencies, job_events, jobs
-from flowq.store.sql.sqlite import SqliteDialect
 from flowq.store.wakeups import LocalWakeups
 from flowq.system_clock import SystemClock
 
@@ -44,10 +44,12 @@ _RUN_AT_OPS = {
     "lt": lambda c, v: c < v,
     "lte": lambda c, v: c <= v,
 }
-_DIALECTS: dict[str, Callable[[], SqlDialect]] = {
-    "postgresql": PostgresDialect,
-    "sqlite": SqliteDialect,
+_DIALECTS: dict[str, tuple[str, str, str]] = {
+    "postgresql": ("flowq.store.sql.postgres", "PostgresDialect", "asyncpg"),
+    "sqlite": ("flowq.store.sql.sqlite", "SqliteDialect", "aiosqlite"),
 }
+"""Backend -> (module, dialect class, driver): a dialect is imported when a URL needs
+it, so a missing driver only matters to the database that uses it."""
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
@@ -80,8 +82,24 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def dialect_for_url(url: URL) -> SqlDialect:
-    """A new dialect object for a normalized URL."""
-    return _DIALECTS[url.get_backend_name()]()
+    """A new dialect object for a normalized URL.
+
+    Raises:
+        DatabaseError: The database's driver is not installed (the message names it).
+    """
+    module_name, class_name, driver = _DIALECTS[url.get_backend_name()]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != driver:
+            raise
+        raise DatabaseError(
+            f"the {url.get_backend_name()} driver {driver!r} is not installed: "
+            f"pip install {driver} (flowq-durable depends on it; was it installed with "
+            "--no-deps?)"
+        ) from exc
+    dialect: SqlDialect = getattr(module, class_name)()
+    return dialect
 
 
 class SqlBase:
