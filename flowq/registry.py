@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 import threading
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ if typing.TYPE_CHECKING:
     from flowq.schedules import DeclaredSchedule
 
 __all__ = [
+    "MainModuleWorkflowWarning",
     "Registry",
     "Workflow",
     "WorkflowDecorator",
@@ -61,6 +63,22 @@ class WorkflowOptions(TypedDict, total=False):
     tags: Sequence[str]
     dead_letter: str | Workflow[Any, Any] | None
     force_kill_on_timeout: bool
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this module (the decorated code),
+    seen from the function that calls ``warnings.warn``."""
+    frame = inspect.currentframe()
+    level = 0
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+class MainModuleWorkflowWarning(UserWarning):
+    """A workflow named after ``__main__`` (a script): workers importing the code as a
+    module would look for another name."""
 
 
 class Workflow(Generic[PayloadT, ResultT]):
@@ -105,6 +123,15 @@ class Workflow(Generic[PayloadT, ResultT]):
         self.fn = fn
         name = options.get("name")
         self.name = name if name is not None else f"{fn.__module__}.{fn.__qualname__}"
+        if name is None and fn.__module__ == "__main__":
+            warnings.warn(
+                f"workflow {fn.__qualname__!r} is defined in __main__ without name=, so its "
+                f"jobs are stored as {self.name!r}: a worker that imports this code as a "
+                "module will not find them. Pass name=... (e.g. "
+                f"@flowq.workflow(name={fn.__qualname__!r}))",
+                MainModuleWorkflowWarning,
+                stacklevel=_caller_level(),
+            )
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
         self.takes_context = _count_parameters(fn, self.name) == 2

@@ -161,7 +161,7 @@ sys.modules["asyncpg"] = None  # as if it were not installed
 import anyio, flowq
 
 async def main():
-    async with flowq.App("sqlite+aiosqlite:///{tmp_path / 'no-pg.db'}", auto_migrate=True):
+    async with flowq.App("sqlite+aiosqlite:///{tmp_path / "no-pg.db"}", auto_migrate=True):
         pass
     try:
         flowq.App("postgresql://localhost/nowhere")
