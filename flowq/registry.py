@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 import threading
 import typing
+import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
