@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from flowq import codec, history, validate
 from flowq import options as job_options
@@ -126,7 +126,7 @@ class App(CronJobs):
         """Apply the migrations this database lacks; return their names."""
         return await self.store.migrate()
 
-    async def _ready(self, connection: AsyncConnection | None = None) -> Store:
+    async def _ready(self, connection: AsyncConnection | AsyncSession | None = None) -> Store:
         """The store, opened on first use. With the caller's ``connection`` the App does
         not open a transaction of its own (on SQLite it would wait for the caller's
         write lock); a missing schema then shows up as ``SchemaError`` from the insert."""
@@ -282,7 +282,7 @@ class App(CronJobs):
         payload: PayloadT,
         /,
         *,
-        connection: AsyncConnection | None = None,
+        connection: AsyncConnection | AsyncSession | None = None,
         **options: Unpack[JobOptions],
     ) -> int:
         """Add a job for ``workflow`` and return its id.
@@ -290,8 +290,9 @@ class App(CronJobs):
         Args:
             workflow: A ``@flowq.workflow`` object.
             payload: Checked against the handler's payload annotation.
-            connection: An open SQLAlchemy ``AsyncConnection``: the job and its
-                ``added`` event join that transaction and commit or roll back with it.
+            connection: An open SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the
+                job and its ``added`` event join that transaction and commit or roll
+                back with it.
             **options: See :class:`flowq.JobOptions` (``run_at``, ``delay``,
                 ``priority``, ``idempotency_key``, ``depends_on``...).
 
@@ -315,7 +316,7 @@ class App(CronJobs):
         payload: Any = None,
         /,
         *,
-        connection: AsyncConnection | None = None,
+        connection: AsyncConnection | AsyncSession | None = None,
         **options: Unpack[JobOptions],
     ) -> int:
         """Add a job by workflow name and return its id (options as in :meth:`start`).
@@ -332,7 +333,7 @@ class App(CronJobs):
         self,
         jobs: Sequence[JobSpec | Mapping[str, Any]],
         *,
-        connection: AsyncConnection | None = None,
+        connection: AsyncConnection | AsyncSession | None = None,
     ) -> list[int]:
         """Add many jobs in one transaction; return their ids in input order.
 

@@ -13,7 +13,7 @@ import anyio
 from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, tuple_, update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from flowq.clock import Clock
 from flowq.errors import (
@@ -219,9 +219,12 @@ class SqlBase:
     async def _transaction(
         self, connection: AsyncConnection | None = None
     ) -> AsyncIterator[AsyncConnection]:
-        """One transaction (or the caller's), with driver errors made readable."""
+        """One transaction (or the caller's: an ``AsyncConnection``, or an
+        ``AsyncSession`` whose connection is used), with driver errors made readable."""
         async with self._readable_errors():
             if connection is not None:
+                if isinstance(connection, AsyncSession):
+                    connection = await connection.connection()
                 self._check_connection(connection)
                 yield connection
                 return
@@ -304,7 +307,8 @@ class SqlBase:
     def _check_connection(self, connection: Any) -> None:
         if not isinstance(connection, AsyncConnection):
             raise ValidationError(
-                f"connection= takes a SQLAlchemy AsyncConnection, got {connection!r}"
+                "connection= takes a SQLAlchemy AsyncConnection or AsyncSession, got "
+                f"{connection!r}"
             )
         kind = connection.engine.dialect.name
         if kind != self.dialect.name:
