@@ -23,6 +23,7 @@ from flowq.errors import SchemaError as SchemaError
 from flowq.errors import SerializationError as SerializationError
 from flowq.errors import StepError as StepError
 from flowq.errors import TokenError as TokenError
+from flowq.errors import UnawaitedCallError as UnawaitedCallError
 from flowq.errors import UnknownWorkflowError as UnknownWorkflowError
 from flowq.errors import ValidationError as ValidationError
 from flowq.hooks import HookEvent as HookEvent
@@ -106,6 +107,7 @@ __all__ = [
     "TokenError",
     "TokenResult",
     "TokenStatus",
+    "UnawaitedCallError",
     "UnknownWorkflowError",
     "ValidationError",
     "Worker",

@@ -13,7 +13,7 @@ from flowq.errors import ScheduleError
 from flowq.models import CronSchedule
 from flowq.store.report import HealthReport
 
-__all__ = ["run_cron_command", "run_doctor", "run_tokens_list"]
+__all__ = ["problems", "run_cron_command", "run_doctor", "run_tokens_list"]
 
 
 async def run_tokens_list(app: App, args: argparse.Namespace) -> str:

@@ -414,12 +414,13 @@ class Context:
         """
         start = self._reserve_child_start(workflow)
         outcome = self._calls.reserve("@child_result")
-        started = self._start_child_at(start, workflow, payload, options, outcome.seq)
 
         async def run() -> R:
+            self._calls.untrack(outcome)
+            started = self._start_child_at(start, workflow, payload, options, outcome.seq)
             return await self._child_outcome(outcome, await started)  # type: ignore[no-any-return]
 
-        return run()
+        return self._calls.track(outcome, run())
 
     def _reserve_child_start(self, workflow: Workflow[Any, Any]) -> Reservation:
         self._require_durable("ctx.start_child()")

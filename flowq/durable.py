@@ -15,7 +15,7 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -137,6 +137,7 @@ class Calls:
     _lock: anyio.Lock | None = None
     _executing: set[anyio.CancelScope] = field(default_factory=set)
     _idle: anyio.Event | None = None
+    _unawaited: dict[int, tuple[str, Coroutine[Any, Any, Any]]] = field(default_factory=dict)
 
     @property
     def replaying(self) -> bool:
@@ -171,7 +172,7 @@ class Calls:
 
     # -- the durable-call routine -------------------------------------------------------
 
-    async def call(
+    def call(
         self,
         reservation: Reservation,
         execute: Execute,
@@ -179,7 +180,7 @@ class Calls:
         *,
         waits: bool = False,
         rerun_failures: bool = False,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Replay the call reserved at ``reservation``, or execute and record it.
 
         With a record at the position, the call's value is ``replay(record)`` (which
@@ -200,11 +201,46 @@ class Calls:
             rerun_failures: A failure recorded by an earlier attempt is not
                 replayed: the call executes again (steps).
 
+        The coroutine is tracked until it starts (:meth:`unawaited`).
+
         Raises:
             NonDeterminismError: Another call is recorded at the position.
             LeaseLost: The job is no longer this worker's.
             Suspend: The call waits (once the calls running beside it finished).
         """
+        coroutine = self._call(reservation, execute, replay, waits, rerun_failures)
+        return self.track(reservation, coroutine)
+
+    def track(
+        self, reservation: Reservation, coroutine: Coroutine[Any, Any, T]
+    ) -> Coroutine[Any, Any, T]:
+        """Remember the coroutine of the call made at ``reservation`` until it starts
+        (:meth:`untrack`), so that a call never awaited is found."""
+        self._unawaited[reservation.seq] = (reservation.name, coroutine)
+        return coroutine
+
+    def untrack(self, reservation: Reservation) -> None:
+        """The call made at ``reservation`` started."""
+        self._unawaited.pop(reservation.seq, None)
+
+    def unawaited(self) -> list[Reservation]:
+        """The calls made but never awaited (by position), forgotten and closed (so
+        Python does not warn about them again)."""
+        found = sorted(self._unawaited.items())
+        self._unawaited.clear()
+        for _, (_, coroutine) in found:
+            coroutine.close()
+        return [Reservation(seq, name) for seq, (name, _) in found]
+
+    async def _call(
+        self,
+        reservation: Reservation,
+        execute: Execute,
+        replay: Replay[T],
+        waits: bool,
+        rerun_failures: bool,
+    ) -> T:
+        self.untrack(reservation)
         recorded = await self.recorded(reservation)
         if recorded is not None and not (
             rerun_failures and recorded.error is not None and recorded.attempt != self.attempt

@@ -38,6 +38,7 @@ from flowq.isolated import IsolatedFailure, run_in_process
 from flowq.models import ErrorEntry, FailureReason
 from flowq.options import JobOptions, build_child_job
 from flowq.registry import Registry, Workflow
+from flowq.replay import Reservation
 from flowq.store.base import ClaimedJob, Completion, JobHeader, Store
 
 __all__ = ["Engine", "RunningJob"]
@@ -180,6 +181,12 @@ class Engine:
                     "TimeoutError",
                     FailureReason.TIMEOUT,
                 )
+            forgotten = running.calls.unawaited()
+            if forgotten:
+                message = _unawaited_message(job.id, forgotten)
+                return await self._fail(
+                    claimed, message, "flowq.errors.UnawaitedCallError", FailureReason.HANDLER_ERROR
+                )
             output = running.context.output_for(returned)
         except BaseException as raised:
             # However the handler's end is wrapped (anyio task groups raise groups).
@@ -211,6 +218,7 @@ class Engine:
             raise
         finally:
             current.reset(token)
+            running.calls.unawaited()  # closed: a run that raised leaves no coroutine behind
             if running.on_handler_done is not None:
                 running.on_handler_done()
         [done] = await persist(
@@ -335,3 +343,12 @@ class Engine:
 
 def _seconds(value: timedelta | None) -> str:
     return "none" if value is None else f"{value.total_seconds():g}s"
+
+
+def _unawaited_message(job_id: int, calls: list[Reservation]) -> str:
+    """What a forgotten ``await`` did, naming the calls."""
+    named = ", ".join(f"{call.name!r} (position {call.seq})" for call in calls)
+    return (
+        f"job {job_id} returned while it had not awaited {named}: a step or durable call "
+        "that is not awaited does nothing (add the missing `await`)"
+    )

@@ -18,7 +18,8 @@ The tree::
     ├── JobFailedError                        a job waited for (app.result, ctx.call) failed
     ├── NonDeterminismError                   replayed code called another step than recorded
     ├── StepError                             a recorded step failure that cannot be rebuilt
-    └── ContextError                          a ctx feature used where it cannot work
+    ├── ContextError                          a ctx feature used where it cannot work
+    └── UnawaitedCallError                    a step or durable call was never awaited
 
 All of them carry a message that names the value that is wrong and, where there is
 one, what to do about it.
@@ -44,6 +45,7 @@ __all__ = [
     "SerializationError",
     "StepError",
     "TokenError",
+    "UnawaitedCallError",
     "UnknownWorkflowError",
     "ValidationError",
 ]
@@ -186,3 +188,8 @@ class StepError(FlowqError):
 class ContextError(FlowqError):
     """A ``ctx`` feature was used where it cannot work: outside a running job, or in a
     sync (``def``) workflow, which cannot await durable operations."""
+
+
+class UnawaitedCallError(FlowqError):
+    """A handler returned while a step or durable call it made was never awaited (a
+    forgotten ``await``): the attempt fails instead of completing with a wrong result."""
