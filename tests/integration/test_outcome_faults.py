@@ -212,6 +212,19 @@ class SmallPool(PostgresDialect):
         return create_async_engine(url, pool_size=3, max_overflow=0, pool_timeout=0.1)
 
 
+class Seen(logging.Handler):
+    """Sets ``seen`` once a log record holding every one of ``words`` is emitted."""
+
+    def __init__(self, *words: str) -> None:
+        super().__init__()
+        self.words = words
+        self.seen = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if all(word in record.getMessage() for word in self.words):
+            self.seen.set()
+
+
 @pytest.mark.postgres
 async def test_an_exhausted_pool_is_waited_out(
     postgres_url: str, registry: flowq.Registry, caplog: pytest.LogCaptureFixture
@@ -234,6 +247,10 @@ async def test_an_exhausted_pool_is_waited_out(
         store.dialect = SmallPool()
         worker = flowq.Worker(store, registry, poll_interval=0.05, heartbeat_interval=0.05)
         job_id = await app.start(waits, {})
+        completed = anyio.Event()
+        worker.hooks.on("job:completed", lambda event: completed.set())
+        retrying = Seen("could not record the completion", "no free connection")
+        logging.getLogger("flowq").addHandler(retrying)
         held: list[AsyncConnection] = []
         with anyio.fail_after(DEADLINE), caplog.at_level(logging.WARNING, logger="flowq"):
             async with anyio.create_task_group() as tasks:
@@ -245,20 +262,16 @@ async def test_an_exhausted_pool_is_waited_out(
                     except Exception:
                         break
                 finish.set()
-                while not any(
-                    "could not record the completion" in r.getMessage()
-                    and "no free connection" in r.getMessage()
-                    for r in caplog.records
-                ):
-                    await anyio.sleep(0.01)
+                await retrying.seen.wait()
                 job = await app.get_job(job_id)
                 assert job is not None and job.status is JobStatus.PROCESSING
                 for connection in held:
                     await connection.close()
-                while (job := await app.get_job(job_id)) and job.status is JobStatus.PROCESSING:
-                    await anyio.sleep(0.01)
+                await completed.wait()
                 await worker.stop()
         await store.close()
+        logging.getLogger("flowq").removeHandler(retrying)
+        job = await app.get_job(job_id)
         assert job is not None and (job.status, job.output) == (JobStatus.COMPLETED, "recorded")
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
