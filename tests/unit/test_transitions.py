@@ -298,6 +298,27 @@ def test_dead_letter_job_carries_the_failure() -> None:
     assert payload["error"]["message"] == "boom"
 
 
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (codec.encode({"blob": "x" * (codec.MAX_VALUE_BYTES - 50)}, what="p"), "limit"),
+        ("[" * 5_000 + "]" * 5_000, "RecursionError"),
+    ],
+    ids=["too large", "too deep"],
+)
+def test_a_dead_letter_leaves_out_a_payload_it_cannot_carry(payload: str, words: str) -> None:
+    """A payload that makes the dead letter too large, or cannot be decoded, is left
+    out: ``payload`` None and ``payload_omitted`` saying why."""
+    row = job_row(**{**RUNNING, "dead_letter": "billing.dead", "payload": payload})
+    error = ErrorEntry(message="boom", type="RuntimeError", at=NOW, attempt=1)
+    letter = t.dead_letter_job(row, error, FailureReason.HANDLER_ERROR, NOW)
+    carried = codec.decode(letter.payload)
+    assert (carried["job_id"], carried["payload"]) == (7, None)
+    assert carried["error"]["message"] == "boom"
+    assert carried["payload_omitted"].startswith("the payload of job 7 (")
+    assert words in carried["payload_omitted"]
+
+
 def token(status: TokenStatus, timeout_at: datetime | None = None) -> Token:
     """A stored token."""
     return Token(
