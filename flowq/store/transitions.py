@@ -345,11 +345,18 @@ def is_stuck(
 ) -> bool:
     """Whether a processing job's lock is older than max(``older_than``, its timeout),
     or than ``older_than`` alone without ``heed_timeout`` (an expired lease: its
-    worker's heartbeats stopped)."""
+    worker's heartbeats stopped). A stored timeout too large to read is longer than
+    any lock can be old."""
+    if row["locked_at"] is None:
+        return False
     limit = older_than
     if heed_timeout:
-        limit = max(older_than, rows.from_ms(row["timeout_ms"]) or timedelta(0))
-    return row["locked_at"] is not None and row["locked_at"] <= now - limit
+        try:
+            timeout = rows.from_ms(row["timeout_ms"])
+        except (OverflowError, ValueError, TypeError):
+            return False
+        limit = max(older_than, timeout or timedelta(0))
+    return bool(now - row["locked_at"] >= limit)
 
 
 # -- failing ------------------------------------------------------------------------

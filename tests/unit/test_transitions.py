@@ -266,6 +266,9 @@ def test_upcoming_jobs(before: dict[str, Any], upcoming: bool) -> None:
         (timedelta(minutes=1), None, timedelta(minutes=5), False),
         (timedelta(minutes=10), 60 * 60 * 1000, timedelta(minutes=5), False),
         (timedelta(0), None, timedelta(0), True),
+        # timeouts larger than the date range: never stuck by them, and no OverflowError
+        (timedelta(days=3650), 900_000 * 86_400_000, timedelta(minutes=5), False),
+        (timedelta(days=3650), 2**62, timedelta(minutes=5), False),
     ],
 )
 def test_stuck_jobs(
