@@ -289,3 +289,29 @@ async def test_database_unavailable_is_what_pool_timeouts_raise(postgres_url: st
         for connection in held:
             await connection.close()
         await store.close()
+
+
+async def test_a_worker_cancelled_from_outside_hands_its_jobs_back(
+    app: flowq.App, registry: flowq.Registry
+) -> None:
+    """A worker whose task is cancelled (it exits without stop()) hands back the jobs
+    it was running before it goes, instead of leaving them processing until reclaim."""
+    started = anyio.Event()
+
+    @registry.workflow(name="endless")
+    async def endless(payload: dict[str, Any]) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    job_id = await app.start(endless, {})
+    worker = app.create_worker(worker_id="cancelled-worker")
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await started.wait()
+            tasks.cancel_scope.cancel()
+    job = await app.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PENDING and job.locked_by is None
+    last = (await app.get_job_events(job_id))[-1]
+    assert last.event_type is flowq.EventType.RECLAIMED
+    assert (last.metadata["worker_id"], last.metadata["reason"]) == ("cancelled-worker", "released")
