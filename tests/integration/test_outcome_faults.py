@@ -56,6 +56,10 @@ class RefusingMemoryStore(InMemoryStore):
         self._check([r.lease.job_id for r in releases], "release")
         return await super().release_jobs(releases)
 
+    async def heartbeat(self, leases: Sequence[Lease]) -> list[Lease]:
+        self._check([lease.job_id for lease in leases], "heartbeat")
+        return await super().heartbeat(leases)
+
 
 Refuse = Callable[[int, str], Awaitable[None]]
 
@@ -66,8 +70,9 @@ async def faulty(
 ) -> AsyncIterator[tuple[flowq.App, Refuse]]:
     """An App, and ``refuse(job_id, what)``: from then on the database refuses that
     job's completion (``what="completion"``), its completion and failure
-    (``"completion and failure"``) or every write that ends its run (``"every exit"``:
-    those and the hand-back); ``refuse(job_id, "nothing")`` lifts it."""
+    (``"completion and failure"``), every write that ends its run (``"every exit"``:
+    those and the hand-back), or its heartbeats (``"heartbeat"``);
+    ``refuse(job_id, "nothing")`` lifts it."""
     if database_url is None:
         store = RefusingMemoryStore()
         app = flowq.App(store=store, registry=registry, clock=clock)
@@ -77,6 +82,7 @@ async def faulty(
                 "completion": {"complete"},
                 "completion and failure": {"complete", "fail"},
                 "every exit": {"complete", "fail", "release"},
+                "heartbeat": {"heartbeat"},
             }.get(what, set())
 
     else:
@@ -90,6 +96,7 @@ async def faulty(
                 "completion": "= 'completed'",
                 "completion and failure": "IN ('completed', 'failed')",
                 "every exit": "<> 'processing'",
+                "heartbeat": "= 'processing' AND OLD.status = 'processing'",
             }.get(what)
             async with sql.engine.begin() as conn:
                 await conn.execute(text("DROP TRIGGER IF EXISTS test_refuse" +
@@ -202,6 +209,45 @@ async def test_a_job_whose_end_cannot_be_written_is_handed_back_or_left_for_recl
         assert (job.status, job.output) == (JobStatus.COMPLETED, "done")
 
 
+async def test_a_heartbeat_the_database_refuses_is_logged_and_the_worker_goes_on(
+    faulty: tuple[flowq.App, Refuse], registry: flowq.Registry
+) -> None:
+    """Heartbeats failing with an unexpected error are logged at ERROR (with the job
+    ids and the traceback) and tried again; the running worker goes on and its jobs
+    finish."""
+    app, refuse = faulty
+    release = anyio.Event()
+
+    @registry.workflow(name="beating")
+    async def beating(payload: dict[str, Any]) -> str:
+        await release.wait()
+        return "finished"
+
+    job_id = await app.start(beating, {})
+    await refuse(job_id, "heartbeat")
+    completed = anyio.Event()
+    app.on("job:completed", lambda event: completed.set())
+    refused = Seen("heartbeat of worker", f"failed for job(s) {job_id}")
+    logger = logging.getLogger("flowq")
+    logger.addHandler(refused)
+    worker = app.create_worker(heartbeat_interval=0.02, lease_timeout=60)
+    try:
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(worker.run)
+                await refused.seen.wait()
+                await refused.seen_twice.wait()  # tried again, the worker still serves
+                release.set()
+                await completed.wait()
+                await worker.stop()
+    finally:
+        logger.removeHandler(refused)
+    assert refused.record is not None and refused.record.levelno == logging.ERROR
+    assert refused.record.exc_info is not None
+    job = await app.get_job(job_id)
+    assert job is not None and (job.status, job.output) == (JobStatus.COMPLETED, "finished")
+
+
 # -- an exhausted connection pool ----------------------------------------------------
 
 
@@ -219,10 +265,15 @@ class Seen(logging.Handler):
         super().__init__()
         self.words = words
         self.seen = anyio.Event()
+        self.seen_twice = anyio.Event()
+        self.record: logging.LogRecord | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if all(word in record.getMessage() for word in self.words):
+            if self.seen.is_set():
+                self.seen_twice.set()
             self.seen.set()
+            self.record = record
 
 
 @pytest.mark.postgres
