@@ -16,6 +16,10 @@ Measured, with no-op handlers and one worker process:
   connection (asyncpg / sqlite3), the floor every figure is compared with.
 - The replay engine (``--suite steps``, see ``benchmarks/steps.py``): ms per step,
   the replay of 1,000 recorded steps, 3-step workflows per second at concurrency 10.
+- Cron (``--suite schedules``, see ``benchmarks/schedules.py``): a look at 10,000
+  schedules none of which is due, and enqueuing 1,000 due ticks.
+- ``force_kill_on_timeout`` (``--suite isolated``, see ``benchmarks/isolated.py``):
+  the per-job cost of running handlers in a process of their own.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -43,6 +47,8 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import isolated as isolated_bench
+from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
 
 JOBS = 5000
@@ -234,6 +240,16 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
     runs += [
         (name, step, step_bench.registry) for name, step in step_bench.FIGURES if "steps" in suites
     ]
+    runs += [
+        (name, step, schedule_bench.registry)
+        for name, step in schedule_bench.FIGURES
+        if "schedules" in suites
+    ]
+    runs += [
+        (name, step, isolated_bench.registry)
+        for name, step in isolated_bench.FIGURES
+        if "isolated" in suites
+    ]
     for name, step, figure_registry in runs:
         url, cleanup = await fresh_database(kind)
         try:
@@ -354,7 +370,9 @@ async def main() -> None:
         help="pgqueuer, none, or auto (default: pgqueuer if importable and --db has postgres)",
     )
     parser.add_argument(
-        "--suite", default="jobs,steps", help="jobs (the queue), steps (replay engine) or both"
+        "--suite",
+        default="jobs,steps",
+        help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force kill)",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}

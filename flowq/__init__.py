@@ -27,6 +27,7 @@ from flowq.errors import UnknownWorkflowError as UnknownWorkflowError
 from flowq.errors import ValidationError as ValidationError
 from flowq.hooks import HookEvent as HookEvent
 from flowq.models import BatchDepRef as BatchDepRef
+from flowq.models import CronSchedule as CronSchedule
 from flowq.models import DependsOn as DependsOn
 from flowq.models import ErrorEntry as ErrorEntry
 from flowq.models import EventType as EventType
@@ -35,6 +36,7 @@ from flowq.models import Job as Job
 from flowq.models import JobEvent as JobEvent
 from flowq.models import JobStatus as JobStatus
 from flowq.models import RetryPolicy as RetryPolicy
+from flowq.models import ScheduleStatus as ScheduleStatus
 from flowq.models import StepRecord as StepRecord
 from flowq.models import TagQuery as TagQuery
 from flowq.models import Token as Token
@@ -65,6 +67,7 @@ __all__ = [
     "Clock",
     "Context",
     "ContextError",
+    "CronSchedule",
     "DatabaseBusyError",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -89,6 +92,7 @@ __all__ = [
     "Registry",
     "RetryPolicy",
     "ScheduleError",
+    "ScheduleStatus",
     "SchemaError",
     "SerializationError",
     "Step",

@@ -78,9 +78,35 @@ def _parser() -> argparse.ArgumentParser:
     tokens = commands.add_parser("tokens", help="human-in-the-loop tokens").add_subparsers(
         dest="tokens_command", required=True
     )
+    token_list = _database_command(tokens, "list", "tokens, newest first", json=True)
+    token_list.add_argument("--job", type=int, metavar="ID", help="the tokens of one job")
+    token_list.add_argument("--status", help="waiting, completed or timed_out")
+    token_list.add_argument("--limit", type=int, default=20, help="at most (20)")
     complete = _database_command(tokens, "complete", "complete a waiting token", json=True)
     complete.add_argument("token_id", metavar="ID")
     complete.add_argument("--output", default="null", help="the token's output, as JSON")
+
+    cron = commands.add_parser("cron", help="cron schedules").add_subparsers(
+        dest="cron_command", required=True
+    )
+    cron_list = _database_command(cron, "list", "every schedule, by name", json=True)
+    cron_list.add_argument("--status", help="active or paused")
+    _database_command(cron, "enqueue", "enqueue every due tick now", json=True)
+    for name, text in [
+        ("show", "every field of a schedule"),
+        ("pause", "stop enqueuing a schedule's ticks"),
+        ("resume", "enqueue a paused schedule's ticks again, from its next tick"),
+        ("remove", "delete a schedule (its jobs stay)"),
+    ]:
+        one = _database_command(cron, name, text, json=True)
+        one.add_argument("schedule", metavar="ID|NAME")
+    doctor = _database_command(
+        commands, "doctor", "the database's state and what looks wrong", json=True
+    )
+    doctor.add_argument(
+        "--stuck-minutes", type=float, default=10.0,
+        help="a job locked longer than this counts as stuck (10)",
+    )  # fmt: skip
 
     supervisor = _database_command(
         commands, "supervisor", "run maintenance every --interval until stopped", json=True
@@ -213,13 +239,19 @@ def _version() -> str:
 
 
 async def _run_database_command(args: argparse.Namespace, url: str) -> str | None:
-    from flowq import cli_jobs, codec
+    from flowq import cli_jobs, cli_ops, codec
 
     async with App(url) as app:
         if args.command == "supervisor":
             return await _supervise(app, args)
         if args.command == "jobs":
             return await cli_jobs.run_jobs_command(app, args)
+        if args.command == "cron":
+            return await cli_ops.run_cron_command(app, args)
+        if args.command == "doctor":
+            return await cli_ops.run_doctor(app, args)
+        if args.command == "tokens" and args.tokens_command == "list":
+            return await cli_ops.run_tokens_list(app, args)
         if args.command == "tokens":
             output = codec.decode(args.output)
             token = await app.complete_token(args.token_id, output)

@@ -10,19 +10,21 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from flowq import codec, history, validate
 from flowq import options as job_options
 from flowq.clock import Clock
+from flowq.cron_jobs import CronJobs
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
-from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token
+from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token, TokenStatus
 from flowq.options import JobOptions, JobSpec
 from flowq.registry import Registry, Workflow, default_registry
 from flowq.store import rows
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
+from flowq.store.report import HealthReport
 from flowq.store.sql import SqlStore
 from flowq.supervisor import Supervisor, SupervisorOptions
 from flowq.system_clock import SystemClock
@@ -37,8 +39,9 @@ PayloadT = TypeVar("PayloadT")
 _RUN_AT_OPS: tuple[RunAtOp, ...] = ("gt", "gte", "lt", "lte")
 
 
-class App:
-    """The entry point: add, inspect and manage jobs (an async context manager).
+class App(CronJobs):
+    """The entry point: add, inspect and manage jobs and cron schedules (an async
+    context manager; the cron verbs are :class:`flowq.cron_jobs.CronJobs`'s).
 
     Args:
         database_url: A PostgreSQL or SQLite URL. ``None`` reads
@@ -123,7 +126,7 @@ class App:
         """Apply the migrations this database lacks; return their names."""
         return await self.store.migrate()
 
-    async def _ready(self, connection: AsyncConnection | None = None) -> Store:
+    async def _ready(self, connection: AsyncConnection | AsyncSession | None = None) -> Store:
         """The store, opened on first use. With the caller's ``connection`` the App does
         not open a transaction of its own (on SQLite it would wait for the caller's
         write lock); a missing schema then shows up as ``SchemaError`` from the insert."""
@@ -225,6 +228,31 @@ class App:
         """The token (its status, output and deadline), or None."""
         return await (await self._ready()).get_token(token_id)
 
+    async def get_tokens(
+        self,
+        *,
+        job_id: int | None = None,
+        status: TokenStatus | str | None = None,
+        limit: int = 100,
+    ) -> list[Token]:
+        """Tokens, newest first: those of one job (``job_id``), of one status
+        (``"waiting"``, ``"completed"``, ``"timed_out"``), at most ``limit``.
+
+        Raises:
+            ValidationError: An unknown status, or a bad id or limit.
+        """
+        try:
+            wanted = None if status is None else TokenStatus(status)
+        except ValueError:
+            names = ", ".join(s.value for s in TokenStatus)
+            raise ValidationError(f"a token's status is one of {names}, got {status!r}") from None
+        store = await self._ready()
+        return await store.get_tokens(
+            job_id=None if job_id is None else validate.integer(job_id, "job_id"),
+            status=wanted,
+            limit=validate.integer(limit, "limit", minimum=1),
+        )
+
     async def expire_timed_out_tokens(self) -> int:
         """Mark waiting tokens past their deadline as timed out and resume the jobs
         waiting on them (workers also do this on their own when the deadline comes);
@@ -254,7 +282,7 @@ class App:
         payload: PayloadT,
         /,
         *,
-        connection: AsyncConnection | None = None,
+        connection: AsyncConnection | AsyncSession | None = None,
         **options: Unpack[JobOptions],
     ) -> int:
         """Add a job for ``workflow`` and return its id.
@@ -262,8 +290,9 @@ class App:
         Args:
             workflow: A ``@flowq.workflow`` object.
             payload: Checked against the handler's payload annotation.
-            connection: An open SQLAlchemy ``AsyncConnection``: the job and its
-                ``added`` event join that transaction and commit or roll back with it.
+            connection: An open SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the
+                job and its ``added`` event join that transaction and commit or roll
+                back with it.
             **options: See :class:`flowq.JobOptions` (``run_at``, ``delay``,
                 ``priority``, ``idempotency_key``, ``depends_on``...).
 
@@ -287,7 +316,7 @@ class App:
         payload: Any = None,
         /,
         *,
-        connection: AsyncConnection | None = None,
+        connection: AsyncConnection | AsyncSession | None = None,
         **options: Unpack[JobOptions],
     ) -> int:
         """Add a job by workflow name and return its id (options as in :meth:`start`).
@@ -304,7 +333,7 @@ class App:
         self,
         jobs: Sequence[JobSpec | Mapping[str, Any]],
         *,
-        connection: AsyncConnection | None = None,
+        connection: AsyncConnection | AsyncSession | None = None,
     ) -> list[int]:
         """Add many jobs in one transaction; return their ids in input order.
 
@@ -468,6 +497,13 @@ class App:
         ``reclaimed`` event).
         """
         return await (await self._ready()).reclaim_stuck_jobs(_age(minutes, "minutes", 60))
+
+    async def health_report(self, *, stuck_minutes: float = 10) -> HealthReport:
+        """The store's state at a glance (what ``flowq doctor`` prints): schema
+        version, jobs per status, retrying jobs, the oldest due job's wait, jobs locked
+        longer than ``stuck_minutes``, waiting tokens, schedules, table sizes."""
+        stuck = parse_duration(stuck_minutes * 60, name="stuck_minutes")
+        return await (await self._ready()).health_report(stuck)
 
     async def cleanup_old_jobs(self, days: float = 30) -> int:
         """Delete completed, permanently failed and cancelled jobs that finished more

@@ -9,6 +9,7 @@ through :mod:`flowq.current`.
 
 from __future__ import annotations
 
+import logging
 import random as random_module
 import secrets
 import uuid as uuid_module
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import anyio
 
 from flowq import codec, failures, replay, step_tries
+from flowq.deadline import Deadline, TimeoutCallback
 from flowq.durable import Calls, Done, Failed, LeaseLost, Wait
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc, wake_time
 from flowq.errors import ContextError, FlowqError, JobFailedError, TokenError, ValidationError
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from flowq.options import JobOptions
     from flowq.registry import Workflow
 
-__all__ = ["Context", "JobInfo", "StartChild"]
+__all__ = ["Context", "JobInfo", "ReplayAwareLogger", "StartChild"]
 
 R = TypeVar("R")
 StartChild = Callable[
@@ -53,6 +55,25 @@ class JobInfo:
     max_attempts: int
     tags: tuple[str, ...]
     group: str | None
+
+
+class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
+    """``ctx.logger``: drops records while its job replays; adds the job's ``extra``."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(
+            logging.getLogger(f"flowq.workflow.{context.job.workflow}"),
+            {
+                "job_id": context.job.id,
+                "workflow": context.job.workflow,
+                "attempt": context.job.attempt,
+            },
+        )
+        self._context = context
+
+    def isEnabledFor(self, level: int) -> bool:
+        """False while replaying, so nothing is logged twice."""
+        return not self._context.is_replaying and super().isEnabledFor(level)
 
 
 class Context:
@@ -84,11 +105,33 @@ class Context:
         self._start_child = start_child
         self._output: str | None = None
         self._has_output = False
+        self._logger: ReplayAwareLogger | None = None
+        self.deadline: Deadline | None = None
+        """The running attempt's timeout (set by the engine when the handler starts)."""
 
     # -- progress and output --------------------------------------------------------
 
+    @property
+    def is_replaying(self) -> bool:
+        """Whether the handler is re-running what an earlier run of the job did (after
+        a wait, a crash or in a later attempt): recorded steps and waits lie ahead. It
+        turns False at the first call that was not recorded before. Use it to keep side
+        effects outside steps (log lines, metrics) from repeating."""
+        return self._calls.replaying
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger (``flowq.workflow.<workflow name>``) that is quiet while the handler
+        replays, so each line is logged once; records carry ``job_id``, ``workflow`` and
+        ``attempt`` as ``extra``."""
+        if self._logger is None:
+            self._logger = ReplayAwareLogger(self)
+        return self._logger
+
     async def set_progress(self, percent: float) -> None:
         """Record progress (0-100, rounded to an integer) with a ``progress`` event.
+        While the handler replays it writes nothing: the progress a replayed part
+        reported is stored already (so progress does not go back on a resume).
 
         Raises:
             ValidationError: ``percent`` is not a number from 0 to 100.
@@ -99,6 +142,8 @@ class Context:
             or not (0 <= percent <= 100)
         ):
             raise ValidationError(f"progress must be a number from 0 to 100, got {percent!r}")
+        if self.is_replaying:
+            return
         await self._store.record_progress(self._lease, round(percent))
 
     async def set_output(self, value: Any) -> None:
@@ -116,6 +161,37 @@ class Context:
         if returned is not None:
             return codec.encode(returned, what=f"output of job {self.job.id}")
         return self._output if self._has_output else None
+
+    # -- timeouts -------------------------------------------------------------------
+
+    async def prolong(self, duration: Duration | None = None) -> None:
+        """Push this attempt's timeout back: the new deadline is now + ``duration``
+        (None: the job's own timeout, from now). It also renews the job's lock (so
+        ``reclaim_stuck_jobs`` leaves it alone) and records a ``prolonged`` event. A
+        job without a timeout gets no deadline; the lock and the event still happen.
+
+        Raises:
+            ValidationError: ``duration`` is not a positive duration.
+        """
+        extension = parse_optional_duration(duration, name="prolong duration")
+        if extension is not None and extension <= timedelta(0):
+            raise ValidationError(f"prolong takes a positive duration, got {duration!r}")
+        seconds = None if self.deadline is None else self.deadline.prolong(extension)
+        await self._store.prolong_job(self._lease, seconds)
+
+    def on_timeout(self, callback: TimeoutCallback) -> None:
+        """Call ``callback()`` (no arguments, sync or async) when this attempt reaches
+        its deadline. If it returns a duration, the deadline moves to now + that
+        duration (and the callback is asked again at the new deadline); if it returns
+        None or raises (logged), the timeout fires. A later call replaces the callback.
+
+        Raises:
+            ValidationError: ``callback`` is not callable.
+        """
+        if not callable(callback):
+            raise ValidationError(f"on_timeout takes a callable, got {callback!r}")
+        if self.deadline is not None:
+            self.deadline.on_timeout(callback)
 
     # -- steps ----------------------------------------------------------------------
 

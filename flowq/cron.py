@@ -12,7 +12,7 @@ An expression is 5 fields (minute hour day-of-month month day-of-week) or one of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +40,8 @@ CATCH_UP_ALL_LIMIT = 100
 """The most missed ticks ``catch_up="all"`` enqueues at once (the latest ones)."""
 ON_TIME = timedelta(minutes=1)
 """A tick picked up within this long after its time is on time, not missed."""
+_walkers = threading.local()
+_WALKERS_KEPT = 256
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -85,7 +87,12 @@ def check_timezone(timezone: object) -> ZoneInfo:
 
 def next_tick(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
     """The first tick strictly after ``after`` (an aware instant), as a UTC instant."""
-    return next(_ticks(expression, zone, after))
+    wall = after.astimezone(zone).replace(tzinfo=None)
+    walls = _walker(expression, wall)
+    while True:  # a wall time mapped to an instant not after ``after`` (fall back) is skipped
+        instant = _instant(walls.get_next(datetime), zone)
+        if instant > after:
+            return instant
 
 
 def due_ticks(
@@ -119,7 +126,7 @@ def _ticks_until(
     """The latest ``limit`` ticks in [``since``, ``now``], ascending (walking back from
     ``now``, so that a long downtime costs nothing)."""
     start = now.astimezone(zone).replace(tzinfo=None) + timedelta(seconds=1)
-    walls = croniter(expression, start)
+    walls = _walker(expression, start)
     found: list[datetime] = []
     while len(found) < limit:
         instant = _instant(walls.get_prev(datetime), zone)
@@ -130,17 +137,21 @@ def _ticks_until(
     return found[::-1]
 
 
-def _ticks(expression: str, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
-    """Ticks strictly after ``after``, ascending, as UTC instants (each wall time of
-    the zone mapped as the module docstring says; never two equal instants)."""
-    wall = after.astimezone(zone).replace(tzinfo=None)
-    walls = croniter(expression, wall)
-    last = after
-    while True:
-        instant = _instant(walls.get_next(datetime), zone)
-        if instant > last:
-            last = instant
-            yield instant
+def _walker(expression: str, start: datetime) -> croniter:
+    """A croniter positioned at ``start``. Parsing an expression costs far more than
+    walking it, so each thread keeps one per expression (a thread uses it only inside
+    one synchronous call, and repositions it each time)."""
+    walkers: dict[str, croniter] | None = getattr(_walkers, "by_expression", None)
+    if walkers is None:
+        walkers = _walkers.by_expression = {}
+    walker = walkers.get(expression)
+    if walker is None:
+        if len(walkers) >= _WALKERS_KEPT:
+            walkers.clear()
+        walker = walkers[expression] = croniter(expression, start)
+    else:
+        walker.set_current(start, force=True)
+    return walker
 
 
 def _instant(wall: datetime, zone: ZoneInfo) -> datetime:

@@ -138,6 +138,15 @@ class Calls:
     _executing: set[anyio.CancelScope] = field(default_factory=set)
     _idle: anyio.Event | None = None
 
+    @property
+    def replaying(self) -> bool:
+        """Recorded calls lie ahead of the next position: the handler is re-running
+        what an earlier run did. True before the history is loaded, which happens only
+        when the claim found recorded calls."""
+        if not self.history_loaded:
+            return True
+        return self.history is not None and self.history.position < self.history.end
+
     def reserve(self, name: str) -> Reservation:
         """Take the next position (synchronously, at call time)."""
         return self._history().reserve(name)

@@ -23,6 +23,7 @@ import msgspec
 from flowq import current
 from flowq.clock import Clock
 from flowq.context import Context, JobInfo
+from flowq.deadline import Deadline
 from flowq.durable import (
     Calls,
     LeaseLost,
@@ -33,6 +34,7 @@ from flowq.durable import (
 from flowq.errors import NonDeterminismError
 from flowq.failures import exception_message, exception_name, storable_text
 from flowq.hooks import HookEvent, Hooks
+from flowq.isolated import IsolatedFailure, run_in_process
 from flowq.models import ErrorEntry, FailureReason
 from flowq.options import JobOptions, build_child_job
 from flowq.registry import Registry, Workflow
@@ -192,20 +194,19 @@ class Engine:
                 FailureReason.HANDLER_ERROR,
                 retry=False,
             )
-        timeout = job.timeout
+        deadline = Deadline(job.timeout, job.id)
+        running.context.deadline = deadline
         token = current.bind(running.context)
         try:
-            if timeout is None:
+            if deadline.at is None:
                 returned = await self._call(definition, payload, running)
-                timed_out = False
             else:
-                with anyio.move_on_after(timeout.total_seconds()) as deadline:
-                    returned = await self._call(definition, payload, running)
-                timed_out = deadline.cancelled_caught
-            if timed_out:
+                returned = await self._call_before(deadline, definition, payload, running)
+            if deadline.expired:
                 return await self._fail(
                     claimed,
-                    f"attempt {job.attempts} ran longer than its timeout of {_seconds(timeout)}",
+                    f"attempt {job.attempts} ran longer than its timeout of "
+                    f"{_seconds(job.timeout)}" + (" (prolonged)" if deadline.moved else ""),
                     "TimeoutError",
                     FailureReason.TIMEOUT,
                 )
@@ -225,6 +226,10 @@ class Engine:
                     "NonDeterminismError",
                     FailureReason.NONDETERMINISM,
                     retry=False,
+                )
+            if isinstance(ended, IsolatedFailure):  # raised in the handler's own process
+                return await self._fail(
+                    claimed, ended.message, ended.type_name, FailureReason.HANDLER_ERROR
                 )
             if isinstance(ended, Exception):
                 return await self._fail(
@@ -270,7 +275,35 @@ class Engine:
         await self._emit("job:waiting", job)
         return wait.wait_until
 
+    async def _call_before(
+        self,
+        deadline: Deadline,
+        definition: Workflow[Any, Any],
+        payload: Any,
+        running: RunningJob,
+    ) -> Any:
+        """Call the handler; when ``deadline`` fires, cancel it (``deadline.expired``)."""
+        returned: Any = None
+        ended: BaseException | None = None
+        async with anyio.create_task_group() as watcher:
+            handler = anyio.CancelScope()
+            watcher.start_soon(deadline.watch, handler)
+            with handler:
+                try:
+                    returned = await self._call(definition, payload, running)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:  # raised below, outside the task group
+                    ended = exc
+            watcher.cancel_scope.cancel()
+        if ended is not None:
+            raise ended
+        return returned
+
     async def _call(self, definition: Workflow[Any, Any], payload: Any, running: RunningJob) -> Any:
+        if running.claimed.job.force_kill_on_timeout:
+            job_info, payload_json = running.context.job, running.claimed.payload_json
+            return await run_in_process(definition, payload_json, job_info)
         args = (payload, running.context) if definition.takes_context else (payload,)
         if not definition.is_async:
             return await anyio.to_thread.run_sync(

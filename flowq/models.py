@@ -14,6 +14,7 @@ from flowq.errors import ValidationError
 
 __all__ = [
     "BatchDepRef",
+    "CronSchedule",
     "DependsOn",
     "ErrorEntry",
     "EventType",
@@ -22,6 +23,7 @@ __all__ = [
     "JobEvent",
     "JobStatus",
     "RetryPolicy",
+    "ScheduleStatus",
     "StepRecord",
     "TagMode",
     "TagQuery",
@@ -95,7 +97,8 @@ class RetryPolicy:
         delay: The first wait.
         backoff: Double the wait after every failed attempt.
         max_delay: The longest wait.
-        jitter: Randomize each wait inside ``[w/2, w]``.
+        jitter: Randomize each wait inside ``[w/2, w]`` (default: with ``backoff``;
+            a fixed delay is exact unless ``jitter=True``).
     """
 
     delay: timedelta
@@ -109,12 +112,12 @@ class RetryPolicy:
         *,
         backoff: bool = True,
         max_delay: Duration = 3600,
-        jitter: bool = True,
+        jitter: bool | None = None,
     ) -> None:
         object.__setattr__(self, "delay", parse_duration(delay, name="retry delay"))
         object.__setattr__(self, "max_delay", parse_duration(max_delay, name="retry max delay"))
         object.__setattr__(self, "backoff", bool(backoff))
-        object.__setattr__(self, "jitter", bool(jitter))
+        object.__setattr__(self, "jitter", bool(backoff if jitter is None else jitter))
 
     def wait_after(self, attempt: int, random_fraction: float) -> timedelta:
         """The wait after failed attempt ``attempt``, given a random number in [0, 1)."""
@@ -292,3 +295,53 @@ class StepRecord:
     error: dict[str, Any] | None
     started_at: datetime
     completed_at: datetime
+
+
+class ScheduleStatus(enum.StrEnum):
+    """Whether a cron schedule enqueues its ticks."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronSchedule:
+    """A stored cron schedule (``app.add_cron_job``, or ``@flowq.schedule`` saved by a
+    worker).
+
+    Attributes:
+        id: The schedule's id.
+        schedule_name: Its unique name.
+        cron_expression: 5 fields or an alias (``@daily``...), normalised.
+        workflow: The name of the workflow each tick starts.
+        payload: The payload of every job it starts.
+        timezone: The IANA zone its wall-clock times are read in.
+        allow_overlap: Whether a tick starts a job while the previous one is unfinished.
+        catch_up: ``"latest"``, ``"all"`` or ``"none"``: what ticks missed while no
+            worker ran do.
+        status: Active or paused.
+        next_run_at: The next tick (UTC).
+        last_enqueued_at: When its last job was enqueued (the tick's time).
+        last_job_id: The id of its last job.
+        last_skipped_at: The last tick skipped because the previous job was unfinished.
+        job_options: The options of every job it starts (as ``start()`` takes them).
+        created_at: When it was stored.
+        updated_at: When it last changed.
+    """
+
+    id: int
+    schedule_name: str
+    cron_expression: str
+    workflow: str
+    payload: Any
+    timezone: str
+    allow_overlap: bool
+    catch_up: Literal["latest", "all", "none"]
+    status: ScheduleStatus
+    next_run_at: datetime
+    last_enqueued_at: datetime | None
+    last_job_id: int | None
+    last_skipped_at: datetime | None
+    job_options: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime

@@ -11,6 +11,7 @@ from typing import Any, TypedDict, Unpack, cast
 from flowq import codec, validate
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
 from flowq.errors import DependencyError, ValidationError
+from flowq.handler_names import check_importable
 from flowq.models import BatchDepRef, DependsOn, RetryPolicy
 from flowq.registry import Workflow
 from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, NewJob
@@ -109,7 +110,7 @@ def build_new_job(
     depends_on, depends_on_tags = _depends_on(options.get("depends_on"))
     priority = options.get("priority", definition.priority)
     max_attempts = options.get("max_attempts", definition.max_attempts)
-    return NewJob(
+    job = NewJob(
         workflow=definition.name,
         payload=payload_text,
         priority=0 if priority is None else validate.priority(priority),
@@ -129,6 +130,9 @@ def build_new_job(
         depends_on_tags=depends_on_tags,
         dead_letter=dead_letter_name(options.get("dead_letter", definition.dead_letter)),
     )
+    if job.force_kill_on_timeout:
+        check_importable(definition)
+    return job
 
 
 EDITABLE_OPTIONS = frozenset(
@@ -262,11 +266,12 @@ def _retry(options: JobOptions, base: RetryPolicy) -> RetryPolicy:
         return policy
     if not flat:
         return base
+    backoff = options.get("retry_backoff", base.backoff)
     return RetryPolicy(
         options.get("retry_delay", base.delay),
-        backoff=options.get("retry_backoff", base.backoff),
+        backoff=backoff,
         max_delay=options.get("retry_delay_max", base.max_delay),
-        jitter=base.jitter,
+        jitter=base.jitter and bool(backoff),  # a fixed delay is exact
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import threading
 import typing
+import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
@@ -24,6 +25,7 @@ if typing.TYPE_CHECKING:
     from flowq.schedules import DeclaredSchedule
 
 __all__ = [
+    "MainModuleWorkflowWarning",
     "Registry",
     "Workflow",
     "WorkflowDecorator",
@@ -63,6 +65,22 @@ class WorkflowOptions(TypedDict, total=False):
     force_kill_on_timeout: bool
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this module (the decorated code),
+    seen from the function that calls ``warnings.warn``."""
+    frame = inspect.currentframe()
+    level = 0
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+class MainModuleWorkflowWarning(UserWarning):
+    """A workflow named after ``__main__`` (a script): workers importing the code as a
+    module would look for another name."""
+
+
 class Workflow(Generic[PayloadT, ResultT]):
     """A registered workflow: a handler plus its defaults. Made by ``@workflow``.
 
@@ -75,6 +93,8 @@ class Workflow(Generic[PayloadT, ResultT]):
         is_async: Whether the handler is a coroutine function.
         max_attempts, timeout, retry, priority, tags, dead_letter,
         force_kill_on_timeout: Defaults for jobs of this workflow.
+        schedules: The ``@schedule`` declarations stacked on it (a registry it is
+            added to takes them along).
     """
 
     __slots__ = (
@@ -87,6 +107,7 @@ class Workflow(Generic[PayloadT, ResultT]):
         "name",
         "priority",
         "retry",
+        "schedules",
         "tags",
         "takes_context",
         "timeout",
@@ -102,6 +123,15 @@ class Workflow(Generic[PayloadT, ResultT]):
         self.fn = fn
         name = options.get("name")
         self.name = name if name is not None else f"{fn.__module__}.{fn.__qualname__}"
+        if name is None and fn.__module__ == "__main__":
+            warnings.warn(
+                f"workflow {fn.__qualname__!r} is defined in __main__ without name=, so its "
+                f"jobs are stored as {self.name!r}: a worker that imports this code as a "
+                "module will not find them. Pass name=... (e.g. "
+                f"@flowq.workflow(name={fn.__qualname__!r}))",
+                MainModuleWorkflowWarning,
+                stacklevel=_caller_level(),
+            )
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
         self.takes_context = _count_parameters(fn, self.name) == 2
@@ -127,6 +157,7 @@ class Workflow(Generic[PayloadT, ResultT]):
         )
         self.force_kill_on_timeout = bool(options.get("force_kill_on_timeout", False))
         self._payload_type: Any = _UNRESOLVED
+        self.schedules: tuple[DeclaredSchedule, ...] = ()
 
     @property
     def payload_type(self) -> Any:
@@ -225,6 +256,8 @@ class Registry:
                     f"{taken.fn.__qualname__}; pass name=... to register another function"
                 )
             self._workflows[workflow.name] = workflow
+            for declared in workflow.schedules:
+                self._add_schedule(declared)
 
     def get(self, name: str) -> Workflow[Any, Any] | None:
         """The workflow registered as ``name``, or ``None``."""
@@ -342,16 +375,21 @@ class Registry:
                         f"workflow {workflow.name!r} is not registered on this registry: put "
                         "the registry's own .schedule above its .workflow"
                     )
-                taken = self._schedules.get(declared.name)
-                if taken is not None and taken != declared:
-                    raise ScheduleError(
-                        f"schedule name {declared.name!r} is taken by another schedule; "
-                        "pass name=... to tell them apart"
-                    )
-                self._schedules[declared.name] = declared
+                self._add_schedule(declared)
+                if declared not in workflow.schedules:
+                    workflow.schedules = (*workflow.schedules, declared)
             return workflow
 
         return attach
+
+    def _add_schedule(self, declared: DeclaredSchedule) -> None:
+        taken = self._schedules.get(declared.name)
+        if taken is not None and taken != declared:
+            raise ScheduleError(
+                f"schedule name {declared.name!r} is taken by another schedule; "
+                "pass name=... to tell them apart"
+            )
+        self._schedules[declared.name] = declared
 
     def schedules(self) -> list[DeclaredSchedule]:
         """The schedules declared on this registry, by name."""

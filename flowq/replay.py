@@ -71,6 +71,11 @@ class History:
         """The position the next call will take."""
         return self._next
 
+    @property
+    def end(self) -> int:
+        """One past the last recorded position (0 when nothing is recorded)."""
+        return self._end
+
     def reserve(self, name: str) -> Reservation:
         """Take the next position for a call named ``name`` (checked by
         :meth:`recorded_at` once the history is loaded)."""

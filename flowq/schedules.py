@@ -5,14 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flowq import cron
 from flowq.errors import ScheduleError
 from flowq.options import JobOptions, build_new_job
 from flowq.registry import Workflow
+from flowq.store.schedule_rows import encode_template
+from flowq.store.schedules import NewSchedule
 
-__all__ = ["DeclaredSchedule", "declare"]
+__all__ = [
+    "NOT_FOR_SCHEDULES",
+    "DeclaredSchedule",
+    "check_fields",
+    "check_job_options",
+    "check_name",
+    "declare",
+    "new_schedule",
+    "stored_form",
+]
+
+NOT_FOR_SCHEDULES = ("run_at", "delay", "depends_on", "idempotency_key")
+"""Job options a schedule refuses: each tick sets the job's time and idempotency key."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,17 +76,9 @@ def declare(
         raise ScheduleError(
             f"@schedule goes above @workflow (it takes a workflow), got {workflow!r}"
         )
-    expression = cron.check_expression(cron_expression)
-    cron.check_timezone(timezone)
-    if catch_up not in cron.CATCH_UP:
-        raise ScheduleError(f"catch_up must be one of {', '.join(cron.CATCH_UP)}, got {catch_up!r}")
-    if not isinstance(allow_overlap, bool):
-        raise ScheduleError(f"allow_overlap must be True or False, got {allow_overlap!r}")
-    label = name if name is not None else f"{workflow.name}@{expression}"
-    if not isinstance(label, str) or not label or len(label) > 255:
-        raise ScheduleError(f"schedule names are 1-255 characters, got {label!r}")
-    if "idempotency_key" in options:
-        raise ScheduleError("a scheduled job gets its idempotency key from its tick")
+    expression = check_fields(cron_expression, timezone, allow_overlap, catch_up)
+    label = check_name(name if name is not None else f"{workflow.name}@{expression}")
+    check_job_options(options)
     build_new_job(workflow, payload, options, datetime.now(UTC))  # checks payload and options
     return DeclaredSchedule(
         name=label,
@@ -80,7 +86,89 @@ def declare(
         cron_expression=expression,
         timezone=timezone,
         allow_overlap=allow_overlap,
-        catch_up=catch_up,
+        catch_up=cast(cron.CatchUp, catch_up),
         payload=payload,
         options=options,
+    )
+
+
+def check_fields(
+    cron_expression: object, timezone: object, allow_overlap: object, catch_up: object
+) -> str:
+    """Check a schedule's fields; return the normalised expression.
+
+    Raises:
+        ScheduleError: A bad expression, zone, ``catch_up`` or ``allow_overlap``.
+    """
+    expression = cron.check_expression(cron_expression)
+    cron.check_timezone(timezone)
+    if catch_up not in cron.CATCH_UP:
+        raise ScheduleError(f"catch_up must be one of {', '.join(cron.CATCH_UP)}, got {catch_up!r}")
+    if not isinstance(allow_overlap, bool):
+        raise ScheduleError(f"allow_overlap must be True or False, got {allow_overlap!r}")
+    return expression
+
+
+def check_name(name: object) -> str:
+    """A schedule name: 1-255 characters.
+
+    Raises:
+        ScheduleError: Anything else.
+    """
+    if not isinstance(name, str) or not name or len(name) > 255:
+        raise ScheduleError(f"schedule names are 1-255 characters, got {name!r}")
+    return name
+
+
+def check_job_options(options: JobOptions) -> None:
+    """Refuse the job options a tick decides (:data:`NOT_FOR_SCHEDULES`).
+
+    Raises:
+        ScheduleError: One of them was given.
+    """
+    for option in NOT_FOR_SCHEDULES:
+        if option in options:
+            raise ScheduleError(
+                f"a schedule's jobs cannot take {option}=: each tick sets its job's time "
+                "and idempotency key"
+            )
+
+
+def new_schedule(
+    workflow: Workflow[Any, Any],
+    *,
+    name: str,
+    cron_expression: str,
+    timezone: str,
+    allow_overlap: bool,
+    catch_up: str,
+    payload: Any,
+    options: JobOptions,
+) -> NewSchedule:
+    """The store's record of a checked schedule: payload and job options encoded (the
+    workflow's defaults merged in)."""
+    job = build_new_job(workflow, payload, options, datetime.now(UTC))
+    return NewSchedule(
+        schedule_name=name,
+        cron_expression=cron_expression,
+        workflow=workflow.name,
+        payload=job.payload,
+        timezone=timezone,
+        allow_overlap=allow_overlap,
+        catch_up=catch_up,
+        options=encode_template(job),
+    )
+
+
+def stored_form(declared: DeclaredSchedule, workflow: Workflow[Any, Any]) -> NewSchedule:
+    """The store's record of a schedule declared in code."""
+    return new_schedule(
+        workflow,
+        name=declared.name,
+        cron_expression=declared.cron_expression,
+        timezone=declared.timezone,
+        allow_overlap=declared.allow_overlap,
+        catch_up=declared.catch_up,
+        payload=declared.payload,
+        options=declared.options,
     )

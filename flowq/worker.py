@@ -3,9 +3,11 @@
 One anyio task group holds: the claim loop, ``2 * concurrency`` long-lived runner
 tasks (a claimed job is handed to an idle one), the batching store's flushes
 (completions and step results of concurrent jobs share one commit), the heartbeat
-(refreshes locks, notices cancelled jobs) and the wake-up listener (LISTEN/NOTIFY on
-PostgreSQL, in-process hints everywhere). The worker is built from parts (store,
-registry, clock, hooks); it never imports the client.
+(refreshes locks, notices cancelled jobs), the wake-up listener (LISTEN/NOTIFY on
+PostgreSQL, in-process hints everywhere) and the schedule ticker (saves the schedules
+declared in code when the worker starts, then enqueues cron ticks as they come due).
+The worker is built from parts (store, registry, clock, hooks); it never imports the
+client.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from flowq.engine import Engine, RunningJob
 from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.hooks import HookEvent, Hooks
 from flowq.registry import Registry, Workflow
+from flowq.schedule_ticker import ScheduleTicker
 from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
 from flowq.store.batching import BatchingStore
 
@@ -143,6 +146,7 @@ class Worker:
         self.store = self._batching.store
         """The store, with group commit of completions and step results."""
         self._engine = Engine(self.store, registry, self.clock, self.hooks)
+        self._ticker = ScheduleTicker(self.store, registry, self.clock, self.worker_id)
         self._running: dict[int, RunningJob] = {}
         self._work_hint = anyio.Event()
         self._slot_freed = anyio.Event()
@@ -166,8 +170,9 @@ class Worker:
 
     async def run_until_idle(self) -> None:
         """Run every job that is runnable now, including ones that become runnable
-        meanwhile (dependants, retries due now, dead letters), then return. Never
-        waits for a future run time."""
+        meanwhile (dependants, retries due now, dead letters), then return. Declared
+        schedules are saved and ticks due now enqueued first. Never waits for a future
+        run time."""
         await self._serve(until_idle=True)
 
     async def stop(self, drain_timeout: Duration | None = None) -> None:
@@ -197,6 +202,9 @@ class Worker:
         await self.store.open()
         self._interrupted = []
         try:
+            await self._ticker.save_declared(self._workflow_names())
+            if until_idle:
+                await self._ticker.enqueue_due()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._batching.run)
                 for _ in range(2 * self.concurrency):
@@ -204,6 +212,7 @@ class Worker:
                 tasks.start_soon(self._heartbeats)
                 if not until_idle:
                     tasks.start_soon(self._listen)
+                    tasks.start_soon(self._ticker.run)
                 await self._claim_loop(until_idle=until_idle)
                 await self._drain()
                 tasks.cancel_scope.cancel()
@@ -505,6 +514,8 @@ class Worker:
                     if entry is not None and job_id not in checks:
                         checks.add(job_id)
                         tasks.start_soon(self._check_cancelled, entry, checks)
+                elif hint == "schedules":
+                    self._ticker.changed()
                 else:
                     self._work_hint.set()
 

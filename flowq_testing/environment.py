@@ -150,11 +150,17 @@ class WorkflowEnvironment:
 
     async def advance(self, duration: Duration) -> None:
         """Move the clock forward by ``duration``, running what comes due on the way in
-        time order (timers, retries, token timeouts, delayed jobs), each at its time."""
+        time order (timers, retries, token timeouts, delayed jobs, cron ticks of the
+        workflows' ``@schedule`` declarations and of ``add_cron_job``), each at its
+        time: a schedule's every tick on the way is enqueued once, and its job runs
+        then."""
         target = self.clock.now() + parse_duration(duration, name="advance")
         while True:
             await self._run_due()
             wake = await self.app.store.next_ready_at(None, after=self.clock.now())
+            tick = await self._next_tick()
+            if tick is not None and (wake is None or tick < wake):
+                wake = tick
             if wake is None or wake > target:
                 break
             self.clock.set(wake)
@@ -169,6 +175,10 @@ class WorkflowEnvironment:
             await self._worker.run_until_idle()
         finally:
             step_tries.step_mocks.reset(token)
+
+    async def _next_tick(self) -> datetime | None:
+        active = await self.app.list_cron_jobs("active")
+        return min((schedule.next_run_at for schedule in active), default=None)
 
     async def _own_timers(self) -> list[Job]:
         """Jobs parked on a timer of their own (no token), or failed awaiting a retry."""

@@ -1,4 +1,8 @@
-"""The pytest plugin flowq registers (entry point ``pytest11``): fixtures for users' tests."""
+"""The pytest plugin flowq registers (entry point ``pytest11``): fixtures for users'
+tests, and anyio tests pinned to asyncio (flowq's drivers run on asyncio only; with
+trio installed, anyio's plugin would also run every ``@pytest.mark.anyio`` test on
+trio). A project that tests trio code too sets ``flowq_pin_asyncio = false`` in its
+pytest configuration; a conftest ``anyio_backend`` fixture also wins."""
 
 from __future__ import annotations
 
@@ -7,7 +11,26 @@ import pytest
 from flowq_testing.clock import FakeClock
 from flowq_testing.environment import WorkflowEnvironment
 
-__all__ = ["fake_clock", "flowq_env"]
+__all__ = ["fake_clock", "flowq_env", "pytest_addoption", "pytest_configure"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ``flowq_pin_asyncio`` ini option."""
+    parser.addini(
+        "flowq_pin_asyncio",
+        type="bool",
+        default=True,
+        help="run anyio tests on asyncio only (flowq needs it); false to leave anyio's "
+        "backends alone",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pin anyio tests to asyncio unless ``flowq_pin_asyncio = false``."""
+    if config.getini("flowq_pin_asyncio"):
+        from flowq_testing import asyncio_only
+
+        config.pluginmanager.register(asyncio_only, "flowq-asyncio-only")
 
 
 @pytest.fixture

@@ -25,8 +25,11 @@ from flowq.models import (
     RetryPolicy,
     TagQuery,
     Token,
+    TokenStatus,
 )
 from flowq.replay import RecordedCall
+from flowq.store.report import HealthReport
+from flowq.store.schedules import ScheduleVerbs
 
 __all__ = [
     "CLEANUP_BATCH_SIZE",
@@ -236,7 +239,7 @@ class GroupLimits:
         return self.per_group.get(group, self.default)
 
 
-class Store(Protocol):
+class Store(ScheduleVerbs, Protocol):
     """Domain verbs over flowq's tables. Each call is one transaction.
 
     Times are read from :attr:`clock`, never from the database, so a fake clock
@@ -351,6 +354,10 @@ class Store(Protocol):
     async def record_progress(self, lease: Lease, percent: int) -> bool:
         """Store a running job's progress with a ``progress`` event; False if not held."""
 
+    async def prolong_job(self, lease: Lease, seconds: float | None) -> bool:
+        """Renew a running job's lock and record a ``prolonged`` event (metadata
+        ``{"seconds": seconds}``: the new deadline's distance, None without one)."""
+
     async def record_output(self, lease: Lease, output: str) -> bool:
         """Store a running job's output (JSON text) before it ends; False if not held."""
 
@@ -395,6 +402,11 @@ class Store(Protocol):
     async def get_token(self, token_id: str) -> Token | None:
         """The token, or None."""
 
+    async def get_tokens(
+        self, *, job_id: int | None = None, status: TokenStatus | None = None, limit: int = 100
+    ) -> list[Token]:
+        """Tokens (of a job, of a status), newest first, at most ``limit``."""
+
     async def settle_token(self, token_id: str) -> Token | None:
         """The token, marked timed out first if its deadline has passed while waiting."""
 
@@ -408,6 +420,10 @@ class Store(Protocol):
 
     async def expire_timed_out_tokens(self) -> int:
         """Mark waiting tokens past their deadline timed out and wake their jobs."""
+
+    async def health_report(self, stuck_after: timedelta) -> HealthReport:
+        """The store's state for ``flowq doctor`` (jobs locked longer than
+        ``stuck_after`` count as stuck)."""
 
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
         """Return processing jobs locked longer than max(older_than, timeout) to pending."""

@@ -49,6 +49,7 @@ __all__ = [
     "NOW",
     "OUTPUT",
     "PROGRESS",
+    "PROLONG",
     "RELEASE",
     "REQUEUE",
     "RETRY",
@@ -229,14 +230,15 @@ FAIL = _transition(
     _F,
     failure_reason=Param("reason"),
     error_history=Param("error_history"),
-    last_failed_at=NOW,
+    last_failed_at=Param("failed_at"),
     next_attempt_at=Param("retry_at"),
     ready_at=Param("retry_at"),
     finished_at=Param("finished_at"),
     updated_at=NOW,
     **_UNLOCKED,
 )
-"""An attempt failed; :func:`failure` works out the parameters."""
+"""An attempt failed; :func:`failure` works out the parameters (``failed_at`` is the
+error's time, the instant ``retry_at`` was computed from)."""
 
 SUSPEND = _transition(
     "suspend",
@@ -309,6 +311,9 @@ claimable now (for a child, ``NOW`` is the child's finish time)."""
 HEARTBEAT = _transition("heartbeat", {_R}, None, locked_at=NOW)
 """A worker renews its lock (``updated_at`` stays)."""
 
+PROLONG = _transition("prolong", {_R}, None, locked_at=NOW, updated_at=NOW)
+"""``ctx.prolong``: the handler pushes its deadline back and renews the lock."""
+
 PROGRESS = _transition("progress", {_R}, None, progress=Param("progress"), updated_at=NOW)
 """A running job reports its progress."""
 
@@ -323,7 +328,7 @@ EDIT = _transition("edit", {_P}, None, updated_at=NOW)
 
 TRANSITIONS: tuple[Transition, ...] = (
     CLAIM, COMPLETE, FAIL, SUSPEND, RELEASE, REQUEUE, CANCEL, CANCEL_RUNNING, RETRY, WAKE,
-    HEARTBEAT, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
+    HEARTBEAT, PROLONG, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
 )  # fmt: skip
 """Every transition, in the order of the life of a job."""
 
@@ -384,6 +389,7 @@ def failure(
         error_history=rows.encode_errors(history),
         retry_at=next_at,
         finished_at=None if will_retry else now,
+        failed_at=error.at,
     )
     return values, will_retry
 

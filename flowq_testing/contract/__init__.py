@@ -24,10 +24,18 @@ from __future__ import annotations
 from flowq_testing.contract.base import contract_registry as contract_registry
 from flowq_testing.contract.durable import DurableVerbsContract
 from flowq_testing.contract.jobs import JobVerbsContract
+from flowq_testing.contract.report import ReportContract
 from flowq_testing.contract.runs import RunVerbsContract
+from flowq_testing.contract.schedules import ScheduleVerbsContract
 
 __all__ = ["StoreContract", "contract_registry"]
 
 
-class StoreContract(JobVerbsContract, RunVerbsContract, DurableVerbsContract):
+class StoreContract(
+    JobVerbsContract,
+    RunVerbsContract,
+    DurableVerbsContract,
+    ScheduleVerbsContract,
+    ReportContract,
+):
     """Behaviours every store must show, checked through :class:`flowq.App`."""

@@ -67,6 +67,20 @@ class MemoryDurableVerbs(MemoryTables):
         row = self._tokens.get(token_id)
         return None if row is None else rows.token_from_row(row)
 
+    async def get_tokens(
+        self, *, job_id: int | None = None, status: TokenStatus | None = None, limit: int = 100
+    ) -> list[Token]:
+        """Tokens (of a job, of a status), newest first, at most ``limit``."""
+        found = [
+            row
+            for row in self._tokens.values()
+            if (job_id is None or row["job_id"] == job_id)
+            and (status is None or row["status"] == status.value)
+        ]
+        found.sort(key=lambda row: row["id"])
+        found.sort(key=lambda row: row["created_at"], reverse=True)
+        return [rows.token_from_row(row) for row in found[:limit]]
+
     async def settle_token(self, token_id: str) -> Token | None:
         """The token, timed out first if its deadline passed while it was waiting."""
         self._time_out([token_id], self._now())

@@ -132,6 +132,16 @@ class MemoryRunVerbs(MemoryTables):
         self._add_events([(lease.job_id, EventType.PROGRESS, {"progress": percent})], now)
         return True
 
+    async def prolong_job(self, lease: Lease, seconds: float | None) -> bool:
+        """Renew a running job's lock with a ``prolonged`` event; False if not held."""
+        row = self._leased(lease)
+        if row is None:
+            return False
+        now = self._now()
+        self._apply(transitions.PROLONG, row, now)
+        self._add_events([(lease.job_id, EventType.PROLONGED, {"seconds": seconds})], now)
+        return True
+
     async def record_output(self, lease: Lease, output: str) -> bool:
         """Store a running job's output (JSON text) before it ends; False if not held."""
         row = self._leased(lease)

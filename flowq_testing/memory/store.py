@@ -3,7 +3,7 @@
 :class:`InMemoryStore` mirrors, verb for verb, the semantics of
 :class:`flowq.store.sql.SqlStore`: the same ids, events, dependency rules, filters
 and lease fencing, without a database. Its verbs follow the SQL store's topics
-(``jobs``, ``runs``, ``durable``) over the tables of ``tables``, and share the job
+(``jobs``, ``runs``, ``durable``, ``schedules``) over the tables of ``tables``, and share the job
 state machine, the row mapping and the batch planning of :mod:`flowq.store`.
 
 Every verb runs synchronously inside its coroutine (it never awaits half way), so a
@@ -24,13 +24,14 @@ from flowq.store.base import StoreCapabilities
 from flowq.store.wakeups import LocalWakeups
 from flowq.system_clock import SystemClock
 from flowq_testing.memory.durable import MemoryDurableVerbs
-from flowq_testing.memory.jobs import MemoryJobVerbs
+from flowq_testing.memory.report import MemoryReportVerbs
 from flowq_testing.memory.runs import MemoryRunVerbs
+from flowq_testing.memory.schedules import MemoryScheduleVerbs
 
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore(MemoryJobVerbs, MemoryRunVerbs, MemoryDurableVerbs):
+class InMemoryStore(MemoryScheduleVerbs, MemoryRunVerbs, MemoryDurableVerbs, MemoryReportVerbs):
     """flowq's tables as Python dicts: a :class:`flowq.store.base.Store` for tests.
 
     It behaves like the SQL store (ids from 1, never reused; the same events and

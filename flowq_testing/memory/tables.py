@@ -67,8 +67,8 @@ class EventRow:
 
 
 class MemoryTables:
-    """The rows of jobs, dependency edges, events, recorded calls and tokens, with the
-    low-level writes."""
+    """The rows of jobs, dependency edges, events, recorded calls, tokens and cron
+    schedules, with the low-level writes."""
 
     clock: Clock
     wakeups: LocalWakeups
@@ -80,6 +80,8 @@ class MemoryTables:
         self._keys: dict[str, int] = {}  # idempotency key -> job id
         self._steps: dict[int, dict[int, dict[str, Any]]] = {}  # job id -> seq -> call row
         self._tokens: dict[str, dict[str, Any]] = {}  # token id -> token row
+        self._schedules: dict[int, dict[str, Any]] = {}  # schedule id -> schedule row
+        self._last_schedule_id = 0
         self._last_job_id = 0  # like AUTOINCREMENT: ids are never reused
         self._last_event_id = 0
 

@@ -154,14 +154,25 @@ async def test_under_anyio(flowq_env, fake_clock):
 @pytest.mark.asyncio
 async def test_under_pytest_asyncio(flowq_env, fake_clock):
     await check(flowq_env, fake_clock)
+
+
+@pytest.mark.anyio
+async def test_on_sqlite_even_with_trio_installed(tmp_path, fake_clock):
+    from flowq_testing import WorkflowEnvironment
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'user.db'}"
+    async with WorkflowEnvironment([greeter], store=url, clock=fake_clock) as env:
+        await check(env, fake_clock)
 """
 
 
 def _pytest_with_the_plugin(bin_dir: Path, workdir: Path) -> None:
     """In the wheel's venv, a user's test file gets flowq_env and fake_clock from the
-    plugin with no conftest, under pytest-anyio and pytest-asyncio alike."""
+    plugin with no conftest, under pytest-anyio and pytest-asyncio alike; with trio
+    installed, anyio tests still run on asyncio only (the plugin pins it)."""
     installed = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "-q", "pytest", "pytest-asyncio"],
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", "pytest", "pytest-asyncio",
+         "trio"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
@@ -170,11 +181,11 @@ def _pytest_with_the_plugin(bin_dir: Path, workdir: Path) -> None:
         "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
     )
     ran = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pytest", "-q", "test_user_workflows.py"],
+        [str(bin_dir / "python"), "-m", "pytest", "-v", "test_user_workflows.py"],
         cwd=workdir, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "2 passed" in ran.stdout
+    assert "3 passed" in ran.stdout and "[trio]" not in ran.stdout, ran.stdout
 
 
 @pytest.mark.slow
@@ -318,3 +329,66 @@ def test_migrate_sql_prints_what_migrate_applies(tmp_path: Path) -> None:
         connection.executescript(printed.stdout)
     listed = _flowq("jobs", "list", "--database-url", f"sqlite:///{database}", cwd=tmp_path)
     assert (listed.returncode, listed.stdout.strip()) == (0, "(none)"), listed.stderr
+
+
+def test_tokens_cron_and_doctor_commands(tmp_path: Path) -> None:
+    """tokens list, cron list/show/pause/resume/enqueue/remove and doctor: tables for
+    people, --json for scripts, one-line errors."""
+    import asyncio
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from flowq_testing import FakeClock
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ops2.db'}"
+    registry = flowq.Registry()
+
+    @registry.workflow(name="ops.tick")
+    async def tick(payload: dict[str, int]) -> int:
+        return payload["n"]
+
+    async def prepare() -> tuple[str, int]:
+        an_hour_ago = FakeClock(datetime.now(UTC) - timedelta(hours=1))
+        async with flowq.App(url, registry=registry, clock=an_hour_ago, auto_migrate=True) as app:
+            token = await app.create_token(tags=["review"])
+            schedule_id = await app.add_cron_job("hourly-tick", "@hourly", tick, {"n": 1})
+            await app.start(tick, {"n": 2})  # due for an hour: doctor notices
+            return token.id, schedule_id
+
+    token_id, schedule_id = asyncio.run(prepare())
+    db = ("--database-url", url)
+    tokens = _flowq("tokens", "list", *db, cwd=tmp_path)
+    assert tokens.stdout.splitlines()[0].split()[:3] == ["id", "job", "status"], tokens.stderr
+    assert token_id in tokens.stdout and "review" in tokens.stdout
+    waiting = json.loads(_flowq("tokens", "list", "--status", "waiting", "--json", *db,
+                                cwd=tmp_path).stdout)  # fmt: skip
+    assert [t["id"] for t in waiting] == [token_id]
+
+    listed = json.loads(_flowq("cron", "list", "--json", *db, cwd=tmp_path).stdout)
+    assert [(s["id"], s["schedule_name"], s["status"]) for s in listed] == [
+        (schedule_id, "hourly-tick", "active")
+    ]
+    shown = _flowq("cron", "show", "hourly-tick", *db, cwd=tmp_path).stdout
+    assert "cron_expression" in shown and "@hourly" in shown
+    enqueued = _flowq("cron", "enqueue", "--json", *db, cwd=tmp_path)
+    assert json.loads(enqueued.stdout) == {"enqueued": 1}, enqueued.stderr
+    paused = _flowq("cron", "pause", str(schedule_id), *db, cwd=tmp_path)
+    assert paused.stdout.strip() == "schedule 'hourly-tick' paused", paused.stderr
+    assert "paused" in _flowq("cron", "list", *db, cwd=tmp_path).stdout
+    assert _flowq("cron", "resume", "hourly-tick", *db, cwd=tmp_path).returncode == 0
+    missing = _flowq("cron", "pause", "nope", *db, cwd=tmp_path)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        1, "flowq: error: there is no schedule 'nope'",
+    )  # fmt: skip
+
+    doctor = _flowq("doctor", *db, cwd=tmp_path)
+    assert doctor.returncode == 0, doctor.stderr
+    assert "PROBLEM: a due job has waited" in doctor.stdout
+    report = json.loads(_flowq("doctor", "--json", *db, cwd=tmp_path).stdout)
+    assert report["report"]["schema_version"] == report["report"]["latest_schema_version"]
+    assert report["report"]["jobs_by_status"] == {"pending": 2}
+    assert report["report"]["waiting_tokens"] == 1
+    assert report["report"]["table_bytes"]["database"] > 0
+    assert len(report["problems"]) == 1
+    assert _flowq("cron", "remove", "hourly-tick", *db, cwd=tmp_path).returncode == 0
+    assert json.loads(_flowq("cron", "list", "--json", *db, cwd=tmp_path).stdout) == []

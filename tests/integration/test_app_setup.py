@@ -147,3 +147,33 @@ def test_an_app_and_its_store_share_one_clock() -> None:
     with pytest.raises(flowq.ValidationError, match="clock of its own"):
         flowq.App(store=InMemoryStore(clock=own), clock=FakeClock())
     assert flowq.App(store=InMemoryStore(clock=own), clock=own).clock is own
+
+
+def test_a_missing_driver_is_named_and_the_other_database_still_works(tmp_path: Path) -> None:
+    """Without asyncpg (as after pip install --no-deps), flowq imports, SQLite works, and
+    a PostgreSQL URL raises DatabaseError naming the driver to install."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.modules["asyncpg"] = None  # as if it were not installed
+import anyio, flowq
+
+async def main():
+    async with flowq.App("sqlite+aiosqlite:///{tmp_path / "no-pg.db"}", auto_migrate=True):
+        pass
+    try:
+        flowq.App("postgresql://localhost/nowhere")
+    except flowq.DatabaseError as error:
+        print("ERROR:", error)
+
+anyio.run(main)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ERROR: the postgresql driver 'asyncpg' is not installed: pip install asyncpg" in (
+        done.stdout
+    )

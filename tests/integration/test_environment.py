@@ -183,3 +183,27 @@ async def test_advance_runs_what_comes_due_in_time_order(clock: FakeClock) -> No
         await env.start(daily, {})
         await env.advance(timedelta(days=3))
     assert seen == [1, 2, 3]
+
+
+async def test_advancing_across_a_schedule_runs_each_tick_once_at_its_time(
+    database_url: str | None, clock: FakeClock
+) -> None:
+    """A workflow declared with @schedule and passed by object: advancing 3 hours and
+    10 minutes runs its hourly tick three times, each at its tick, never twice."""
+    start = clock.now()
+    ran_at: list[timedelta] = []
+    declaring = flowq.Registry()
+
+    @declaring.schedule("0 * * * *", name="hourly-report")
+    @declaring.workflow(name="report")
+    async def report(payload: None) -> None:
+        ran_at.append(clock.now() - start)
+
+    async with WorkflowEnvironment([report], store=database_url, clock=clock) as env:
+        await env.run_until_idle()
+        assert ran_at == []  # ticks come due only through advance
+        await env.advance(timedelta(hours=3, minutes=10))
+        jobs = await env.jobs()
+    assert ran_at == [timedelta(hours=1), timedelta(hours=2), timedelta(hours=3)]
+    assert sorted(job.run_at - start for job in jobs) == ran_at
+    assert {job.status for job in jobs} == {JobStatus.COMPLETED}

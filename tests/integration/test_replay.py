@@ -113,11 +113,15 @@ async def test_gathered_steps_replay_in_call_order(
 ) -> None:
     """gather of three steps, a wait, a replay: each body ran once; results in call order."""
     ran: Counter[str] = Counter()
+    c_finished = anyio.Event()
 
     @flowq.step
     async def fetch(name: str) -> str:
         ran[name] += 1
-        await anyio.sleep(0.01 if name == "a" else 0)  # finish out of call order
+        if name == "a":
+            await c_finished.wait()  # "a" finishes after "c": out of call order
+        if name == "c":
+            c_finished.set()
         return name.upper()
 
     @registry.workflow(name="fan_out")
@@ -575,11 +579,14 @@ async def test_steps_in_a_task_group_keep_their_positions(
     """Steps started in an anyio task group replay by call order, whatever finishes first."""
     ran: Counter[int] = Counter()
     results: dict[int, int] = {}
+    finished = [anyio.Event() for _ in range(5)]
 
     @flowq.step(name="square")
     async def square(n: int) -> int:
         ran[n] += 1
-        await anyio.sleep(0.001 * (5 - n))
+        if n < 4:
+            await finished[n + 1].wait()  # finish in reverse call order: 4, 3, 2, 1, 0
+        finished[n].set()
         return n * n
 
     @registry.workflow(name="grouped_steps")

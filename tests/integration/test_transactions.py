@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import flowq
 
@@ -52,6 +52,28 @@ async def test_job_commits_and_rolls_back_with_the_users_transaction(database_ur
         assert [e.event_type for e in await app.get_job_events(kept)] == ["added"]
         assert await app.get_job(dropped) is None
         assert await app.get_job_events(dropped) == []
+
+
+async def test_an_async_session_is_accepted_as_connection(database_url: str) -> None:
+    """connection= takes an ORM AsyncSession too: the job joins the session's
+    transaction and commits or rolls back with it."""
+    async with flowq.App(database_url, registry=registry, auto_migrate=True) as app:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+            async with AsyncSession(engine) as session:
+                await session.execute(text("INSERT INTO invoices (id) VALUES (1)"))
+                kept = await app.start(notify, {"invoice": 1}, connection=session)
+                await session.commit()
+            async with AsyncSession(engine) as session:
+                await session.execute(text("INSERT INTO invoices (id) VALUES (2)"))
+                dropped = await app.add_job("tx.notify", {"invoice": 2}, connection=session)
+                await session.rollback()
+        finally:
+            await engine.dispose()
+        assert await app.get_job(kept) is not None
+        assert await app.get_job(dropped) is None
 
 
 async def test_connection_of_another_database_kind_is_refused(

@@ -10,7 +10,7 @@ import pytest
 
 import flowq
 from flowq import JobStatus
-from flowq_testing import FakeClock
+from flowq_testing import FakeClock, InMemoryStore
 
 pytestmark = pytest.mark.anyio
 
@@ -196,6 +196,29 @@ async def test_fixed_retry_delay(
     await app.create_worker().run_until_idle()
     job = await app.get_job(job_id)
     assert job is not None and job.next_attempt_at == clock.now() + timedelta(seconds=7)
+
+
+async def test_retry_delay_without_backoff_is_exact_from_the_failure(
+    database_url: str | None, registry: flowq.Registry
+) -> None:
+    """Job options retry_delay=10, retry_backoff=False (DataQueue's retryDelay 10,
+    retryBackoff false) retry exactly 10 s after the failure, by the wall clock: no
+    jitter, and next_attempt_at and last_failed_at come from the same instant."""
+
+    @registry.workflow(name="down", max_attempts=3)
+    async def down(payload: dict[str, Any]) -> None:
+        raise RuntimeError("down")
+
+    if database_url is None:
+        app = flowq.App(store=InMemoryStore(), registry=registry)
+    else:
+        app = flowq.App(database_url, registry=registry, auto_migrate=True)
+    async with app:
+        job_id = await app.start(down, {}, retry_delay=10, retry_backoff=False)
+        await app.create_worker().run_until_idle()
+        job = await app.get_job(job_id)
+    assert job is not None and job.last_failed_at is not None
+    assert job.next_attempt_at == job.last_failed_at + timedelta(seconds=10)
 
 
 async def test_dependants_wait_and_failures_cascade(

@@ -90,3 +90,10 @@ def test_status_and_event_enums_are_strings() -> None:
     assert [s.value for s in flowq.JobStatus] == [
         "pending", "processing", "waiting", "completed", "failed", "cancelled",
     ]  # fmt: skip
+
+
+def test_a_fixed_delay_is_exact_unless_jitter_is_asked_for() -> None:
+    """backoff=False turns jitter off by default; jitter=True turns it back on."""
+    assert RetryPolicy(10, backoff=False).wait_after(3, 0.0) == timedelta(seconds=10)
+    assert RetryPolicy(10, backoff=False, jitter=True).wait_after(3, 0.0) == timedelta(seconds=5)
+    assert RetryPolicy(10).jitter is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -126,3 +127,27 @@ def test_an_unknown_workflow_option_is_named() -> None:
         async def handler(payload: dict[str, int]) -> None: ...
 
     assert len(registry) == 0
+
+
+def test_a_nameless_workflow_in_a_script_is_warned_about(tmp_path: Path) -> None:
+    """A workflow defined in __main__ without name= warns at decoration, pointing at the
+    script's line; one with name= does not."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import flowq\n"
+        "\n"
+        "@flowq.workflow\n"
+        "async def nameless(payload: dict) -> None: ...\n"
+        "\n"
+        "@flowq.workflow(name='named')\n"
+        "async def named(payload: dict) -> None: ...\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert f"{script}:3: MainModuleWorkflowWarning: workflow 'nameless'" in done.stderr
+    assert "'__main__.nameless'" in done.stderr
+    assert "workflow 'named'" not in done.stderr

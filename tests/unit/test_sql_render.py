@@ -50,6 +50,7 @@ def test_sqlalchemy_values_compile(dialect: object) -> None:
         "error_history": "[]",
         "retry_at": None,
         "finished_at": NOW,
+        "failed_at": NOW,
         "wait_until": None,
         "wait_token_id": None,
         "ready_at": NOW,

@@ -3,6 +3,7 @@ and helpers every SQL verb shares."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,11 +14,12 @@ from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, tu
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from flowq.clock import Clock
 from flowq.errors import (
     DatabaseBusyError,
+    DatabaseError,
     DatabaseUnavailableError,
     SchemaError,
     ValidationError,
@@ -27,9 +29,7 @@ from flowq.store import rows, transitions
 from flowq.store.base import JobFilter, Lease, StoreCapabilities
 from flowq.store.sql import migrate, render
 from flowq.store.sql.dialect import ErrorKind, SqlDialect
-from flowq.store.sql.postgres import PostgresDialect
 from flowq.store.sql.schema import job_dependencies, job_events, jobs
-from flowq.store.sql.sqlite import SqliteDialect
 from flowq.store.wakeups import LocalWakeups
 from flowq.system_clock import SystemClock
 
@@ -45,10 +45,12 @@ _RUN_AT_OPS = {
     "lt": lambda c, v: c < v,
     "lte": lambda c, v: c <= v,
 }
-_DIALECTS: dict[str, Callable[[], SqlDialect]] = {
-    "postgresql": PostgresDialect,
-    "sqlite": SqliteDialect,
+_DIALECTS: dict[str, tuple[str, str, str]] = {
+    "postgresql": ("flowq.store.sql.postgres", "PostgresDialect", "asyncpg"),
+    "sqlite": ("flowq.store.sql.sqlite", "SqliteDialect", "aiosqlite"),
 }
+"""Backend -> (module, dialect class, driver): a dialect is imported when a URL needs
+it, so a missing driver only matters to the database that uses it."""
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
@@ -81,8 +83,24 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def dialect_for_url(url: URL) -> SqlDialect:
-    """A new dialect object for a normalized URL."""
-    return _DIALECTS[url.get_backend_name()]()
+    """A new dialect object for a normalized URL.
+
+    Raises:
+        DatabaseError: The database's driver is not installed (the message names it).
+    """
+    module_name, class_name, driver = _DIALECTS[url.get_backend_name()]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != driver:
+            raise
+        raise DatabaseError(
+            f"the {url.get_backend_name()} driver {driver!r} is not installed: "
+            f"pip install {driver} (flowq-durable depends on it; was it installed with "
+            "--no-deps?)"
+        ) from exc
+    dialect: SqlDialect = getattr(module, class_name)()
+    return dialect
 
 
 class SqlBase:
@@ -202,9 +220,12 @@ class SqlBase:
     async def _transaction(
         self, connection: AsyncConnection | None = None
     ) -> AsyncIterator[AsyncConnection]:
-        """One transaction (or the caller's), with driver errors made readable."""
+        """One transaction (or the caller's: an ``AsyncConnection``, or an
+        ``AsyncSession`` whose connection is used), with driver errors made readable."""
         async with self._readable_errors():
             if connection is not None:
+                if isinstance(connection, AsyncSession):
+                    connection = await connection.connection()
                 self._check_connection(connection)
                 yield connection
                 return
@@ -296,7 +317,8 @@ class SqlBase:
     def _check_connection(self, connection: Any) -> None:
         if not isinstance(connection, AsyncConnection):
             raise ValidationError(
-                f"connection= takes a SQLAlchemy AsyncConnection, got {connection!r}"
+                "connection= takes a SQLAlchemy AsyncConnection or AsyncSession, got "
+                f"{connection!r}"
             )
         kind = connection.engine.dialect.name
         if kind != self.dialect.name:

@@ -81,6 +81,9 @@ class SqlDialect(Protocol):
 
     # -- wake-ups -------------------------------------------------------------------
 
+    async def table_bytes(self, connection: AsyncConnection) -> dict[str, int]:
+        """Bytes on disk of flowq's tables (or of the whole database)."""
+
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
         """Tell other processes' workers ``hint`` when this transaction commits."""
 

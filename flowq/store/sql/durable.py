@@ -120,6 +120,19 @@ class SqlDurableVerbs(SqlBase):
             row = (await conn.execute(select(tokens).where(tokens.c.id == token_id))).first()
             return None if row is None else rows.token_from_row(row._mapping)
 
+    async def get_tokens(
+        self, *, job_id: int | None = None, status: TokenStatus | None = None, limit: int = 100
+    ) -> list[Token]:
+        """Tokens (of a job, of a status), newest first, at most ``limit``."""
+        query = select(tokens).order_by(tokens.c.created_at.desc(), tokens.c.id).limit(limit)
+        if job_id is not None:
+            query = query.where(tokens.c.job_id == job_id)
+        if status is not None:
+            query = query.where(tokens.c.status == status.value)
+        async with self._transaction() as conn:
+            found = (await conn.execute(query)).mappings().all()
+        return [rows.token_from_row(row) for row in found]
+
     async def settle_token(self, token_id: str) -> Token | None:
         """The token, timed out first if its deadline passed while it was waiting."""
         async with self._transaction() as conn:

@@ -89,6 +89,15 @@ class PostgresDialect:
     def reset(self) -> None:
         """Nothing belongs to an event loop."""
 
+    async def table_bytes(self, connection: AsyncConnection) -> dict[str, int]:
+        """Each flowq table's size with its indexes and TOAST."""
+        result = await connection.exec_driver_sql(
+            "SELECT relname, pg_total_relation_size(relid) FROM pg_catalog.pg_statio_user_tables "
+            "WHERE relname LIKE 'flowq\\_%' AND schemaname = current_schema() ORDER BY relname"
+        )
+        found: list[Any] = list(result.all())
+        return {str(name): int(size) for name, size in found}
+
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """A transaction-level advisory lock."""
         await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711020250)")

@@ -286,6 +286,22 @@ class SqlRunVerbs(SqlBase):
             await self._add_events(conn, [(lease.job_id, EventType.PROGRESS, meta)], now)
             return True
 
+    async def prolong_job(self, lease: Lease, seconds: float | None) -> bool:
+        """Renew a running job's lock with a ``prolonged`` event."""
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            result = await conn.execute(
+                update(jobs)
+                .where(held([lease]))
+                .values(render.values(transitions.PROLONG, now))
+                .returning(jobs.c.id)
+            )
+            if result.first() is None:
+                return False
+            meta = {"seconds": seconds}
+            await self._add_events(conn, [(lease.job_id, EventType.PROLONGED, meta)], now)
+            return True
+
     async def record_output(self, lease: Lease, output: str) -> bool:
         """Store a running job's output before it ends."""
         async with self._transaction() as conn:

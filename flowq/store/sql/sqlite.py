@@ -127,6 +127,12 @@ class SqliteDialect:
         """Forget the queue of writers (it belongs to the event loop that made it)."""
         self._writer_queue = None
 
+    async def table_bytes(self, connection: AsyncConnection) -> dict[str, int]:
+        """The database file's size (pages in use), under ``"database"``."""
+        pages = (await connection.exec_driver_sql("PRAGMA page_count")).scalar()
+        size = (await connection.exec_driver_sql("PRAGMA page_size")).scalar()
+        return {"database": int(pages or 0) * int(size or 0)}
+
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """BEGIN IMMEDIATE already serializes every writer."""
 

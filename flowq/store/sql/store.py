@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from flowq.store.sql.durable import SqlDurableVerbs
-from flowq.store.sql.jobs import SqlJobVerbs
+from flowq.store.sql.report import SqlReportVerbs
 from flowq.store.sql.runs import SqlRunVerbs
+from flowq.store.sql.schedules import SqlScheduleVerbs
 
 __all__ = ["SqlStore"]
 
 
-class SqlStore(SqlJobVerbs, SqlRunVerbs, SqlDurableVerbs):
+class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs, SqlReportVerbs):
     """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
 
     The verbs are grouped by topic as the contract suite is: jobs (adding, reading,
     changing; :class:`~flowq.store.sql.jobs.SqlJobVerbs`), runs (claiming,
-    completing, failing, maintenance; :class:`~flowq.store.sql.runs.SqlRunVerbs`)
-    and durable calls (recorded calls, tokens, waits;
-    :class:`~flowq.store.sql.durable.SqlDurableVerbs`). What differs between the
-    databases is the dialect's (:attr:`dialect`, a
+    completing, failing, maintenance; :class:`~flowq.store.sql.runs.SqlRunVerbs`),
+    durable calls (recorded calls, tokens, waits;
+    :class:`~flowq.store.sql.durable.SqlDurableVerbs`) and cron schedules
+    (:class:`~flowq.store.sql.schedules.SqlScheduleVerbs`, over the job verbs). What
+    differs between the databases is the dialect's (:attr:`dialect`, a
     :class:`~flowq.store.sql.dialect.SqlDialect`).
 
     Args:

@@ -1,0 +1,37 @@
+"""What ``flowq doctor`` shows: a store's state at a glance (a record; each store
+fills it with one look)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["HealthReport"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthReport:
+    """A store's state.
+
+    Attributes:
+        schema_version: The applied migration version (None: the store has no schema).
+        latest_schema_version: The version this flowq needs (None: no schema).
+        jobs_by_status: Job counts by status (statuses without jobs left out).
+        retrying_jobs: Failed jobs that will run again (``next_attempt_at`` set).
+        oldest_due_seconds: How long the longest-waiting due pending job has waited
+            past its ready time (None: no due pending job).
+        stuck_jobs: Processing jobs whose lock is older than the report's threshold.
+        waiting_tokens: Tokens nobody completed yet.
+        schedules_by_status: Cron schedule counts by status.
+        table_bytes: Bytes on disk per flowq table (PostgreSQL), or of the whole
+            database file (SQLite, under ``"database"``); empty in memory.
+    """
+
+    schema_version: int | None
+    latest_schema_version: int | None
+    jobs_by_status: dict[str, int]
+    retrying_jobs: int
+    oldest_due_seconds: float | None
+    stuck_jobs: int
+    waiting_tokens: int
+    schedules_by_status: dict[str, int]
+    table_bytes: dict[str, int] = field(default_factory=dict)
