@@ -32,14 +32,14 @@ from flowq.durable import (
     persist,
 )
 from flowq.errors import NonDeterminismError
-from flowq.failures import exception_message, exception_name
+from flowq.failures import exception_message, exception_name, storable_text
 from flowq.hooks import HookEvent, Hooks
 from flowq.isolated import IsolatedFailure, run_in_process
 from flowq.models import ErrorEntry, FailureReason
 from flowq.options import JobOptions, build_child_job
 from flowq.registry import Registry, Workflow
 from flowq.replay import Reservation
-from flowq.store.base import ClaimedJob, Completion, JobHeader, Store
+from flowq.store.base import ClaimedJob, Completion, JobHeader, Release, Store
 
 __all__ = ["Engine", "RunningJob"]
 
@@ -140,14 +140,34 @@ class Engine:
         """Run the handler and record completion or failure (not cancellation: the
         worker cancels ``running.scope`` and handles that itself).
 
+        Never raises an :class:`Exception`: when the outcome cannot be recorded (for
+        another reason than an unreachable database, which is waited out), the error
+        is logged and a failure saying so is recorded instead; when even that cannot
+        be written, the job is handed back, or left for lease reclaim.
+
         Returns:
             When a job this run touched becomes runnable again, if it is known: the
             job's wake time when it parked, its retry time when it failed, now when it
             was a child whose end made its parent runnable; else None.
         """
+        try:
+            return await self._run(running)
+        except Exception as exc:
+            return await self._unrecorded(running.claimed, exc)
+
+    async def _run(self, running: RunningJob) -> datetime | None:
         claimed, definition = running.claimed, running.definition
         job = claimed.job
         await self._emit("job:started", job)
+        if job.unreadable is not None:
+            log.error("flowq: job %s cannot be run and fails for good: %s", job.id, job.unreadable)
+            return await self._fail(
+                claimed,
+                f"job {job.id} cannot be run: {job.unreadable}",
+                "UnreadableJobError",
+                FailureReason.HANDLER_ERROR,
+                retry=False,
+            )
         if definition is None:
             return await self._fail(
                 claimed,
@@ -161,6 +181,16 @@ class Engine:
             return await self._fail(
                 claimed,
                 f"the stored payload does not fit {definition.payload_type!r}: {exc}",
+                "PayloadError",
+                FailureReason.HANDLER_ERROR,
+                retry=False,
+            )
+        except Exception as exc:  # nested too deep (RecursionError), a damaged row...
+            log.error("flowq: the stored payload of job %s cannot be decoded: %r", job.id, exc)
+            return await self._fail(
+                claimed,
+                f"the stored payload cannot be decoded: {exception_name(exc)}: "
+                f"{exception_message(exc)}",
                 "PayloadError",
                 FailureReason.HANDLER_ERROR,
                 retry=False,
@@ -305,10 +335,19 @@ class Engine:
     ) -> datetime | None:
         job = claimed.job
         now = self.clock.now()
-        error = ErrorEntry(message=message, type=type_name, at=now, attempt=job.attempts)
         retry_at = None
         if retry and job.attempts < job.max_attempts:
-            retry_at = now + job.retry.wait_after(job.attempts, random.random())  # noqa: S311
+            try:
+                retry_at = now + job.retry.wait_after(job.attempts, random.random())  # noqa: S311
+            except OverflowError:
+                log.error("flowq: job %s fails for good: its retry time is out of range", job.id)
+                message += " (not retried: the time of the next attempt is out of range)"
+        error = ErrorEntry(
+            message=storable_text(message),
+            type=storable_text(type_name),
+            at=now,
+            attempt=job.attempts,
+        )
         recorded = await persist(
             lambda: self.store.fail_job(claimed.lease, error, reason=reason, retry_at=retry_at),
             f"the failure of job {job.id}",
@@ -318,6 +357,53 @@ class Engine:
             return None
         await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
         return self._parent_ready(job) if retry_at is None else retry_at
+
+    async def _unrecorded(self, claimed: ClaimedJob, exc: Exception) -> datetime | None:
+        """The outcome of a run could not be recorded: log it and record a failure that
+        says so (retried if attempts remain); when that fails too, hand the job back."""
+        job = claimed.job
+        log.error(
+            "flowq: the outcome of job %s (workflow %r, attempt %d) could not be recorded; "
+            "recording a failure instead",
+            job.id, job.workflow, job.attempts, exc_info=exc,
+        )  # fmt: skip
+        try:
+            return await self._fail(
+                claimed,
+                "flowq could not record the outcome of this attempt: "
+                f"{exception_name(exc)}: {exception_message(exc)}",
+                "OutcomeNotRecorded",
+                FailureReason.HANDLER_ERROR,
+            )
+        except Exception as again:
+            log.error(
+                "flowq: job %s: its failure could not be recorded either (%s: %s)",
+                job.id, exception_name(again), exception_message(again)[:500],
+            )  # fmt: skip
+        await self._hand_back(claimed)
+        return None
+
+    async def _hand_back(self, claimed: ClaimedJob) -> None:
+        """Put a job whose outcome cannot be written back to pending (its attempt
+        counted) while attempts remain; else leave it for lease reclaim, which fails
+        it for good once its lock is older than the lease timeout."""
+        job = claimed.job
+        if job.attempts < job.max_attempts:
+            try:
+                released = await persist(
+                    lambda: self.store.release_jobs([Release(claimed.lease, False)]),
+                    f"the hand-back of job {job.id}",
+                )
+            except Exception as exc:
+                log.error("flowq: job %s could not be handed back either (%s)", job.id, exc)
+            else:
+                if released:
+                    log.error("flowq: job %s was handed back for its next attempt", job.id)
+                return
+        log.error(
+            "flowq: job %s stays processing until its lease expires and it is reclaimed",
+            job.id,
+        )
 
     async def _emit(
         self,

@@ -21,6 +21,11 @@ original catches the replay too:
   :class:`flowq.StepError` carrying the type name instead.
 
 Either way the exception carries a note (:pep:`678`) saying it was replayed.
+
+Whatever a handler or a step raises can be written down (:func:`exception_message`,
+:func:`exception_name`, :func:`storable_text`): an exception whose ``__str__`` and
+``__repr__`` raise is named by its type, lone surrogates and NUL characters are
+escaped, and the text is cut to :data:`MAX_ERROR_BYTES`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from flowq.models import Job
 
 __all__ = [
     "MAX_ARGS_BYTES",
+    "MAX_ERROR_BYTES",
     "REPLAYED_NOTE",
     "ChildFailure",
     "child_failure",
@@ -50,6 +56,7 @@ __all__ = [
     "exception_name",
     "rebuild_exception",
     "replayed_error",
+    "storable_text",
 ]
 
 REPLAYED_NOTE = "flowq: replayed"
@@ -59,14 +66,68 @@ MAX_ARGS_BYTES = 64 * 1024
 """The largest encoded ``args`` stored with a step error; longer ones are left out."""
 
 
+MAX_ERROR_BYTES = 64 * 1024
+"""The longest error message (and error type name) stored, in UTF-8 bytes; longer
+ones are cut and end with a note giving their full length."""
+
+_TRUNCATED = "... [truncated by flowq: {} characters in all]"
+
+
 def exception_name(exc: BaseException) -> str:
-    """``ValueError`` for builtins, ``package.module.Error`` for the rest."""
-    return _type_name(type(exc))
+    """``ValueError`` for builtins, ``package.module.Error`` for the rest (storable:
+    see :func:`storable_text`)."""
+    try:
+        name = _type_name(type(exc))
+    except Exception:  # a metaclass whose __module__ or __qualname__ misbehaves
+        name = "<unnamed exception type>"
+    return storable_text(name)
 
 
 def exception_message(exc: BaseException) -> str:
-    """The exception's text, or its repr when it has none."""
-    return str(exc) or repr(exc)
+    """The exception's text, or its repr when it has none, made storable.
+
+    Never raises: when ``str()`` raises, the repr is used; when that raises too,
+    ``"<unprintable TypeName object>"``. The text is passed through
+    :func:`storable_text` (escaped, at most :data:`MAX_ERROR_BYTES`).
+    """
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    if not text:
+        try:
+            text = repr(exc)
+        except Exception:
+            text = ""
+    if not text:
+        text = f"<unprintable {_safe_type_name(exc)} object>"
+    return storable_text(text)
+
+
+def storable_text(text: str, limit: int = MAX_ERROR_BYTES) -> str:
+    """``text`` as it can be stored in every database, and read back, anywhere.
+
+    Lone surrogates (a file name read with ``os.listdir`` from undecodable bytes)
+    and NUL characters are written as escapes (``\\udcff``, ``\\x00``), and text of
+    more than ``limit`` UTF-8 bytes is cut to fit, with a note of its full length.
+
+    Args:
+        text: Any string (a ``str`` subclass is turned into a plain ``str``).
+        limit: The most UTF-8 bytes of the result.
+    """
+    text = str.__str__(text)
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "backslashreplace")
+        text = data.decode()
+    if len(data) <= limit:
+        return text
+    note = _TRUNCATED.format(f"{len(text):,}")
+    kept = data[: max(0, limit - len(note.encode()))].decode("utf-8", "ignore")
+    return kept + note
 
 
 def error_json(exc: BaseException) -> str:
@@ -244,6 +305,13 @@ def _import(module_name: str) -> ModuleType | None:
         return importlib.import_module(module_name)
     except Exception:  # not a module, or one that fails to import now
         return None
+
+
+def _safe_type_name(exc: BaseException) -> str:
+    try:
+        return type(exc).__qualname__
+    except Exception:
+        return "exception"
 
 
 def _type_name(kind: type) -> str:

@@ -81,6 +81,9 @@ class ErrorEntry:
     attempt: int
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class RetryPolicy:
     """How long a failed job waits before its next attempt.
@@ -118,10 +121,14 @@ class RetryPolicy:
 
     def wait_after(self, attempt: int, random_fraction: float) -> timedelta:
         """The wait after failed attempt ``attempt``, given a random number in [0, 1)."""
-        wait = self.delay
-        if self.backoff:
-            wait = self.delay * (2 ** min(max(attempt - 1, 0), 40))
-        wait = min(wait, self.max_delay)
+        wait = min(self.delay, self.max_delay)
+        if self.backoff and attempt > 1:
+            # Double only while under the cap: no product is formed that could overflow
+            # (the number of doublings needed is bounded by the cap's bit length).
+            cap = self.max_delay // _MICROSECOND
+            first = self.delay // _MICROSECOND
+            doublings = min(attempt - 1, cap.bit_length() + 1)
+            wait = timedelta(microseconds=min(first << doublings, cap))
         if self.jitter:
             wait = wait * (0.5 + 0.5 * random_fraction)
         return wait

@@ -35,6 +35,7 @@ from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
 from flowq.store.batching import BatchingStore
 
 __all__ = [
+    "HAND_BACK_TIMEOUT",
     "RECLAIM_BATCH_SIZE",
     "UNCLAIMED_CHECK_EVERY",
     "Worker",
@@ -50,6 +51,9 @@ RECLAIM_BATCH_SIZE = 100
 
 UNCLAIMED_CHECK_EVERY = 30.0
 """Seconds between two looks for due jobs that no worker here can run."""
+
+HAND_BACK_TIMEOUT = 10.0
+"""Longest wait (seconds) for handing back running jobs when a worker exits abnormally."""
 
 
 class WorkerOptions(TypedDict, total=False):
@@ -153,6 +157,7 @@ class Worker:
         self._idle_runners: list[_Runner] = []
         self._executing: set[int] = set()
         self._queued: collections.deque[RunningJob] = collections.deque()
+        self._interrupted: list[RunningJob] = []
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} concurrency={self.concurrency}>"
@@ -195,6 +200,7 @@ class Worker:
         if self.migrate:
             await self.store.migrate()
         await self.store.open()
+        self._interrupted = []
         try:
             await self._ticker.save_declared(self._workflow_names())
             if until_idle:
@@ -210,6 +216,10 @@ class Worker:
                 await self._claim_loop(until_idle=until_idle)
                 await self._drain()
                 tasks.cancel_scope.cancel()
+        except BaseException:
+            # Cancelled from outside, or failed: hand back the jobs it was running.
+            await self._hand_back_interrupted()
+            raise
         finally:
             self._active = False
             self._idle_runners.clear()
@@ -238,6 +248,10 @@ class Worker:
             try:
                 claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
             except DatabaseUnavailableError as exc:
+                await self._back_off(exc)
+                continue
+            except Exception as exc:
+                log.error("flowq: worker %s: claim failed", self.worker_id, exc_info=exc)
                 await self._back_off(exc)
                 continue
             self._failures = 0
@@ -274,6 +288,10 @@ class Worker:
             try:
                 next_at = await self.store.next_ready_at(workflows, after=claimed_at)
             except DatabaseUnavailableError:
+                next_at = None
+            except Exception as exc:
+                log.error("flowq: worker %s: looking for the next due job failed",
+                          self.worker_id, exc_info=exc)  # fmt: skip
                 next_at = None
             if self._stop_requested.is_set():
                 return
@@ -351,6 +369,13 @@ class Worker:
         try:
             with running.scope:
                 due = await self._engine.run(running)
+        except Exception as exc:  # the engine records every outcome it can; never kill the worker
+            log.error("flowq: job %s: unexpected error in worker %s; it is left for lease "
+                      "reclaim", job.id, self.worker_id, exc_info=exc)  # fmt: skip
+        except BaseException:
+            if running.stop_reason is None:  # the worker itself is being torn down
+                self._interrupted.append(running)
+            raise
         finally:
             # A job that parked can be claimed again by this worker before this run's
             # task ends: only forget the entry if it is still this run's.
@@ -406,6 +431,25 @@ class Worker:
             released,
         )
 
+    async def _hand_back_interrupted(self) -> None:
+        """The worker is exiting abnormally (cancelled, or a failure): hand back the
+        jobs whose runs it interrupted, so that they are not stranded until reclaim."""
+        interrupted, self._interrupted = self._interrupted, []
+        if not interrupted:
+            return
+        releases = [Release(r.claimed.lease, not r.claimed.resumed) for r in interrupted]
+        released = 0
+        with anyio.CancelScope(shield=True), anyio.move_on_after(HAND_BACK_TIMEOUT):
+            try:
+                released = await self.store.release_jobs(releases)
+            except Exception as exc:
+                log.error("flowq: worker %s could not hand back its jobs (%s); reclaim will",
+                          self.worker_id, exc)  # fmt: skip
+        log.warning(
+            "flowq: worker %s exits with %d job(s) interrupted; %d handed back",
+            self.worker_id, len(interrupted), released,
+        )  # fmt: skip
+
     async def _heartbeats(self) -> None:
         """Refresh running jobs' locks and cancel the ones this worker no longer holds;
         then take back jobs of workers whose heartbeats stopped."""
@@ -426,6 +470,10 @@ class Worker:
             log.warning("flowq: worker %s could not look for dead workers' jobs (%s)",
                         self.worker_id, exc)  # fmt: skip
             return
+        except Exception as exc:
+            log.error("flowq: worker %s: looking for dead workers' jobs failed",
+                      self.worker_id, exc_info=exc)  # fmt: skip
+            return
         if taken:
             log.warning(
                 "flowq: worker %s took back %d job(s) whose worker stopped heartbeating "
@@ -441,6 +489,11 @@ class Worker:
             lost = await self.store.heartbeat([r.claimed.lease for r in running])
         except DatabaseUnavailableError as exc:
             log.warning("flowq: heartbeat of worker %s failed (%s); retrying", self.worker_id, exc)
+            return
+        except Exception as exc:
+            ids = ", ".join(str(r.claimed.job.id) for r in running[:20])
+            log.error("flowq: heartbeat of worker %s failed for job(s) %s; retrying",
+                      self.worker_id, ids, exc_info=exc)  # fmt: skip
             return
         for lease in lost:
             entry = self._running.get(lease.job_id)
@@ -479,7 +532,7 @@ class Worker:
         reason = f"no worker has claimed it; worker {self.worker_id} runs only: {names}"
         try:
             await self.store.mark_unclaimed(workflows, reason)
-        except DatabaseUnavailableError as exc:
+        except Exception as exc:
             log.warning("flowq: could not mark unclaimed jobs: %s", exc)
 
     def _workflow_names(self) -> list[str]:

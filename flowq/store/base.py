@@ -171,6 +171,11 @@ class JobHeader:
     force_kill_on_timeout: bool
     retry: RetryPolicy
     parent_job_id: int | None
+    unreadable: str | None = None
+    """Why a stored setting of the job could not be read (a timeout or retry policy
+    out of range, written by an older version or by hand), else None. Such a header
+    carries defaults instead (no timeout, the default retry policy); the engine fails
+    the job for good with this reason instead of running it."""
 
 
 @dataclass(frozen=True, slots=True)

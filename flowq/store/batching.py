@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 
+from flowq.errors import DatabaseUnavailableError
 from flowq.replay import RecordedCall
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ class Batcher(Generic[ItemT, ResultT]):
     ``flush(items)`` returns one result per item, in order. Nothing waits on a timer:
     the first item flushes at once, and whatever arrives during that flush goes out
     together next, so batches grow exactly as fast as writes are slower than work.
+
+    When a batch fails for another reason than an unreachable database (one item the
+    database refuses), its items are written again one by one, so that only the
+    callers of the items that fail alone get the error.
 
     Args:
         flush: Writes a batch (one transaction) and returns per-item results.
@@ -71,18 +76,29 @@ class Batcher(Generic[ItemT, ResultT]):
             await self._has_items.wait()
             batch, self._pending = self._pending, []
             self._has_items = anyio.Event()
-            slots = [slot for _, slot in batch]
             try:
                 with anyio.CancelScope(shield=True):
                     results = await self._flush([item for item, _ in batch])
             except Exception as exc:
-                for slot in slots:
-                    slot.error = exc
-                    slot.done.set()
+                if len(batch) == 1 or isinstance(exc, DatabaseUnavailableError):
+                    for _, slot in batch:
+                        slot.error = exc
+                        slot.done.set()
+                    continue
+                for item, slot in batch:
+                    await self._flush_alone(item, slot)
                 continue
-            for slot, result in zip(slots, results, strict=True):
+            for (_, slot), result in zip(batch, results, strict=True):
                 slot.result = result
                 slot.done.set()
+
+    async def _flush_alone(self, item: ItemT, slot: _Slot[ResultT]) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                [slot.result] = await self._flush([item])
+        except Exception as exc:
+            slot.error = exc
+        slot.done.set()
 
 
 class BatchingStore:

@@ -29,7 +29,7 @@ from flowq.models import (
     TokenStatus,
 )
 from flowq.replay import RecordedCall
-from flowq.store.base import EDITABLE_FIELDS, JobHeader, Lease, NewJob, NewToken
+from flowq.store.base import DEFAULT_RETRY, EDITABLE_FIELDS, JobHeader, Lease, NewJob, NewToken
 
 __all__ = [
     "CALL_COLUMNS",
@@ -227,7 +227,24 @@ def job_from_row(row: Mapping[Any, Any], depends_on: tuple[int, ...]) -> Job:
 
 def header_from_row(row: Mapping[Any, Any]) -> JobHeader:
     """A :class:`JobHeader` from the :data:`CLAIMED_COLUMNS` of a row (nothing decoded
-    but the retry policy, which is cached)."""
+    but the retry policy, which is cached).
+
+    Never raises for a stored timeout or retry policy that cannot be read (out of
+    range, malformed): the header then says why in ``unreadable``, with defaults in
+    their place, so that one bad row does not fail the claim of the others.
+    """
+    unreadable = None
+    try:
+        timeout = from_ms(row["timeout_ms"])
+    except (OverflowError, ValueError, TypeError) as exc:
+        timeout = None
+        unreadable = f"its stored timeout ({row['timeout_ms']!r} ms) cannot be read: {exc}"
+    try:
+        retry = decode_retry(row["retry"])
+    except Exception as exc:  # out of range, not JSON, keys missing...
+        retry = DEFAULT_RETRY
+        reason = f"its stored retry policy cannot be read: {type(exc).__name__}: {exc}"
+        unreadable = reason if unreadable is None else f"{unreadable}; {reason}"
     return JobHeader(
         id=row["id"],
         workflow=row["workflow"],
@@ -236,10 +253,11 @@ def header_from_row(row: Mapping[Any, Any]) -> JobHeader:
         max_attempts=row["max_attempts"],
         tags=tuple(row["tags"]),
         group=row["group_name"],
-        timeout=from_ms(row["timeout_ms"]),
+        timeout=timeout,
         force_kill_on_timeout=bool(row["force_kill_on_timeout"]),
-        retry=decode_retry(row["retry"]),
+        retry=retry,
         parent_job_id=row["parent_job_id"],
+        unreadable=unreadable,
     )
 
 

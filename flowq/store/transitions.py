@@ -350,11 +350,18 @@ def is_stuck(
 ) -> bool:
     """Whether a processing job's lock is older than max(``older_than``, its timeout),
     or than ``older_than`` alone without ``heed_timeout`` (an expired lease: its
-    worker's heartbeats stopped)."""
+    worker's heartbeats stopped). A stored timeout too large to read is longer than
+    any lock can be old."""
+    if row["locked_at"] is None:
+        return False
     limit = older_than
     if heed_timeout:
-        limit = max(older_than, rows.from_ms(row["timeout_ms"]) or timedelta(0))
-    return row["locked_at"] is not None and row["locked_at"] <= now - limit
+        try:
+            timeout = rows.from_ms(row["timeout_ms"])
+        except (OverflowError, ValueError, TypeError):
+            return False
+        limit = max(older_than, timeout or timedelta(0))
+    return bool(now - row["locked_at"] >= limit)
 
 
 # -- failing ------------------------------------------------------------------------
@@ -403,18 +410,32 @@ def lost_worker_error(row: Mapping[Any, Any], now: datetime) -> ErrorEntry:
 def dead_letter_job(
     row: Mapping[Any, Any], error: ErrorEntry, reason: FailureReason, now: datetime
 ) -> NewJob:
-    """The job enqueued on the dead-letter workflow of a permanently failed ``row``."""
-    payload = codec.encode(
-        {
-            "job_id": row["id"],
-            "workflow": row["workflow"],
-            "payload": codec.decode(row["payload"]),
-            "attempts": row["attempts"],
-            "failure_reason": reason.value,
-            "error": {"message": error.message, "type": error.type, "at": error.at},
-        },
-        what="dead-letter payload",
-    )
+    """The job enqueued on the dead-letter workflow of a permanently failed ``row``.
+
+    Its payload holds the failed job's payload, unless that cannot be decoded or makes
+    the dead letter larger than ``codec.MAX_VALUE_BYTES``: then ``"payload"`` is None
+    and ``"payload_omitted"`` says why (the failed job keeps its payload).
+    """
+    letter: dict[str, Any] = {
+        "job_id": row["id"],
+        "workflow": row["workflow"],
+        "payload": None,
+        "attempts": row["attempts"],
+        "failure_reason": reason.value,
+        "error": {"message": error.message, "type": error.type, "at": error.at},
+    }
+    what = "dead-letter payload"
+    try:
+        letter["payload"] = codec.decode(row["payload"])
+        payload = codec.encode(letter, what=what)
+    except Exception as exc:  # too large (SerializationError), nested too deep...
+        letter["payload"] = None
+        letter["payload_omitted"] = (
+            f"the payload of job {row['id']} ({len(row['payload']):,} characters of JSON) "
+            f"is left out of this dead letter: {type(exc).__name__}: {str(exc)[:500]}; "
+            "it stays on the failed job"
+        )
+        payload = codec.encode(letter, what=what)
     return NewJob(
         workflow=row["dead_letter"],
         payload=payload,

@@ -8,8 +8,9 @@ import anyio
 import pytest
 
 import flowq
+from flowq.errors import DatabaseUnavailableError
 from flowq.store.base import Completion
-from flowq.store.batching import BatchingStore
+from flowq.store.batching import Batcher, BatchingStore
 from flowq_testing import FakeClock, InMemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -83,3 +84,56 @@ async def test_every_other_verb_passes_through() -> None:
     assert batching.store.clock is inner.clock
     assert await batching.store.get_job(1) is None
     assert await batching.store.load_history(1) == []
+
+
+async def _submit_together(batcher: Batcher[int, int], items: list[int]) -> dict[int, object]:
+    """Submit each item from its own task while the first flush is blocked, so that
+    the others share the second batch; return each item's result or exception."""
+    outcomes: dict[int, object] = {}
+
+    async def submit(item: int) -> None:
+        try:
+            [outcomes[item]] = await batcher.submit([item])
+        except Exception as exc:
+            outcomes[item] = exc
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(batcher.run)
+            for item in items:
+                tasks.start_soon(submit, item)
+            while len(outcomes) < len(items):
+                await anyio.wait_all_tasks_blocked()
+            tasks.cancel_scope.cancel()
+    return outcomes
+
+
+async def test_a_batch_with_a_refused_item_is_written_again_item_by_item() -> None:
+    """One item the database refuses fails its own caller only: the batch is written
+    again one item at a time (nothing of a failed batch was committed)."""
+    flushed: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        flushed.append(list(items))
+        if 3 in items:
+            raise RuntimeError("refused: 3")
+        return [item * 10 for item in items]
+
+    outcomes = await _submit_together(Batcher(flush), [1, 2, 3, 4])
+    assert isinstance(outcomes.pop(3), RuntimeError)
+    assert outcomes == {1: 10, 2: 20, 4: 40}
+    assert [1, 2, 3, 4] in flushed and flushed[-4:] == [[1], [2], [3], [4]]
+
+
+async def test_an_unreachable_database_fails_the_whole_batch_at_once() -> None:
+    """DatabaseUnavailableError is not one item's fault: every caller gets it (and
+    retries), without a write per item."""
+    flushed: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        flushed.append(list(items))
+        raise DatabaseUnavailableError("down")
+
+    outcomes = await _submit_together(Batcher(flush), [1, 2, 3])
+    assert all(isinstance(o, DatabaseUnavailableError) for o in outcomes.values())
+    assert sum(len(batch) for batch in flushed) == 3  # each item written once

@@ -16,12 +16,14 @@ import pytest
 import flowq
 from flowq.failures import (
     MAX_ARGS_BYTES,
+    MAX_ERROR_BYTES,
     error_args,
     error_json,
     exception_message,
     exception_name,
     rebuild_exception,
     replayed_error,
+    storable_text,
 )
 
 
@@ -125,7 +127,8 @@ def test_args_are_stored_only_when_needed_and_exact(
     message = str(exc) or repr(exc)
     assert error_args(exc, message) == expected
     stored = json.loads(error_json(exc))
-    assert stored["message"] == message and ("args" in stored) == (expected is not None)
+    stored_message = exception_message(exc)  # the same, cut to MAX_ERROR_BYTES
+    assert stored["message"] == stored_message and ("args" in stored) == (expected is not None)
 
 
 # -- rebuilt as the original type ------------------------------------------------------
@@ -252,3 +255,56 @@ def test_types_that_cannot_be_rebuilt_fall_back_to_step_error(
 def test_a_malformed_record_still_raises_step_error(stored: str) -> None:
     """A row that is not a recorded error at all: StepError, never a crash."""
     assert type(replayed_error("s", stored)) is flowq.StepError
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _StrSubclass(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("plain", "plain"),
+        ("caf\u00e9 \u2603", "caf\u00e9 \u2603"),  # any valid Unicode is kept
+        ("name-\udcff\udcfe.csv", "name-\\udcff\\udcfe.csv"),  # lone surrogates escaped
+        ("a\x00b", "a\\x00b"),  # NUL escaped
+        (_StrSubclass("sub"), "sub"),
+    ],
+)
+def test_storable_text_escapes_what_databases_refuse(text: str, stored: str) -> None:
+    """Lone surrogates and NULs become visible escapes; the result encodes as UTF-8."""
+    result = storable_text(text)
+    assert result == stored and type(result) is str
+    result.encode()
+
+
+@pytest.mark.parametrize("char", ["x", "\u00e9", "\u2603", "\U0001f600", "\udcff"])
+def test_storable_text_cuts_long_text_to_the_byte_limit(char: str) -> None:
+    """Text over MAX_ERROR_BYTES (counted in UTF-8) is cut, never inside a character,
+    and says how long it was."""
+    text = char * (MAX_ERROR_BYTES + 10)
+    result = storable_text(text)
+    assert len(result.encode()) <= MAX_ERROR_BYTES
+    shown = len(text) * (6 if char == "\udcff" else 1)  # a surrogate is escaped first
+    assert result.endswith(f"... [truncated by flowq: {shown:,} characters in all]")
+    assert len(result.encode()) > MAX_ERROR_BYTES - 100
+    assert storable_text("y" * MAX_ERROR_BYTES) == "y" * MAX_ERROR_BYTES
+
+
+def test_exception_message_never_raises() -> None:
+    """str() raising falls back to repr(), repr() raising to the type name; errors of
+    either are stored escaped and cut."""
+    assert exception_message(_Unprintable()) == "<unprintable _Unprintable object>"
+    assert exception_message(ValueError("bad \udcff")) == "bad \\udcff"
+    assert len(exception_message(ValueError("x" * 20_000_000)).encode()) <= MAX_ERROR_BYTES
+    stored = json.loads(error_json(_Unprintable()))
+    assert stored["message"] == "<unprintable _Unprintable object>"
+    assert stored["type"].endswith("._Unprintable")

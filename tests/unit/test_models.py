@@ -17,6 +17,27 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert waits == [timedelta(seconds=s) for s in (10, 20, 40, 60, 60)]
 
 
+@pytest.mark.parametrize("jitter", [False, True])
+def test_backoff_never_overflows_up_to_10000_attempts(jitter: bool) -> None:
+    """RetryPolicy("2m", max_delay="1h") after attempt 42 or 10,000 waits the cap
+    (no ``delay * 2**n`` formed before capping), also with the largest max_delay."""
+    policy = RetryPolicy("2m", max_delay="1h", jitter=jitter)
+    for attempt in range(1, 10_001):
+        wait = policy.wait_after(attempt, 0.999)
+        assert timedelta(minutes=1) <= wait <= timedelta(hours=1)
+    assert RetryPolicy("2m", max_delay="1h", jitter=False).wait_after(42, 0.0) == timedelta(hours=1)
+    widest = RetryPolicy("2m", max_delay=timedelta.max, jitter=jitter)
+    assert widest.wait_after(10_000, 0.999) <= timedelta.max
+    assert widest.wait_after(3, 0.0) == timedelta(minutes=8 if not jitter else 4)
+
+
+def test_a_first_delay_above_the_cap_waits_the_cap() -> None:
+    """The cap holds for the first wait too, with or without backoff."""
+    for backoff in (True, False):
+        policy = RetryPolicy(90, backoff=backoff, max_delay=60, jitter=False)
+        assert policy.wait_after(1, 0.0) == policy.wait_after(7, 0.0) == timedelta(seconds=60)
+
+
 def test_fixed_delay_without_backoff() -> None:
     """backoff=False waits the same delay after every attempt."""
     policy = RetryPolicy("2s", backoff=False, jitter=False)

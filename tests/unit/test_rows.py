@@ -82,6 +82,31 @@ def test_header_carries_what_running_needs() -> None:
 
 
 @pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("timeout_ms", 2**62, "stored timeout (4611686018427387904 ms) cannot be read"),
+        ("retry", '{"delay_ms": 1, "backoff": true, "max_delay_ms": 9e18, "jitter": true}',
+         "stored retry policy cannot be read: OverflowError"),
+        ("retry", "not json", "stored retry policy cannot be read"),
+    ],
+)  # fmt: skip
+def test_a_header_says_what_it_could_not_read(column: str, value: Any, words: str) -> None:
+    """A stored timeout or retry policy that cannot be read does not raise: the header
+    carries a default in its place and says why in ``unreadable``."""
+    row = {**rows.new_job_row(new_job(), 9, NOW), column: value}
+    header = rows.header_from_row({c: row[c] for c in rows.CLAIMED_COLUMNS})
+    assert header.unreadable is not None and words in header.unreadable
+    assert header.id == 9
+    if column == "timeout_ms":
+        assert header.timeout is None and header.retry == new_job().retry
+    else:
+        assert header.timeout == timedelta(seconds=90) and header.retry == flowq.RetryPolicy()
+    readable = rows.header_from_row({c: rows.new_job_row(new_job(), 9, NOW)[c]
+                                     for c in rows.CLAIMED_COLUMNS})  # fmt: skip
+    assert readable.unreadable is None
+
+
+@pytest.mark.parametrize(
     ("duration", "stored"),
     [
         (None, None),

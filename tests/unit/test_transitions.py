@@ -266,6 +266,9 @@ def test_upcoming_jobs(before: dict[str, Any], upcoming: bool) -> None:
         (timedelta(minutes=1), None, timedelta(minutes=5), False),
         (timedelta(minutes=10), 60 * 60 * 1000, timedelta(minutes=5), False),
         (timedelta(0), None, timedelta(0), True),
+        # timeouts larger than the date range: never stuck by them, and no OverflowError
+        (timedelta(days=3650), 900_000 * 86_400_000, timedelta(minutes=5), False),
+        (timedelta(days=3650), 2**62, timedelta(minutes=5), False),
     ],
 )
 def test_stuck_jobs(
@@ -296,6 +299,27 @@ def test_dead_letter_job_carries_the_failure() -> None:
         7, {"amount": 5}, "timeout",
     )  # fmt: skip
     assert payload["error"]["message"] == "boom"
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (codec.encode({"blob": "x" * (codec.MAX_VALUE_BYTES - 50)}, what="p"), "limit"),
+        ("[" * 5_000 + "]" * 5_000, "RecursionError"),
+    ],
+    ids=["too large", "too deep"],
+)
+def test_a_dead_letter_leaves_out_a_payload_it_cannot_carry(payload: str, words: str) -> None:
+    """A payload that makes the dead letter too large, or cannot be decoded, is left
+    out: ``payload`` None and ``payload_omitted`` saying why."""
+    row = job_row(**{**RUNNING, "dead_letter": "billing.dead", "payload": payload})
+    error = ErrorEntry(message="boom", type="RuntimeError", at=NOW, attempt=1)
+    letter = t.dead_letter_job(row, error, FailureReason.HANDLER_ERROR, NOW)
+    carried = codec.decode(letter.payload)
+    assert (carried["job_id"], carried["payload"]) == (7, None)
+    assert carried["error"]["message"] == "boom"
+    assert carried["payload_omitted"].startswith("the payload of job 7 (")
+    assert words in carried["payload_omitted"]
 
 
 def token(status: TokenStatus, timeout_at: datetime | None = None) -> Token:

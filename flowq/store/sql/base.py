@@ -13,6 +13,7 @@ import anyio
 from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, tuple_, update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from flowq.clock import Clock
@@ -276,9 +277,18 @@ class SqlBase:
 
     @asynccontextmanager
     async def _readable_errors(self) -> AsyncIterator[None]:
-        """Turn driver errors that mean "no schema" or "no database" into flowq errors."""
+        """Turn driver errors that mean "no schema" or "no database" into flowq errors.
+
+        A connection pool that stays exhausted past its timeout (every connection
+        held while the server does not answer) is the database being unavailable.
+        """
         try:
             yield
+        except PoolTimeoutError as exc:
+            raise DatabaseUnavailableError(
+                f"no free connection to {self._safe_url()} (the pool stayed exhausted: "
+                f"{str(exc).splitlines()[0]})"
+            ) from exc
         except DBAPIError as exc:
             kind = self.dialect.classify(exc.orig, invalidated=exc.connection_invalidated)
             raise self._readable(kind, exc.orig or exc) from exc
