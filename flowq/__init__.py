@@ -16,6 +16,7 @@ from flowq.errors import DependencyError as DependencyError
 from flowq.errors import FlowqError as FlowqError
 from flowq.errors import JobFailedError as JobFailedError
 from flowq.errors import NonDeterminismError as NonDeterminismError
+from flowq.errors import NonRetryableError as NonRetryableError
 from flowq.errors import PayloadError as PayloadError
 from flowq.errors import RegistrationError as RegistrationError
 from flowq.errors import ScheduleError as ScheduleError
@@ -88,6 +89,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "NonDeterminismError",
+    "NonRetryableError",
     "PayloadError",
     "RegistrationError",
     "Registry",

@@ -31,7 +31,7 @@ from flowq.durable import (
     effective,
     persist,
 )
-from flowq.errors import NonDeterminismError
+from flowq.errors import NonDeterminismError, NonRetryableError
 from flowq.failures import exception_message, exception_name, storable_text
 from flowq.hooks import HookEvent, Hooks
 from flowq.isolated import IsolatedFailure, run_in_process
@@ -234,9 +234,21 @@ class Engine:
                     FailureReason.NONDETERMINISM,
                     retry=False,
                 )
+            if isinstance(ended, NonRetryableError):
+                return await self._fail(
+                    claimed,
+                    exception_message(ended),
+                    exception_name(ended),
+                    FailureReason.HANDLER_ERROR,
+                    retry=False,
+                )
             if isinstance(ended, IsolatedFailure):  # raised in the handler's own process
                 return await self._fail(
-                    claimed, ended.message, ended.type_name, FailureReason.HANDLER_ERROR
+                    claimed,
+                    ended.message,
+                    ended.type_name,
+                    FailureReason.HANDLER_ERROR,
+                    retry=ended.retryable,
                 )
             if isinstance(ended, Exception):
                 return await self._fail(

@@ -19,6 +19,7 @@ The tree::
     ├── NonDeterminismError                   replayed code called another step than recorded
     ├── StepError                             a recorded step failure that cannot be rebuilt
     ├── ContextError                          a ctx feature used where it cannot work
+    ├── NonRetryableError                     raised by user code: fail now, no retries
     └── UnawaitedCallError                    a step or durable call was never awaited
 
 All of them carry a message that names the value that is wrong and, where there is
@@ -38,6 +39,7 @@ __all__ = [
     "FlowqError",
     "JobFailedError",
     "NonDeterminismError",
+    "NonRetryableError",
     "PayloadError",
     "RegistrationError",
     "ScheduleError",
@@ -193,3 +195,9 @@ class ContextError(FlowqError):
 class UnawaitedCallError(FlowqError):
     """A handler returned while a step or durable call it made was never awaited (a
     forgotten ``await``): the attempt fails instead of completing with a wrong result."""
+
+
+class NonRetryableError(FlowqError):
+    """Raise it (or a subclass) from a handler or a step when trying again cannot help
+    (a declined card, a malformed order): the job fails for good at once, whatever
+    attempts or step retries remain, with this error's message and type stored."""

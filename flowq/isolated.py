@@ -22,7 +22,7 @@ import anyio.to_process
 import msgspec
 
 from flowq import codec, current
-from flowq.errors import ContextError
+from flowq.errors import ContextError, NonRetryableError
 from flowq.failures import exception_message, exception_name
 from flowq.handler_names import location, resolve
 
@@ -41,12 +41,14 @@ _NEEDS_ENGINE = (
 class IsolatedFailure(Exception):
     """The handler raised in its process: its type's name and message, as stored."""
 
-    def __init__(self, type_name: str, message: str, details: str) -> None:
+    def __init__(self, type_name: str, message: str, details: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.type_name = type_name
         self.message = message
         self.details = details
         """The traceback from the child process."""
+        self.retryable = retryable
+        """False when the handler raised ``NonRetryableError``."""
 
 
 async def run_in_process(workflow: Workflow[Any, Any], payload_json: str, job: JobInfo) -> Any:
@@ -62,8 +64,9 @@ async def run_in_process(workflow: Workflow[Any, Any], payload_json: str, job: J
     outcome = await anyio.to_process.run_sync(
         _run_here, module_name, qualname, payload_json, asdict(job), cancellable=True
     )
-    if outcome[0] == "error":
-        raise IsolatedFailure(outcome[1], outcome[2], outcome[3])
+    if outcome[0] in ("error", "final"):
+        kind, type_name, message, details = outcome
+        raise IsolatedFailure(type_name, message, details, retryable=kind == "error")
     return codec.decode(outcome[1])
 
 
@@ -88,8 +91,8 @@ class IsolatedContext:
 def _run_here(
     module_name: str, qualname: str, payload_json: str, job: dict[str, Any]
 ) -> tuple[str, ...]:
-    """In the child process: run the handler; ``("ok", output JSON)`` or ``("error",
-    type name, message, traceback)``."""
+    """In the child process: run the handler; ``("ok", output JSON)`` or ``("error"``
+    (``"final"`` for ``NonRetryableError``), type name, message, traceback)``."""
     from flowq.context import JobInfo
     from flowq.registry import Workflow
 
@@ -116,4 +119,5 @@ def _run_here(
             current.reset(token)
         return ("ok", codec.encode(result, what=f"output of job {info.id}"))
     except Exception as exc:
-        return ("error", exception_name(exc), exception_message(exc), traceback.format_exc())
+        kind = "final" if isinstance(exc, NonRetryableError) else "error"
+        return (kind, exception_name(exc), exception_message(exc), traceback.format_exc())

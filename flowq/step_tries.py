@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 import anyio
 
+from flowq.errors import NonRetryableError
 from flowq.steps import Step
 
 __all__ = ["ThreadBody", "run_with_retries", "step_mocks"]
@@ -49,6 +50,8 @@ async def run_with_retries(step: Step[Any, R], args: Any, kwargs: Any) -> R:
     while True:
         try:
             return await _try(step, args, kwargs, tries)
+        except NonRetryableError:
+            raise
         except Exception:
             if tries.count > step.retries:
                 raise

@@ -55,3 +55,9 @@ def raises(payload: dict[str, Any]) -> None:
 async def quick(payload: dict[str, Any]) -> str:
     """An ordinary job that runs beside the blocked one."""
     return "quick"
+
+
+@registry.workflow(name="isolated.gives_up", force_kill_on_timeout=True, max_attempts=3)
+def gives_up(payload: dict[str, Any]) -> None:
+    """Raises NonRetryableError in its own process."""
+    raise flowq.NonRetryableError("no point in trying again")

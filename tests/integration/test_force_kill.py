@@ -109,3 +109,15 @@ async def test_a_handler_other_processes_cannot_import_is_refused_at_add(
     with pytest.raises(flowq.ValidationError, match="defined inside a function"):
         await app.start(nested, {}, force_kill_on_timeout=True)
     assert await app.get_jobs() == []
+
+
+@pytest.mark.slow
+async def test_non_retryable_in_the_handlers_process_fails_for_good(app: flowq.App) -> None:
+    """NonRetryableError raised in the handler's own process ends the job at once."""
+    job_id = await app.start(work.gives_up, {})
+    with anyio.fail_after(30):
+        await app.create_worker().run_until_idle()
+    job = await app.get_job(job_id)
+    assert job is not None
+    assert (job.status, job.attempts, job.next_attempt_at) == (JobStatus.FAILED, 1, None)
+    assert job.error_history[-1].message == "no point in trying again"
