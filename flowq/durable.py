@@ -24,6 +24,7 @@ import anyio
 
 from flowq.clock import Clock
 from flowq.errors import DatabaseUnavailableError, NonDeterminismError
+from flowq.outages import database_outages
 from flowq.replay import History, RecordedCall, Reservation
 from flowq.store.base import Lease, Store
 
@@ -428,11 +429,14 @@ async def persist(write: Callable[[], Awaitable[T]], what: str) -> T:
     delay = 0.05
     while True:
         try:
-            return await write()
+            written = await write()
         except DatabaseUnavailableError as exc:
-            log.warning("flowq: could not record %s (%s); retrying in %.2fs", what, exc, delay)
+            database_outages.failed(f"recording {what}", exc)
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
+        else:
+            database_outages.succeeded()
+            return written
 
 
 async def _outcome(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import traceback as traceback_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from flowq import current
+from flowq import current, job_log
 from flowq.clock import Clock
 from flowq.context import Context, JobInfo
 from flowq.deadline import Deadline
@@ -158,6 +159,8 @@ class Engine:
     async def _run(self, running: RunningJob) -> datetime | None:
         claimed, definition = running.claimed, running.definition
         job = claimed.job
+        began = anyio.current_time()
+        job_log.started(job, resumed=claimed.resumed)
         await self._emit("job:started", job)
         if job.unreadable is not None:
             log.error("flowq: job %s cannot be run and fails for good: %s", job.id, job.unreadable)
@@ -241,6 +244,7 @@ class Engine:
                     exception_name(ended),
                     FailureReason.HANDLER_ERROR,
                     retry=False,
+                    traceback=_traceback(ended),
                 )
             if isinstance(ended, IsolatedFailure):  # raised in the handler's own process
                 return await self._fail(
@@ -249,6 +253,7 @@ class Engine:
                     ended.type_name,
                     FailureReason.HANDLER_ERROR,
                     retry=ended.retryable,
+                    traceback=ended.details,
                 )
             if isinstance(ended, Exception):
                 return await self._fail(
@@ -256,6 +261,7 @@ class Engine:
                     exception_message(ended),
                     exception_name(ended),
                     FailureReason.HANDLER_ERROR,
+                    traceback=_traceback(ended),
                 )
             raise
         finally:
@@ -274,6 +280,7 @@ class Engine:
                 job.id,
             )
             return None
+        job_log.completed(job, anyio.current_time() - began)
         await self._emit("job:completed", job)
         return self._parent_ready(job)
 
@@ -292,6 +299,7 @@ class Engine:
         if not parked:
             log.warning("flowq: job %s reached a wait but its lease was lost", job.id)
             return None
+        job_log.waiting(job, until=wait.wait_until, on=wait.wait_id)
         await self._emit("job:waiting", job)
         return wait.wait_until
 
@@ -344,6 +352,7 @@ class Engine:
         reason: FailureReason,
         *,
         retry: bool = True,
+        traceback: str | None = None,
     ) -> datetime | None:
         job = claimed.job
         now = self.clock.now()
@@ -359,6 +368,7 @@ class Engine:
             type=storable_text(type_name),
             at=now,
             attempt=job.attempts,
+            traceback=None if traceback is None else storable_text(traceback),
         )
         recorded = await persist(
             lambda: self.store.fail_job(claimed.lease, error, reason=reason, retry_at=retry_at),
@@ -367,6 +377,7 @@ class Engine:
         if not recorded:
             log.warning("flowq: job %s failed but its lease was lost; failure discarded", job.id)
             return None
+        job_log.failed(job, error, retry_at)
         await self._emit("job:failed", job, error=error, will_retry=retry_at is not None)
         return self._parent_ready(job) if retry_at is None else retry_at
 
@@ -450,3 +461,11 @@ def _unawaited_message(job_id: int, calls: list[Reservation]) -> str:
         f"job {job_id} returned while it had not awaited {named}: a step or durable call "
         "that is not awaited does nothing (add the missing `await`)"
     )
+
+
+def _traceback(exc: BaseException) -> str | None:
+    """The formatted traceback of a handler's exception (None if it cannot be had)."""
+    try:
+        return "".join(traceback_module.format_exception(exc))
+    except Exception:  # a broken __str__ or frame: the message is stored anyway
+        return None

@@ -133,8 +133,8 @@ class JobFailedError(FlowqError):
     """
 
     def __init__(self, job: Any) -> None:
-        last = job.error_history[-1].message if job.error_history else None
-        detail = f": {last}" if last else ""
+        last = job.error_history[-1] if job.error_history else None
+        detail = f": {last.type}: {last.message}" if last else ""
         super().__init__(f"job {job.id} ({job.workflow}) is {job.status}{detail}")
         self.job = job
 

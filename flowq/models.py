@@ -73,12 +73,17 @@ class FailureReason(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorEntry:
-    """One failed attempt in a job's ``error_history``."""
+    """One failed attempt in a job's ``error_history``.
+
+    ``traceback`` is the formatted traceback of the exception that failed it (cut to
+    64 KiB), None when no exception was raised (a timeout, a lost worker...).
+    """
 
     message: str
     type: str
     at: datetime
     attempt: int
+    traceback: str | None = None
 
 
 _MICROSECOND = timedelta(microseconds=1)

@@ -29,6 +29,7 @@ from flowq.durations import Duration, parse_duration
 from flowq.engine import Engine, RunningJob
 from flowq.errors import DatabaseUnavailableError, ValidationError
 from flowq.hooks import HookEvent, Hooks
+from flowq.outages import database_outages
 from flowq.registry import Registry, Workflow
 from flowq.schedule_ticker import ScheduleTicker
 from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
@@ -254,7 +255,9 @@ class Worker:
                 log.error("flowq: worker %s: claim failed", self.worker_id, exc_info=exc)
                 await self._back_off(exc)
                 continue
-            self._failures = 0
+            if self._failures:
+                self._failures = 0
+                database_outages.succeeded()
             for job in claimed:
                 self._start(job)
             if len(claimed) == asked:
@@ -273,9 +276,8 @@ class Worker:
         """Wait before the next claim while the database is unreachable (up to 5 s)."""
         self._failures += 1
         delay = min(0.05 * 2 ** min(self._failures, 7), 5.0)
-        log.warning(
-            "flowq: worker %s cannot claim (%s); retrying in %.2fs", self.worker_id, error, delay
-        )
+        if isinstance(error, DatabaseUnavailableError):
+            database_outages.failed(f"worker {self.worker_id}'s claim", error)
         await self._wait(self._stop_requested, delay)
 
     async def _idle(self, workflows: Collection[str], claimed_at: datetime) -> None:
@@ -467,8 +469,7 @@ class Worker:
                 sparing=self.worker_id,
             )
         except DatabaseUnavailableError as exc:
-            log.warning("flowq: worker %s could not look for dead workers' jobs (%s)",
-                        self.worker_id, exc)  # fmt: skip
+            database_outages.failed(f"worker {self.worker_id}'s look for dead workers' jobs", exc)
             return
         except Exception as exc:
             log.error("flowq: worker %s: looking for dead workers' jobs failed",
@@ -488,7 +489,7 @@ class Worker:
         try:
             lost = await self.store.heartbeat([r.claimed.lease for r in running])
         except DatabaseUnavailableError as exc:
-            log.warning("flowq: heartbeat of worker %s failed (%s); retrying", self.worker_id, exc)
+            database_outages.failed(f"worker {self.worker_id}'s heartbeat", exc)
             return
         except Exception as exc:
             ids = ", ".join(str(r.claimed.job.id) for r in running[:20])

@@ -91,3 +91,12 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """The URL of a fresh SQLite file for this test (not migrated)."""
     return f"sqlite+aiosqlite:///{tmp_path / 'flowq.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _no_outage_in_progress() -> None:
+    """Each test starts without a database outage left over from another one (the
+    outage log is per process)."""
+    from flowq.outages import database_outages
+
+    database_outages.reset()

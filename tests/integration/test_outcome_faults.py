@@ -155,7 +155,9 @@ async def test_a_refused_completion_fails_that_job_and_the_others_complete(
     assert error.type == "OutcomeNotRecorded"
     assert error.message.startswith("flowq could not record the outcome of this attempt: ")
     assert "injected" in error.message
-    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    [record] = [
+        r for r in caplog.records if r.levelno == logging.ERROR and r.name == "flowq.worker"
+    ]
     assert f"job {bad} " in record.getMessage() and record.exc_info is not None
 
 
@@ -300,7 +302,7 @@ async def test_an_exhausted_pool_is_waited_out(
         job_id = await app.start(waits, {})
         completed = anyio.Event()
         worker.hooks.on("job:completed", lambda event: completed.set())
-        retrying = Seen("could not record the completion", "no free connection")
+        retrying = Seen("the database is unreachable", "no free connection")
         logging.getLogger("flowq").addHandler(retrying)
         held: list[AsyncConnection] = []
         with anyio.fail_after(DEADLINE), caplog.at_level(logging.WARNING, logger="flowq"):

@@ -61,7 +61,7 @@ def test_a_failed_child_is_recorded_in_full() -> None:
     assert (
         decoded.message
         == str(flowq.JobFailedError(child))
-        == ("job 7 (resize) is failed: cannot read")
+        == ("job 7 (resize) is failed: ValueError: cannot read")
     )
 
 
