@@ -16,6 +16,9 @@ Measured, with no-op handlers and one worker process:
   connection (asyncpg / sqlite3), the floor every figure is compared with.
 - The replay engine (``--suite steps``, see ``benchmarks/steps.py``): ms per step,
   the replay of 1,000 recorded steps, 3-step workflows per second at concurrency 10.
+- Claims behind jobs that cannot run (``--suite blocked``, see
+  ``benchmarks/blocked.py``): claim latency and throughput of unrelated jobs next to
+  100,000 blocked dependants or 100,000 jobs of a workflow no worker runs.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -43,6 +46,7 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import blocked as blocked_bench
 from benchmarks import steps as step_bench
 
 JOBS = 5000
@@ -242,6 +246,17 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
         finally:
             await cleanup()
         print(f"  {kind} {name}: {results[name]}", flush=True)
+    if "blocked" in suites:
+        shapes: dict[str, dict[str, float]] = {}
+        for shape, add in blocked_bench.SHAPES:
+            url, cleanup = await fresh_database(kind)
+            try:
+                async with flowq.App(url, registry=blocked_bench.registry) as app:
+                    shapes[shape] = await blocked_bench.shape_figures(app, add)
+            finally:
+                await cleanup()
+            print(f"  {kind} blocked/{shape}: {shapes[shape]}", flush=True)
+        results["blocked"] = blocked_bench.with_ratios(shapes)
     if "jobs" not in suites:
         return results
     url, cleanup = await fresh_database(kind)
@@ -354,7 +369,10 @@ async def main() -> None:
         help="pgqueuer, none, or auto (default: pgqueuer if importable and --db has postgres)",
     )
     parser.add_argument(
-        "--suite", default="jobs,steps", help="jobs (the queue), steps (replay engine) or both"
+        "--suite",
+        default="jobs,steps",
+        help="jobs (the queue), steps (replay engine), blocked (claims behind jobs that "
+        "cannot run; not run by default), comma-separated",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}
@@ -373,6 +391,10 @@ async def main() -> None:
             }
     print()
     print(table(all_results))
+    for kind, results in all_results.items():
+        if "blocked" in results:
+            print()
+            print(blocked_bench.table(kind, results["blocked"]))
     if "postgres_peers" in all_results:
         print(peer_table(all_results["postgres"], all_results["postgres_peers"]))
     RESULTS.mkdir(exist_ok=True)

@@ -55,7 +55,8 @@ class SqlJobVerbs(SqlBase):
             keys = [job.idempotency_key for job in new_jobs if job.idempotency_key is not None]
             existing = await self._ids_by_key(conn, keys)
             explicit = {d for job in new_jobs for d in job.depends_on if isinstance(d, int)}
-            statuses = await self._lock_statuses(conn, explicit)
+            # A batch reference to a duplicate names an existing job: its status counts.
+            statuses = await self._lock_statuses(conn, explicit | set(existing.values()))
             tag_matches = {
                 tags: await self._live_ids_with_tags(conn, tags)
                 for tags in {job.depends_on_tags for job in new_jobs if job.depends_on_tags}
@@ -65,7 +66,13 @@ class SqlJobVerbs(SqlBase):
             plan = batch.plan_batch(new_jobs, existing, statuses, tag_matches, fresh_ids)
             if plan.rows:
                 inserted = await self._insert_rows(
-                    conn, [rows.new_job_row(job, job_id, now) for job_id, job in plan.rows]
+                    conn,
+                    [
+                        transitions.block(
+                            rows.new_job_row(job, job_id, now), plan.blocked.get(job_id, 0)
+                        )
+                        for job_id, job in plan.rows
+                    ],
                 )
                 if inserted != {job_id for job_id, _ in plan.rows}:
                     # Another transaction took an idempotency key meanwhile: retry cleanly.

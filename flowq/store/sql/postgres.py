@@ -328,11 +328,6 @@ WITH chosen AS (
     FROM flowq_jobs j
     WHERE j.ready_at <= $1
       AND j.workflow = ANY($2::text[])
-      AND NOT EXISTS (
-          SELECT 1 FROM flowq_job_dependencies d
-          JOIN flowq_jobs p ON p.id = d.depends_on_id
-          WHERE d.job_id = j.id AND p.status <> 'completed'
-      )
     ORDER BY j.priority DESC, j.id
     LIMIT $3
     FOR UPDATE OF j SKIP LOCKED
@@ -352,7 +347,8 @@ WITH chosen AS (
 SELECT * FROM claimed ORDER BY priority DESC, id
 """
 """Claim due jobs of some workflows: ``$1`` now, ``$2`` the workflows, ``$3`` the
-limit, ``$4`` the worker id. The metadata is ``transitions.processing_metadata``'s."""
+limit, ``$4`` the worker id. The metadata is ``transitions.processing_metadata``'s.
+A job waiting for prerequisites has no ``ready_at`` (``transitions.UNBLOCK``)."""
 
 COMPLETE_JOBS: Final = f"""
 WITH input AS (

@@ -352,10 +352,6 @@ _CLAIMABLE: Final = """
 SELECT j.id, j.status, EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id)
 FROM flowq_jobs j
 WHERE j.ready_at <= ? AND j.workflow IN ({workflows})
-  AND NOT EXISTS (
-      SELECT 1 FROM flowq_job_dependencies d JOIN flowq_jobs p ON p.id = d.depends_on_id
-      WHERE d.job_id = j.id AND p.status <> 'completed'
-  )
 ORDER BY j.priority DESC, j.id LIMIT ?
 """
 _CLAIM: Final = (

@@ -1,0 +1,23 @@
+-- flowq schema version 3: jobs that cannot run yet leave the claim index.
+-- A job added with prerequisites that have not completed is blocked: pending, with
+-- blocked_by counting them and no ready_at, so claims never walk it. When a
+-- prerequisite completes, the flowq_jobs_unblock_dependants trigger counts it down
+-- and, after the last, gives the job its ready_at (its run_at).
+-- Every statement ends with ';' at the end of a line (the migrator splits on that).
+
+ALTER TABLE flowq_jobs ADD COLUMN blocked_by INTEGER NOT NULL DEFAULT 0;
+
+-- Jobs waiting on prerequisites before this version.
+UPDATE flowq_jobs
+SET blocked_by = (
+        SELECT count(*) FROM flowq_job_dependencies d JOIN flowq_jobs p ON p.id = d.depends_on_id
+        WHERE d.job_id = flowq_jobs.id AND p.status <> 'completed'
+    ),
+    ready_at = NULL,
+    pending_reason = 'waiting for its prerequisites to complete'
+WHERE status = 'pending' AND EXISTS (
+    SELECT 1 FROM flowq_job_dependencies d JOIN flowq_jobs p ON p.id = d.depends_on_id
+    WHERE d.job_id = flowq_jobs.id AND p.status <> 'completed'
+);
+
+CREATE TRIGGER IF NOT EXISTS flowq_jobs_unblock_dependants AFTER UPDATE OF status ON flowq_jobs FOR EACH ROW WHEN NEW.status = 'completed' AND OLD.status <> 'completed' BEGIN UPDATE flowq_jobs SET blocked_by = blocked_by + -1, ready_at = CASE WHEN blocked_by = 1 THEN run_at ELSE NULL END, pending_reason = CASE WHEN blocked_by = 1 THEN NULL ELSE pending_reason END WHERE id IN (SELECT job_id FROM flowq_job_dependencies WHERE depends_on_id = NEW.id) AND status = 'pending' AND blocked_by > 0; END;
