@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import text
 
 import flowq
 from flowq.store.base import Completion
@@ -37,9 +38,12 @@ async def _wait_until_blocked_by(store: SqlStore, pid: int) -> None:
     with anyio.fail_after(10):
         while True:
             async with store.engine.connect() as connection:
-                result = await connection.exec_driver_sql(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    f"WHERE {int(pid)} = ANY(pg_blocking_pids(pid))"
+                result = await connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"
+                    ),
+                    {"pid": pid},
                 )
                 if result.scalar_one():
                     return
