@@ -8,6 +8,7 @@ machine (:mod:`flowq.store.transitions`), rendered once here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,8 +37,10 @@ __all__ = [
     "CLAIM_JOBS",
     "COMPLETE_JOBS",
     "LOAD_HISTORY",
+    "MERGED_CLAIM_WORKFLOWS",
     "RECORD_CALLS",
     "PostgresDialect",
+    "claim_statement",
 ]
 
 CHANNEL: Final = "flowq_jobs"
@@ -210,7 +213,9 @@ class PostgresDialect:
         self, driver: Any, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
     ) -> list[ClaimedJob]:
         """The claim and its events in one statement."""
-        found = await driver.fetch(CLAIM_JOBS, now, workflows, limit, worker_id)
+        found = await driver.fetch(
+            claim_statement(tuple(workflows)), now, workflows, limit, worker_id
+        )
         return [
             ClaimedJob(
                 rows.header_from_row(row),
@@ -322,8 +327,7 @@ ORDER BY input.ord
 """Jobs without dependencies and their ``added`` events (the 13 parameters of
 :func:`_add_arguments`)."""
 
-CLAIM_JOBS: Final = f"""
-WITH chosen AS (
+_CLAIM_CHOSEN: Final = """
     SELECT j.id, j.status AS previous_status
     FROM flowq_jobs j
     WHERE j.ready_at <= $1
@@ -331,7 +335,27 @@ WITH chosen AS (
     ORDER BY j.priority DESC, j.id
     LIMIT $3
     FOR UPDATE OF j SKIP LOCKED
-), claimed AS (
+"""
+_CLAIM_CHOSEN_MERGED: Final = """
+    SELECT j.id, j.status AS previous_status
+    FROM ({branches}) c
+    JOIN flowq_jobs j ON j.id = c.id
+    WHERE j.ready_at <= $1
+      AND j.workflow = ANY($2::text[])
+    ORDER BY c.priority DESC, c.id
+    LIMIT $3
+    FOR UPDATE OF j SKIP LOCKED
+"""
+_CLAIM_BRANCH: Final = (
+    "(SELECT id, priority FROM flowq_jobs WHERE workflow = {name} AND ready_at <= $1 "
+    "ORDER BY priority DESC, id)"
+)
+MERGED_CLAIM_WORKFLOWS: Final = 32
+"""Up to this many workflows, a claim reads each one's jobs from
+``ix_flowq_jobs_claim_workflow`` and merges them in claim order."""
+
+CLAIM_JOBS: Final = f"""
+WITH chosen AS ({{chosen}}), claimed AS (
     UPDATE flowq_jobs j SET {_CLAIM_SET}
     FROM chosen c
     WHERE j.id = c.id
@@ -348,7 +372,33 @@ SELECT * FROM claimed ORDER BY priority DESC, id
 """
 """Claim due jobs of some workflows: ``$1`` now, ``$2`` the workflows, ``$3`` the
 limit, ``$4`` the worker id. The metadata is ``transitions.processing_metadata``'s.
-A job waiting for prerequisites has no ``ready_at`` (``transitions.UNBLOCK``)."""
+A job waiting for prerequisites has no ``ready_at`` (``transitions.UNBLOCK``).
+``{chosen}`` is filled in by :func:`claim_statement`."""
+
+
+@functools.lru_cache(maxsize=64)
+def claim_statement(workflows: tuple[str, ...]) -> str:
+    """:data:`CLAIM_JOBS` for a worker running ``workflows``.
+
+    Up to :data:`MERGED_CLAIM_WORKFLOWS` workflows, each one's due jobs are read in
+    claim order from ``ix_flowq_jobs_claim_workflow`` (one branch per workflow,
+    merged lazily, locking only the rows taken), so due jobs of other workflows cost
+    nothing. The names are SQL literals: with a parameter, PostgreSQL would not know
+    each branch's order and would sort every due job of the workflow instead. With
+    more workflows, one scan in claim order skips the jobs of the others.
+    """
+    if not workflows or len(workflows) > MERGED_CLAIM_WORKFLOWS:
+        return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN)
+    branches = " UNION ALL ".join(
+        _CLAIM_BRANCH.format(name=_literal(name)) for name in sorted(set(workflows))
+    )
+    return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN_MERGED.format(branches=branches))
+
+
+def _literal(value: str) -> str:
+    """``value`` as an escape string constant, whatever ``standard_conforming_strings``."""
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
 
 COMPLETE_JOBS: Final = f"""
 WITH input AS (
