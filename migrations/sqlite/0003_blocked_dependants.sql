@@ -3,9 +3,12 @@
 -- blocked_by counting them and no ready_at, so claims never walk it. When a
 -- prerequisite completes, the flowq_jobs_unblock_dependants trigger counts it down
 -- and, after the last, gives the job its ready_at (its run_at).
+-- Claims read the new index once per workflow the worker runs, so due jobs of
+-- workflows no worker runs are never visited.
 -- Every statement ends with ';' at the end of a line (the migrator splits on that).
 
 ALTER TABLE flowq_jobs ADD COLUMN blocked_by INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS ix_flowq_jobs_claim_workflow ON flowq_jobs (workflow, priority DESC, id) WHERE ready_at IS NOT NULL;
 
 -- Jobs waiting on prerequisites before this version.
 UPDATE flowq_jobs

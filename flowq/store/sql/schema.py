@@ -187,9 +187,10 @@ Index(
     jobs.c.priority.desc(),
     jobs.c.id,
     postgresql_where=jobs.c.ready_at.is_not(None),
-).ddl_if(dialect="postgresql")
-# PostgreSQL claims read it once per workflow the worker runs, merged in claim order,
-# so due jobs of workflows it does not run are never visited.
+    sqlite_where=jobs.c.ready_at.is_not(None),
+)
+# Claims read it once per workflow the worker runs, merged in claim order, so due
+# jobs of workflows it does not run are never visited.
 Index(
     "ix_flowq_jobs_ready_at",
     jobs.c.ready_at,

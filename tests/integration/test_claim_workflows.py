@@ -1,6 +1,6 @@
-"""PostgreSQL claims read each workflow's due jobs from its own index range
-(``flowq.store.sql.postgres.claim_statement``): names are SQL literals there, and
-more than ``MERGED_CLAIM_WORKFLOWS`` workflows fall back to one scan."""
+"""SQL claims read each workflow's due jobs from its own index range and merge them
+(``flowq.store.sql.postgres.claim_statement``, where names are SQL literals, and the
+SQLite claim); more than ``MERGED_CLAIM_WORKFLOWS`` workflows fall back to one scan."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flowq.store.sql import SqlStore
 from flowq.store.sql.postgres import MERGED_CLAIM_WORKFLOWS
 from flowq_testing import FakeClock
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = [pytest.mark.anyio]
 
 ODD_NAMES = ["it's", "back\\slash", "quote'\\'; DROP TABLE flowq_jobs; --", "{braces}"]
 MANY_NAMES = [f"many.{n:02d}" for n in range(MERGED_CLAIM_WORKFLOWS + 3)]
@@ -28,14 +28,21 @@ for _name in [*ODD_NAMES, *MANY_NAMES, "other"]:
     registry.workflow(name=_name)(type(_noop)(_noop.__code__, globals(), "noop"))
 
 
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
+def url(request: pytest.FixtureRequest) -> str:
+    """A fresh database of each kind."""
+    name = "postgres_url" if request.param == "postgres" else "sqlite_url"
+    found: str = request.getfixturevalue(name)
+    return found
+
+
 @pytest.mark.parametrize("names", [ODD_NAMES, MANY_NAMES], ids=["odd names", "many"])
-async def test_claims_take_listed_workflows_in_claim_order(
-    postgres_url: str, names: list[str]
-) -> None:
+async def test_claims_take_listed_workflows_in_claim_order(url: str, names: list[str]) -> None:
     """Jobs of the listed workflows are claimed by priority, then id, across
     workflows; jobs of other workflows stay."""
     clock = FakeClock()
-    store = SqlStore(postgres_url, clock=clock)
+    store = SqlStore(url, clock=clock)
+    await store.migrate()
     try:
         async with flowq.App(store=store, registry=registry, clock=clock) as app:
             other = await app.add_job("other", {}, priority=50)
