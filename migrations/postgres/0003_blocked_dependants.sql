@@ -8,7 +8,7 @@
 -- Every statement ends with ';' at the end of a line (the migrator splits on that).
 
 ALTER TABLE flowq_jobs ADD COLUMN blocked_by INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS ix_flowq_jobs_claim_workflow ON flowq_jobs (workflow, priority DESC, id) WHERE ready_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_flowq_jobs_claim_workflow ON flowq_jobs (workflow, (- priority), id) WHERE ready_at IS NOT NULL;
 
 -- Jobs waiting on prerequisites before this version.
 UPDATE flowq_jobs j

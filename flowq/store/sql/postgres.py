@@ -342,14 +342,28 @@ _CLAIM_CHOSEN_MERGED: Final = """
     JOIN flowq_jobs j ON j.id = c.id
     WHERE j.ready_at <= $1
       AND j.workflow = ANY($2::text[])
-    ORDER BY c.priority DESC, c.id
+    ORDER BY c.rank, c.id
+    LIMIT $3
+    FOR UPDATE OF j SKIP LOCKED
+"""
+_CLAIM_CHOSEN_ONE: Final = """
+    SELECT j.id, j.status AS previous_status
+    FROM flowq_jobs j
+    WHERE j.workflow = {name}
+      AND j.ready_at <= $1
+      AND j.workflow = ANY($2::text[])
+    ORDER BY - j.priority, j.id
     LIMIT $3
     FOR UPDATE OF j SKIP LOCKED
 """
 _CLAIM_BRANCH: Final = (
-    "(SELECT id, priority FROM flowq_jobs WHERE workflow = {name} AND ready_at <= $1 "
-    "ORDER BY priority DESC, id)"
+    "(SELECT id, - priority AS rank FROM flowq_jobs WHERE workflow = {name} "
+    "AND ready_at <= $1 ORDER BY - priority, id LIMIT $3 + {skip})"
 )
+SKIPPABLE_PER_WORKFLOW: Final = 500
+"""How many due jobs of one workflow a merged claim may find locked by concurrent
+claims and skip: each branch reads at most the limit plus this many (the LIMIT in
+the branch is what makes PostgreSQL read the index in order)."""
 MERGED_CLAIM_WORKFLOWS: Final = 32
 """Up to this many workflows, a claim reads each one's jobs from
 ``ix_flowq_jobs_claim_workflow`` and merges them in claim order."""
@@ -383,14 +397,20 @@ def claim_statement(workflows: tuple[str, ...]) -> str:
     Up to :data:`MERGED_CLAIM_WORKFLOWS` workflows, each one's due jobs are read in
     claim order from ``ix_flowq_jobs_claim_workflow`` (one branch per workflow,
     merged lazily, locking only the rows taken), so due jobs of other workflows cost
-    nothing. The names are SQL literals: with a parameter, PostgreSQL would not know
-    each branch's order and would sort every due job of the workflow instead. With
-    more workflows, one scan in claim order skips the jobs of the others.
+    nothing. What makes PostgreSQL's planner read that index in order rather than
+    walk ``ix_flowq_jobs_claim`` or sort every due job (checked with generic and
+    custom plans, 100,000 foreign and 30,000 own due jobs): the names are SQL
+    literals (with a parameter it does not see each branch's order), the order is
+    ``(-priority, id)``, which only that index gives, and each branch has a LIMIT.
+    With more workflows, one scan in claim order skips the jobs of the others.
     """
-    if not workflows or len(workflows) > MERGED_CLAIM_WORKFLOWS:
+    names = sorted(set(workflows))
+    if not names or len(names) > MERGED_CLAIM_WORKFLOWS:
         return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN)
+    if len(names) == 1:
+        return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN_ONE.format(name=_literal(names[0])))
     branches = " UNION ALL ".join(
-        _CLAIM_BRANCH.format(name=_literal(name)) for name in sorted(set(workflows))
+        _CLAIM_BRANCH.format(name=_literal(name), skip=SKIPPABLE_PER_WORKFLOW) for name in names
     )
     return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN_MERGED.format(branches=branches))
 

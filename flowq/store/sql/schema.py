@@ -184,13 +184,21 @@ Index(
 Index(
     "ix_flowq_jobs_claim_workflow",
     jobs.c.workflow,
-    jobs.c.priority.desc(),
+    -jobs.c.priority,
     jobs.c.id,
     postgresql_where=jobs.c.ready_at.is_not(None),
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_flowq_jobs_claim_workflow",
+    jobs.c.workflow,
+    jobs.c.priority.desc(),
+    jobs.c.id,
     sqlite_where=jobs.c.ready_at.is_not(None),
-)
+).ddl_if(dialect="sqlite")
 # Claims read it once per workflow the worker runs, merged in claim order, so due
-# jobs of workflows it does not run are never visited.
+# jobs of workflows it does not run are never visited. On PostgreSQL its order is
+# (-priority, id), which ix_flowq_jobs_claim cannot give, so that the planner does
+# not walk that one instead (SQLite's planner prefers it as it is).
 Index(
     "ix_flowq_jobs_ready_at",
     jobs.c.ready_at,
