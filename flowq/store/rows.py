@@ -65,7 +65,7 @@ JOB_COLUMNS: Final = (
     "error_history", "failure_reason", "pending_reason", "wait_until", "wait_token_id",
     "lease_id", "locked_by", "locked_at", "created_at", "updated_at", "started_at",
     "completed_at", "last_failed_at", "last_retried_at", "last_cancelled_at", "finished_at",
-    "parent_job_id", "parent_outcome_seq", "blocked_by",
+    "parent_job_id", "parent_outcome_seq", "blocked_by", "has_dependants",
 )  # fmt: skip
 """Every column of ``flowq_jobs``, in table order."""
 
@@ -182,6 +182,7 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
         "parent_job_id": job.parent_job_id,
         "parent_outcome_seq": job.parent_outcome_seq,
         "blocked_by": 0,
+        "has_dependants": False,
     }
 
 

@@ -60,11 +60,14 @@ class MemoryJobVerbs(MemoryTables):
         }
         fresh_ids = itertools.count(self._last_job_id + 1)
         plan = batch.plan_batch(jobs, existing, prerequisites, tag_matches, fresh_ids)
+        targets = {target for _, target in plan.edges}
         for job_id, job in plan.rows:
             row = rows.new_job_row(job, job_id, now)
             self._insert(transitions.block(row, plan.blocked.get(job_id, 0)))
         for job_id, prerequisite in plan.edges:
             self._edges.setdefault(job_id, set()).add(prerequisite)
+        for job_id in targets:
+            self._rows[job_id]["has_dependants"] = True
         self._add_events(
             [(job_id, EventType.ADDED, plan.added_metadata.get(job_id)) for job_id, _ in plan.rows],
             now,

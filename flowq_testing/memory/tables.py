@@ -134,7 +134,7 @@ class MemoryTables:
         was_finished = row["finished_at"] is not None
         was_completed = row["status"] == JobStatus.COMPLETED
         row.update(values)
-        if not was_completed and row["status"] == JobStatus.COMPLETED:
+        if not was_completed and row["status"] == JobStatus.COMPLETED and row["has_dependants"]:
             self._unblock_dependants(row["id"])
         finished_at = row["finished_at"]
         if was_finished or finished_at is None or row["parent_job_id"] is None:

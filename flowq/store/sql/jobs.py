@@ -65,11 +65,14 @@ class SqlJobVerbs(SqlBase):
             fresh_ids = await self.dialect.allocate_ids(conn, fresh_count) if fresh_count else []
             plan = batch.plan_batch(new_jobs, existing, statuses, tag_matches, fresh_ids)
             if plan.rows:
+                prerequisites = {target for _, target in plan.edges}
                 inserted = await self._insert_rows(
                     conn,
                     [
                         transitions.block(
-                            rows.new_job_row(job, job_id, now), plan.blocked.get(job_id, 0)
+                            rows.new_job_row(job, job_id, now)
+                            | {"has_dependants": job_id in prerequisites},
+                            plan.blocked.get(job_id, 0),
                         )
                         for job_id, job in plan.rows
                     ],
@@ -81,6 +84,16 @@ class SqlJobVerbs(SqlBase):
                     await conn.execute(
                         insert(job_dependencies),
                         [{"job_id": a, "depends_on_id": b} for a, b in plan.edges],
+                    )
+                    # Completing them now counts them down on their dependants (the
+                    # flowq_jobs_unblock_dependants trigger); the rows are locked.
+                    await conn.execute(
+                        update(jobs)
+                        .where(
+                            jobs.c.id.in_(sorted(prerequisites - inserted)),
+                            jobs.c.has_dependants.is_(False),
+                        )
+                        .values(has_dependants=True)
                     )
                 await self._add_events(
                     conn,
@@ -103,13 +116,14 @@ class SqlJobVerbs(SqlBase):
     async def _lock_statuses(
         self, conn: AsyncConnection, ids: Collection[int]
     ) -> dict[int, tuple[str, bool]]:
-        """Status and "will retry" of prerequisites, locked against concurrent change."""
+        """Status and "will retry" of prerequisites, locked against concurrent change
+        (FOR NO KEY UPDATE: the add may set their ``has_dependants``)."""
         if not ids:
             return {}
         result = await conn.execute(
             select(jobs.c.id, jobs.c.status, jobs.c.ready_at.is_not(None))
             .where(jobs.c.id.in_(sorted(ids)))
-            .with_for_update(read=True)
+            .with_for_update(key_share=True)
         )
         return {job_id: (status, bool(ready)) for job_id, status, ready in result}
 
@@ -118,7 +132,7 @@ class SqlJobVerbs(SqlBase):
             select(jobs.c.id)
             .where(jobs.c.finished_at.is_(None), self.dialect.tag_condition(TagQuery(tags, "all")))
             .order_by(jobs.c.id)
-            .with_for_update(read=True)
+            .with_for_update(key_share=True)
         )
         return list(result.scalars())
 

@@ -39,6 +39,7 @@ __all__ = [
     "LOAD_HISTORY",
     "MERGED_CLAIM_WORKFLOWS",
     "RECORD_CALLS",
+    "SKIPPABLE_PER_WORKFLOW",
     "PostgresDialect",
     "claim_statement",
 ]
@@ -432,9 +433,7 @@ WITH input AS (
     UPDATE flowq_jobs j SET {_COMPLETE_SET}
     FROM input i JOIN locked l ON l.id = i.id
     WHERE j.id = i.id AND j.lease_id = i.lease_id AND j.status = 'processing'
-    RETURNING j.id,
-        EXISTS (SELECT 1 FROM flowq_job_dependencies d WHERE d.depends_on_id = j.id)
-            AS has_dependants
+    RETURNING j.id, j.has_dependants
 ), events AS (
     INSERT INTO flowq_job_events (job_id, event_type, at)
     SELECT id, 'completed', $4 FROM completed ORDER BY id
@@ -443,7 +442,8 @@ SELECT id, has_dependants,
     CASE WHEN has_dependants THEN pg_notify('{CHANNEL}', 'jobs') END AS notified
 FROM completed
 """
-"""Complete held jobs: ``$1`` ids, ``$2`` lease ids, ``$3`` outputs, ``$4`` now."""
+"""Complete held jobs: ``$1`` ids, ``$2`` lease ids, ``$3`` outputs, ``$4`` now. The
+``flowq_jobs_unblock_dependants`` trigger counts them down on their dependants."""
 
 RECORD_CALLS: Final = """
 WITH input AS (

@@ -12,10 +12,14 @@ with ``blocked_by`` prerequisites not completed yet. The claim index holds only 
 with a ``ready_at``, so claims never walk blocked jobs; the
 ``flowq_jobs_unblock_dependants`` trigger counts a dependant's ``blocked_by`` down when
 a prerequisite completes and sets its ``ready_at`` after the last
-(``transitions.UNBLOCK``). It is a trigger so that its statements see dependants
-added by transactions that committed while the completing statement waited for the
-prerequisite's row (PostgreSQL gives each statement of a trigger function a fresh
-snapshot; the completing statement's own would miss them).
+(``transitions.UNBLOCK``); it fires only for jobs whose ``has_dependants`` is set
+(when a dependant is added), so other completions pay nothing. It is a trigger so
+that its statements see dependants added by transactions that committed while the
+completing statement waited for the prerequisite's row (PostgreSQL gives each
+statement of a trigger function a fresh snapshot; the completing statement's own
+would miss them). Its statements are
+planned for the job at hand (``plan_cache_mode``): a generic plan, made for an
+"average" prerequisite, scans every edge when one job has 100,000 dependants.
 ``parent_outcome_seq`` is set on a child started by ``ctx.call``: the position in its
 parent's history where the parent records the child's outcome. ``cleanup_old_jobs``
 keeps the finished child while the parent is unfinished and nothing is recorded there.
@@ -43,6 +47,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -166,6 +171,7 @@ jobs = Table(
     Column("parent_job_id", BigInteger),
     Column("parent_outcome_seq", Integer),
     Column("blocked_by", Integer, nullable=False, server_default=text("0")),
+    Column("has_dependants", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,
     postgresql_with={
         "fillfactor": "70",
@@ -271,8 +277,9 @@ WAKE_PARENT_TRIGGER_SQLITE = (
 # in-memory store does the same in Python).
 UNBLOCK_FUNCTION = (
     "CREATE OR REPLACE FUNCTION flowq_unblock_dependants() RETURNS trigger LANGUAGE plpgsql "
-    "AS $$ BEGIN WITH locked AS MATERIALIZED (SELECT j.id FROM flowq_jobs j "
-    "JOIN flowq_job_dependencies e ON e.job_id = j.id WHERE e.depends_on_id = NEW.id "
+    "SET plan_cache_mode = force_custom_plan AS $$ BEGIN WITH locked AS MATERIALIZED "
+    "(SELECT j.id FROM flowq_jobs j JOIN flowq_job_dependencies e ON e.job_id = j.id "
+    "WHERE e.depends_on_id = NEW.id "
     "AND j.status = 'pending' AND j.blocked_by > 0 ORDER BY j.id FOR UPDATE OF j) "
     "UPDATE flowq_jobs j SET blocked_by = j.blocked_by + -1, "
     "ready_at = CASE WHEN j.blocked_by = 1 THEN j.run_at ELSE NULL END, "
@@ -282,12 +289,14 @@ UNBLOCK_FUNCTION = (
 )
 UNBLOCK_TRIGGER_POSTGRES = (
     "CREATE OR REPLACE TRIGGER flowq_jobs_unblock_dependants AFTER UPDATE OF status ON "
-    "flowq_jobs FOR EACH ROW WHEN (NEW.status = 'completed' AND OLD.status <> 'completed') "
+    "flowq_jobs FOR EACH ROW WHEN (NEW.has_dependants AND NEW.status = 'completed' "
+    "AND OLD.status <> 'completed') "
     "EXECUTE FUNCTION flowq_unblock_dependants()"
 )
 UNBLOCK_TRIGGER_SQLITE = (
     "CREATE TRIGGER IF NOT EXISTS flowq_jobs_unblock_dependants AFTER UPDATE OF status ON "
-    "flowq_jobs FOR EACH ROW WHEN NEW.status = 'completed' AND OLD.status <> 'completed' "
+    "flowq_jobs FOR EACH ROW WHEN NEW.has_dependants AND NEW.status = 'completed' "
+    "AND OLD.status <> 'completed' "
     "BEGIN UPDATE flowq_jobs SET blocked_by = blocked_by + -1, "
     "ready_at = CASE WHEN blocked_by = 1 THEN run_at ELSE NULL END, "
     "pending_reason = CASE WHEN blocked_by = 1 THEN NULL ELSE pending_reason END "
