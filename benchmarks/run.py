@@ -247,15 +247,14 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
             await cleanup()
         print(f"  {kind} {name}: {results[name]}", flush=True)
     if "blocked" in suites:
-        shapes: dict[str, dict[str, float]] = {}
-        for shape, add in blocked_bench.SHAPES:
-            url, cleanup = await fresh_database(kind)
-            try:
-                async with flowq.App(url, registry=blocked_bench.registry) as app:
-                    shapes[shape] = await blocked_bench.shape_figures(app, add)
-            finally:
+        databases = [await fresh_database(kind) for _ in blocked_bench.SHAPES]
+        try:
+            shapes = await blocked_bench.shape_figures([url for url, _ in databases])
+        finally:
+            for _, cleanup in databases:
                 await cleanup()
-            print(f"  {kind} blocked/{shape}: {shapes[shape]}", flush=True)
+        for shape, figures in shapes.items():
+            print(f"  {kind} blocked/{shape}: {figures}", flush=True)
         results["blocked"] = blocked_bench.with_ratios(shapes)
     if "jobs" not in suites:
         return results
