@@ -20,6 +20,9 @@ Measured, with no-op handlers and one worker process:
   schedules none of which is due, and enqueuing 1,000 due ticks.
 - ``force_kill_on_timeout`` (``--suite isolated``, see ``benchmarks/isolated.py``):
   the per-job cost of running handlers in a process of their own.
+- Claims behind jobs that cannot run (``--suite blocked``, see
+  ``benchmarks/blocked.py``): claim latency and throughput of unrelated jobs next to
+  100,000 blocked dependants or 100,000 jobs of a workflow no worker runs.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -47,6 +50,7 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import blocked as blocked_bench
 from benchmarks import isolated as isolated_bench
 from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
@@ -258,6 +262,16 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
         finally:
             await cleanup()
         print(f"  {kind} {name}: {results[name]}", flush=True)
+    if "blocked" in suites:
+        databases = [await fresh_database(kind) for _ in blocked_bench.SHAPES]
+        try:
+            shapes = await blocked_bench.shape_figures([url for url, _ in databases])
+        finally:
+            for _, cleanup in databases:
+                await cleanup()
+        for shape, figures in shapes.items():
+            print(f"  {kind} blocked/{shape}: {figures}", flush=True)
+        results["blocked"] = blocked_bench.with_ratios(shapes)
     if "jobs" not in suites:
         return results
     url, cleanup = await fresh_database(kind)
@@ -372,7 +386,8 @@ async def main() -> None:
     parser.add_argument(
         "--suite",
         default="jobs,steps",
-        help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force kill)",
+        help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force "
+        "kill), blocked (claims behind jobs that cannot run)",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}
@@ -391,6 +406,10 @@ async def main() -> None:
             }
     print()
     print(table(all_results))
+    for kind, results in all_results.items():
+        if "blocked" in results:
+            print()
+            print(blocked_bench.table(kind, results["blocked"]))
     if "postgres_peers" in all_results:
         print(peer_table(all_results["postgres"], all_results["postgres_peers"]))
     RESULTS.mkdir(exist_ok=True)

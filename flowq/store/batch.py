@@ -27,12 +27,15 @@ class BatchPlan:
         rows: ``(id, job)`` of the jobs to insert.
         edges: ``(job_id, prerequisite_id)`` dependency rows to insert.
         added_metadata: Extra metadata of the ``added`` event, by job id.
+        blocked: How many prerequisites that have not completed each job to insert
+            waits for (jobs without any are left out); see ``transitions.block``.
     """
 
     ids: list[int] = field(default_factory=list)
     rows: list[tuple[int, NewJob]] = field(default_factory=list)
     edges: list[tuple[int, int]] = field(default_factory=list)
     added_metadata: dict[int, dict[str, Any]] = field(default_factory=dict)
+    blocked: dict[int, int] = field(default_factory=dict)
 
 
 def count_new_jobs(jobs: Sequence[NewJob], existing_keys: Mapping[str | None, int]) -> int:
@@ -55,7 +58,8 @@ def plan_batch(
         existing_keys: Idempotency keys already stored, with their job ids.
         prerequisites: ``id -> (status, will_run)`` of every explicitly named
             prerequisite that exists (``will_run`` is False for a failed job that
-            will not retry).
+            will not retry), and of the existing jobs of ``existing_keys`` (a batch
+            reference to a duplicate names one of them).
         tag_matches: For each ``depends_on_tags`` tuple, the unfinished jobs carrying
             all those tags.
         fresh_ids: Ascending unused ids, at least one per job to insert.
@@ -87,12 +91,24 @@ def plan_batch(
             continue
         planned.add(job_id)
         targets = [_target(ref, index, plan.ids, prerequisites) for ref in job.depends_on]
-        targets += tag_matches.get(job.depends_on_tags, ()) if job.depends_on_tags else []
+        by_tags = set(tag_matches.get(job.depends_on_tags, ()) if job.depends_on_tags else ())
+        targets += sorted(by_tags)
+        unfinished = 0
         for target in dict.fromkeys(targets):
             if target == job_id:
                 raise DependencyError(f"job #{index} of the batch cannot depend on itself")
             plan.edges.append((job_id, target))
             graph.setdefault(job_id, []).append(target)
+            found = prerequisites.get(target)
+            # Jobs of this batch and tag matches (unfinished jobs) have not completed.
+            if (
+                target in inserted
+                or target in by_tags
+                or (found is not None and found[0] != JobStatus.COMPLETED)
+            ):
+                unfinished += 1
+        if unfinished:
+            plan.blocked[job_id] = unfinished
         if job.depends_on_tags:
             plan.added_metadata[job_id] = {"depends_on_tags": list(job.depends_on_tags)}
     _reject_cycles(graph, plan.ids)

@@ -65,7 +65,7 @@ JOB_COLUMNS: Final = (
     "error_history", "failure_reason", "pending_reason", "wait_until", "wait_token_id",
     "lease_id", "locked_by", "locked_at", "created_at", "updated_at", "started_at",
     "completed_at", "last_failed_at", "last_retried_at", "last_cancelled_at", "finished_at",
-    "parent_job_id", "parent_outcome_seq",
+    "parent_job_id", "parent_outcome_seq", "blocked_by", "has_dependants",
 )  # fmt: skip
 """Every column of ``flowq_jobs``, in table order."""
 
@@ -181,6 +181,8 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
         "finished_at": None,
         "parent_job_id": job.parent_job_id,
         "parent_outcome_seq": job.parent_outcome_seq,
+        "blocked_by": 0,
+        "has_dependants": False,
     }
 
 
@@ -309,7 +311,8 @@ def changed_columns(row: Mapping[Any, Any], values: Mapping[Any, Any]) -> dict[s
         return tuple(value) if isinstance(value, list | tuple) else value
 
     changed = {c: v for c, v in values.items() if c != "ready_at" and stored(row[c]) != stored(v)}
-    if "run_at" in changed:
+    if "run_at" in changed and not row["blocked_by"]:
+        # A blocked job gets its ready_at when its last prerequisite completes.
         changed["ready_at"] = changed["run_at"]
     return changed
 

@@ -19,6 +19,10 @@ The life of a job (DESIGN section 3)::
 
 ``ready_at`` is the instant a job becomes claimable; a claim takes any job whose
 ``ready_at`` has come (pending, waiting with its wait over, failed due to retry).
+A job added with prerequisites that have not completed yet is *blocked*: it is
+pending with ``blocked_by`` counting them and no ``ready_at`` (so no claim ever
+looks at it), and :data:`UNBLOCK` counts each completion down, giving it its
+``ready_at`` (its ``run_at``) when the last one completes.
 Besides the job rows, this module holds what follows a transition: the events'
 metadata, the dead-letter job of a permanent failure, and the token rules. (A parent
 waiting for a child parks on ``flowq.replay.child_wait_id``.)
@@ -38,6 +42,7 @@ from flowq.store import rows
 from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, ClaimedJob, NewJob
 
 __all__ = [
+    "BLOCKED_REASON",
     "CANCEL",
     "CANCEL_RUNNING",
     "CLAIM",
@@ -55,8 +60,10 @@ __all__ = [
     "RETRY",
     "SUSPEND",
     "TRANSITIONS",
+    "UNBLOCK",
     "WAKE",
     "Column",
+    "IfLastPrerequisite",
     "IfWaiting",
     "Larger",
     "Param",
@@ -64,6 +71,7 @@ __all__ = [
     "Plus",
     "Transition",
     "Value",
+    "block",
     "check_completable",
     "completed_token",
     "dead_letter_job",
@@ -118,6 +126,15 @@ class IfWaiting:
 
 
 @dataclass(frozen=True, slots=True)
+class IfLastPrerequisite:
+    """``then`` for a blocked job whose last unfinished prerequisite this is (its
+    ``blocked_by`` is 1 before the change), else ``otherwise``."""
+
+    then: Value
+    otherwise: Value
+
+
+@dataclass(frozen=True, slots=True)
 class Larger:
     """The larger of two values."""
 
@@ -132,7 +149,19 @@ class PerJob:
     name: str
 
 
-Value = None | bool | int | str | Param | Column | Plus | IfWaiting | Larger | PerJob
+Value = (
+    None
+    | bool
+    | int
+    | str
+    | Param
+    | Column
+    | Plus
+    | IfWaiting
+    | IfLastPrerequisite
+    | Larger
+    | PerJob
+)
 """What a transition sets a column to; plain values are constants."""
 
 
@@ -147,6 +176,9 @@ def evaluate(value: Value, row: Mapping[Any, Any], params: Mapping[str, Any]) ->
         return evaluate(value.left, row, params) + evaluate(value.right, row, params)
     if isinstance(value, IfWaiting):
         chosen = value.then if row["status"] == JobStatus.WAITING else value.otherwise
+        return evaluate(chosen, row, params)
+    if isinstance(value, IfLastPrerequisite):
+        chosen = value.then if row["blocked_by"] == 1 else value.otherwise
         return evaluate(chosen, row, params)
     if isinstance(value, Larger):
         left = evaluate(value.left, row, params)
@@ -308,6 +340,23 @@ WAKE = _transition("wake", {_W}, None, ready_at=NOW, updated_at=NOW)
 """A waiting job's token completed or timed out, or its child finished: it is
 claimable now (for a child, ``NOW`` is the child's finish time)."""
 
+BLOCKED_REASON: Final = "waiting for its prerequisites to complete"
+"""The ``pending_reason`` of a blocked job (see :data:`UNBLOCK`)."""
+
+UNBLOCK = _transition(
+    "unblock",
+    {_P},
+    None,
+    blocked_by=Plus(Column("blocked_by"), -1),
+    ready_at=IfLastPrerequisite(Column("run_at"), None),
+    pending_reason=IfLastPrerequisite(None, Column("pending_reason")),
+)
+"""A prerequisite of a blocked job completed: one fewer to wait for; after the last,
+the job is claimable from its ``run_at`` on. Applied, in the transaction of the
+completion, to every pending job with ``blocked_by > 0`` that depends on the
+completed job (on SQL databases by the ``flowq_jobs_unblock_dependants`` trigger,
+whose SET clause a test checks against this one)."""
+
 HEARTBEAT = _transition("heartbeat", {_R}, None, locked_at=NOW)
 """A worker renews its lock (``updated_at`` stays)."""
 
@@ -328,12 +377,20 @@ EDIT = _transition("edit", {_P}, None, updated_at=NOW)
 
 TRANSITIONS: tuple[Transition, ...] = (
     CLAIM, COMPLETE, FAIL, SUSPEND, RELEASE, REQUEUE, CANCEL, CANCEL_RUNNING, RETRY, WAKE,
-    HEARTBEAT, PROLONG, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
+    UNBLOCK, HEARTBEAT, PROLONG, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
 )  # fmt: skip
 """Every transition, in the order of the life of a job."""
 
 
 # -- states -------------------------------------------------------------------------
+
+
+def block(row: dict[str, Any], unfinished: int) -> dict[str, Any]:
+    """The values of a new job's row (``rows.new_job_row``) that waits for
+    ``unfinished`` prerequisites: blocked, without a ``ready_at`` (unchanged for 0)."""
+    if unfinished > 0:
+        row.update(blocked_by=unfinished, ready_at=None, pending_reason=BLOCKED_REASON)
+    return row
 
 
 def is_upcoming(row: Mapping[Any, Any]) -> bool:

@@ -142,6 +142,148 @@ class RunVerbsContract(ContractBase):
         cancelled = (await app.get_job_events(ids[1]))[-1]
         assert cancelled.metadata == {"reason": "dependency_failed", "dependency": ids[0]}
 
+    async def test_blocked_dependant_is_claimable_exactly_when_prerequisites_complete(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A job waiting for prerequisites (one named by id, one of its batch, one by
+        tags) stays pending with its run_at, says why, is no claim's or timer's
+        business, and becomes claimable when the last one completes."""
+        earlier = await app.start(echo, {"n": "earlier"})
+        tagged = await app.start(echo, {"n": "tagged"}, tags=["etl"])
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {"n": "batch"}),
+                flowq.JobSpec(
+                    echo,
+                    {"n": "dependant"},
+                    depends_on=flowq.DependsOn([earlier, flowq.batch_dep_ref(0)], tags=["etl"]),
+                    priority=9,
+                ),
+            ]
+        )
+        dependant = await app.get_job(ids[1])
+        assert dependant is not None and dependant.status is JobStatus.PENDING
+        assert dependant.run_at == clock.now()
+        assert dependant.pending_reason == "waiting for its prerequisites to complete"
+        assert set(dependant.depends_on) == {earlier, tagged, ids[0]}
+        assert await app.store.next_ready_at(after=clock.now() - timedelta(hours=1)) == (
+            clock.now()
+        )
+        assert await app.store.mark_unclaimed(["contract.other"], "nobody") == 3
+        claimed = {c.job.id: c for c in await self.claim(app)}
+        assert set(claimed) == {earlier, tagged, ids[0]}
+        for prerequisite in (earlier, tagged):
+            assert await self.complete(app, claimed[prerequisite], None)
+            assert await self.claim(app) == []
+            job = await app.get_job(ids[1])
+            assert job is not None and job.pending_reason is not None
+        assert await self.complete(app, claimed[ids[0]], None)
+        job = await app.get_job(ids[1])
+        assert job is not None and job.status is JobStatus.PENDING
+        assert job.pending_reason is None and job.run_at == dependant.run_at
+        [claimed_dependant] = await self.claim(app)
+        assert claimed_dependant.job.id == ids[1]
+        assert event_types(await app.get_job_events(ids[1])) == ["added", "processing"]
+
+    async def test_prerequisites_completed_in_one_batch(self, app: flowq.App) -> None:
+        """Prerequisites completed by one complete_jobs call release their dependant."""
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}),
+                flowq.JobSpec(echo, {}),
+                flowq.JobSpec(
+                    echo, {}, depends_on=[flowq.batch_dep_ref(0), flowq.batch_dep_ref(1)]
+                ),
+                flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(2)]),
+            ]
+        )
+        claimed = await self.claim(app)
+        assert sorted(c.job.id for c in claimed) == ids[:2]
+        done = await app.store.complete_jobs([Completion(c.lease, None) for c in claimed])
+        assert done == [True, True]
+        [middle] = await self.claim(app)
+        assert middle.job.id == ids[2]
+        assert await self.claim(app) == []
+        assert await self.complete(app, middle, None)
+        [last] = await self.claim(app)
+        assert last.job.id == ids[3]
+
+    async def test_dependant_of_completed_jobs_is_claimable_at_once(self, app: flowq.App) -> None:
+        """Prerequisites that completed before the dependant was added do not block it,
+        also when a batch reference names a completed duplicate (idempotency key)."""
+        done = await app.start(echo, {}, idempotency_key="prerequisite")
+        await self.run_to_completion(app, done)
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}, idempotency_key="prerequisite"),
+                flowq.JobSpec(echo, {}, depends_on=[flowq.batch_dep_ref(0), done]),
+            ]
+        )
+        assert ids[0] == done
+        job = await app.get_job(ids[1])
+        assert job is not None and job.pending_reason is None
+        [claimed] = await self.claim(app)
+        assert claimed.job.id == ids[1]
+
+    async def test_blocked_dependant_keeps_its_run_at(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """Editing a blocked job's run_at does not make it claimable; once its
+        prerequisite completed it runs at its (edited) run_at, not before."""
+        prerequisite = await app.start(echo, {})
+        dependant = await app.start(echo, {}, depends_on=[prerequisite], delay=60)
+        later = clock.now() + timedelta(seconds=120)
+        assert await app.edit_job(dependant, run_at=later)
+        assert await app.edit_all_pending_jobs({"priority": 5}) == 2
+        [claimed] = await self.claim(app)
+        assert claimed.job.id == prerequisite
+        assert await self.claim(app) == []
+        assert await self.complete(app, claimed, None)
+        assert await self.claim(app) == []
+        assert await app.store.next_ready_at(after=clock.now()) == later
+        clock.advance(timedelta(seconds=120))
+        [released] = await self.claim(app)
+        assert released.job.id == dependant
+
+    async def test_failed_or_cancelled_prerequisite_still_cancels_blocked_dependants(
+        self, app: flowq.App
+    ) -> None:
+        """With one prerequisite completed, a second one failing for good (or being
+        cancelled) cancels the dependant, which is never claimed."""
+        ids = await app.add_jobs(
+            [
+                flowq.JobSpec(echo, {}, priority=3),
+                flowq.JobSpec(echo, {}, priority=2),
+                flowq.JobSpec(echo, {}, priority=1),
+                flowq.JobSpec(
+                    echo, {}, depends_on=[flowq.batch_dep_ref(0), flowq.batch_dep_ref(1)]
+                ),
+                flowq.JobSpec(
+                    echo, {}, depends_on=[flowq.batch_dep_ref(0), flowq.batch_dep_ref(2)]
+                ),
+            ]
+        )
+        first, second, third = await self.claim(app)
+        assert await self.complete(app, first, None)
+        await self.fail(app, second, retry_in=None)
+        assert await app.cancel_job(third.job.id)
+        for dependant, cause in ((ids[3], ids[1]), (ids[4], ids[2])):
+            job = await app.get_job(dependant)
+            assert job is not None and job.status is JobStatus.CANCELLED, dependant
+            last = (await app.get_job_events(dependant))[-1]
+            assert last.metadata["dependency"] == cause
+        assert await self.claim(app) == []
+
+    async def test_unclaimable_jobs_do_not_hold_back_claims(self, app: flowq.App) -> None:
+        """Due jobs of other workflows and blocked jobs, even of higher priority and
+        older, leave the claim of a worker's own jobs alone."""
+        await app.start(echo, {}, priority=9)
+        held = await app.start(echo, {}, priority=9, delay=3600)
+        await app.add_jobs([flowq.JobSpec(echo, {}, depends_on=[held], priority=9)] * 3)
+        mine = await app.start(signup, Signup(1, "s@example.com"))
+        [claimed] = await self.claim(app, workflows=["contract.signup"])
+        assert claimed.job.id == mine
+
     # -- running ----------------------------------------------------------------------
 
     async def test_claim_order_and_future_jobs(self, app: flowq.App, clock: FakeClock) -> None:

@@ -48,9 +48,10 @@ class MemoryJobVerbs(MemoryTables):
         keys = {job.idempotency_key for job in jobs if job.idempotency_key is not None}
         existing: dict[str | None, int] = {k: self._keys[k] for k in keys if k in self._keys}
         explicit = {ref for job in jobs for ref in job.depends_on if isinstance(ref, int)}
+        # A batch reference to a duplicate names an existing job: its status counts.
         prerequisites = {
             job_id: (self._rows[job_id]["status"], self._rows[job_id]["ready_at"] is not None)
-            for job_id in sorted(explicit)
+            for job_id in sorted(explicit | set(existing.values()))
             if job_id in self._rows
         }
         tag_matches = {
@@ -59,10 +60,14 @@ class MemoryJobVerbs(MemoryTables):
         }
         fresh_ids = itertools.count(self._last_job_id + 1)
         plan = batch.plan_batch(jobs, existing, prerequisites, tag_matches, fresh_ids)
+        targets = {target for _, target in plan.edges}
         for job_id, job in plan.rows:
-            self._insert(rows.new_job_row(job, job_id, now))
+            row = rows.new_job_row(job, job_id, now)
+            self._insert(transitions.block(row, plan.blocked.get(job_id, 0)))
         for job_id, prerequisite in plan.edges:
             self._edges.setdefault(job_id, set()).add(prerequisite)
+        for job_id in targets:
+            self._rows[job_id]["has_dependants"] = True
         self._add_events(
             [(job_id, EventType.ADDED, plan.added_metadata.get(job_id)) for job_id, _ in plan.rows],
             now,

@@ -47,8 +47,9 @@ class MemoryRunVerbs(MemoryTables):
     ) -> list[ClaimedJob]:
         """Lock up to ``limit`` runnable jobs for ``worker_id``, highest priority first.
 
-        Runnable: ``ready_at`` is due, every prerequisite completed, the workflow is in
-        ``workflows`` (if given) and its group has room (``groups``). A job resuming
+        Runnable: ``ready_at`` is due (a job waiting for prerequisites has none), the
+        workflow is in ``workflows`` (if given) and its group has room (``groups``). A
+        job resuming
         from a wait keeps its attempt count; any other claim starts a new attempt.
         """
         now = self._now()
@@ -91,14 +92,7 @@ class MemoryRunVerbs(MemoryTables):
         return [self._rows[candidate.id] for candidate in candidates]
 
     def _runnable(self, row: Mapping[str, Any], now: datetime) -> bool:
-        if row["ready_at"] is None or row["ready_at"] > now:
-            return False
-        # A prerequisite deleted by cleanup no longer holds its dependants back.
-        return all(
-            self._rows[p]["status"] == JobStatus.COMPLETED
-            for p in self._edges.get(row["id"], ())
-            if p in self._rows
-        )
+        return row["ready_at"] is not None and row["ready_at"] <= now
 
     def _claim_row(self, row: dict[str, Any], worker_id: str, now: datetime) -> ClaimedJob:
         """Lock a runnable row for ``worker_id`` (a new attempt unless it resumes)."""

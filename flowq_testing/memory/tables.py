@@ -130,10 +130,14 @@ class MemoryTables:
         Like the ``flowq_jobs_wake_parent`` trigger: when a child job finishes (its
         ``finished_at`` goes from unset to set, whatever the path), a parent waiting
         for it (``flowq.replay.child_wait_id``) is woken (``transitions.WAKE``) at the
-        child's ``finished_at``.
+        child's ``finished_at``. Like ``flowq_jobs_unblock_dependants``: when a job
+        completes, its blocked dependants count it (``transitions.UNBLOCK``).
         """
         was_finished = row["finished_at"] is not None
+        was_completed = row["status"] == JobStatus.COMPLETED
         row.update(values)
+        if not was_completed and row["status"] == JobStatus.COMPLETED and row["has_dependants"]:
+            self._unblock_dependants(row["id"])
         finished_at = row["finished_at"]
         if was_finished or finished_at is None or row["parent_job_id"] is None:
             return
@@ -144,6 +148,18 @@ class MemoryTables:
             and parent["wait_token_id"] == replay.child_wait_id(row["id"])
         ):
             self._apply(transitions.WAKE, parent, finished_at)
+
+    def _unblock_dependants(self, job_id: int) -> None:
+        """Count a completed prerequisite on the blocked jobs depending on it."""
+        for dependant_id, prerequisites in sorted(self._edges.items()):
+            dependant = self._rows.get(dependant_id)
+            if (
+                job_id in prerequisites
+                and dependant is not None
+                and dependant["status"] == JobStatus.PENDING
+                and dependant["blocked_by"] > 0
+            ):
+                self._apply(transitions.UNBLOCK, dependant, self._now())
 
     def _add_events(self, events: Events, now: datetime) -> None:
         for job_id, event_type, meta in events:

@@ -44,7 +44,11 @@ async def test_first_call_without_entering_checks_the_schema(sqlite_url: str) ->
 async def test_migrate_before_or_inside_the_app(tmp_path: Path) -> None:
     """migrate() works before entering the App and again inside it (applying nothing)."""
     app = flowq.App(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
-    assert await app.migrate() == ["0001_initial", "0002_child_outcome_seq"]
+    assert await app.migrate() == [
+        "0001_initial",
+        "0002_child_outcome_seq",
+        "0003_blocked_dependants",
+    ]
     async with app:
         assert await app.migrate() == []
         assert await app.get_jobs() == []

@@ -55,7 +55,8 @@ class SqlJobVerbs(SqlBase):
             keys = [job.idempotency_key for job in new_jobs if job.idempotency_key is not None]
             existing = await self._ids_by_key(conn, keys)
             explicit = {d for job in new_jobs for d in job.depends_on if isinstance(d, int)}
-            statuses = await self._lock_statuses(conn, explicit)
+            # A batch reference to a duplicate names an existing job: its status counts.
+            statuses = await self._lock_statuses(conn, explicit | set(existing.values()))
             tag_matches = {
                 tags: await self._live_ids_with_tags(conn, tags)
                 for tags in {job.depends_on_tags for job in new_jobs if job.depends_on_tags}
@@ -64,8 +65,17 @@ class SqlJobVerbs(SqlBase):
             fresh_ids = await self.dialect.allocate_ids(conn, fresh_count) if fresh_count else []
             plan = batch.plan_batch(new_jobs, existing, statuses, tag_matches, fresh_ids)
             if plan.rows:
+                prerequisites = {target for _, target in plan.edges}
                 inserted = await self._insert_rows(
-                    conn, [rows.new_job_row(job, job_id, now) for job_id, job in plan.rows]
+                    conn,
+                    [
+                        transitions.block(
+                            rows.new_job_row(job, job_id, now)
+                            | {"has_dependants": job_id in prerequisites},
+                            plan.blocked.get(job_id, 0),
+                        )
+                        for job_id, job in plan.rows
+                    ],
                 )
                 if inserted != {job_id for job_id, _ in plan.rows}:
                     # Another transaction took an idempotency key meanwhile: retry cleanly.
@@ -74,6 +84,16 @@ class SqlJobVerbs(SqlBase):
                     await conn.execute(
                         insert(job_dependencies),
                         [{"job_id": a, "depends_on_id": b} for a, b in plan.edges],
+                    )
+                    # Completing them now counts them down on their dependants (the
+                    # flowq_jobs_unblock_dependants trigger); the rows are locked.
+                    await conn.execute(
+                        update(jobs)
+                        .where(
+                            jobs.c.id.in_(sorted(prerequisites - inserted)),
+                            jobs.c.has_dependants.is_(False),
+                        )
+                        .values(has_dependants=True)
                     )
                 await self._add_events(
                     conn,
@@ -96,13 +116,14 @@ class SqlJobVerbs(SqlBase):
     async def _lock_statuses(
         self, conn: AsyncConnection, ids: Collection[int]
     ) -> dict[int, tuple[str, bool]]:
-        """Status and "will retry" of prerequisites, locked against concurrent change."""
+        """Status and "will retry" of prerequisites, locked against concurrent change
+        (FOR NO KEY UPDATE: the add may set their ``has_dependants``)."""
         if not ids:
             return {}
         result = await conn.execute(
             select(jobs.c.id, jobs.c.status, jobs.c.ready_at.is_not(None))
             .where(jobs.c.id.in_(sorted(ids)))
-            .with_for_update(read=True)
+            .with_for_update(key_share=True)
         )
         return {job_id: (status, bool(ready)) for job_id, status, ready in result}
 
@@ -111,7 +132,7 @@ class SqlJobVerbs(SqlBase):
             select(jobs.c.id)
             .where(jobs.c.finished_at.is_(None), self.dialect.tag_condition(TagQuery(tags, "all")))
             .order_by(jobs.c.id)
-            .with_for_update(read=True)
+            .with_for_update(key_share=True)
         )
         return list(result.scalars())
 

@@ -8,6 +8,7 @@ machine (:mod:`flowq.store.transitions`), rendered once here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,8 +37,11 @@ __all__ = [
     "CLAIM_JOBS",
     "COMPLETE_JOBS",
     "LOAD_HISTORY",
+    "MERGED_CLAIM_WORKFLOWS",
     "RECORD_CALLS",
+    "SKIPPABLE_PER_WORKFLOW",
     "PostgresDialect",
+    "claim_statement",
 ]
 
 CHANNEL: Final = "flowq_jobs"
@@ -219,7 +223,9 @@ class PostgresDialect:
         self, driver: Any, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
     ) -> list[ClaimedJob]:
         """The claim and its events in one statement."""
-        found = await driver.fetch(CLAIM_JOBS, now, workflows, limit, worker_id)
+        found = await driver.fetch(
+            claim_statement(tuple(workflows)), now, workflows, limit, worker_id
+        )
         return [
             ClaimedJob(
                 rows.header_from_row(row),
@@ -331,21 +337,49 @@ ORDER BY input.ord
 """Jobs without dependencies and their ``added`` events (the 13 parameters of
 :func:`_add_arguments`)."""
 
-CLAIM_JOBS: Final = f"""
-WITH chosen AS (
+_CLAIM_CHOSEN: Final = """
     SELECT j.id, j.status AS previous_status
     FROM flowq_jobs j
     WHERE j.ready_at <= $1
       AND j.workflow = ANY($2::text[])
-      AND NOT EXISTS (
-          SELECT 1 FROM flowq_job_dependencies d
-          JOIN flowq_jobs p ON p.id = d.depends_on_id
-          WHERE d.job_id = j.id AND p.status <> 'completed'
-      )
     ORDER BY j.priority DESC, j.id
     LIMIT $3
     FOR UPDATE OF j SKIP LOCKED
-), claimed AS (
+"""
+_CLAIM_CHOSEN_MERGED: Final = """
+    SELECT j.id, j.status AS previous_status
+    FROM ({branches}) c
+    JOIN flowq_jobs j ON j.id = c.id
+    WHERE j.ready_at <= $1
+      AND j.workflow = ANY($2::text[])
+    ORDER BY c.rank, c.id
+    LIMIT $3
+    FOR UPDATE OF j SKIP LOCKED
+"""
+_CLAIM_CHOSEN_ONE: Final = """
+    SELECT j.id, j.status AS previous_status
+    FROM flowq_jobs j
+    WHERE j.workflow = {name}
+      AND j.ready_at <= $1
+      AND j.workflow = ANY($2::text[])
+    ORDER BY - j.priority, j.id
+    LIMIT $3
+    FOR UPDATE OF j SKIP LOCKED
+"""
+_CLAIM_BRANCH: Final = (
+    "(SELECT id, - priority AS rank FROM flowq_jobs WHERE workflow = {name} "
+    "AND ready_at <= $1 ORDER BY - priority, id LIMIT $3 + {skip})"
+)
+SKIPPABLE_PER_WORKFLOW: Final = 500
+"""How many due jobs of one workflow a merged claim may find locked by concurrent
+claims and skip: each branch reads at most the limit plus this many (the LIMIT in
+the branch is what makes PostgreSQL read the index in order)."""
+MERGED_CLAIM_WORKFLOWS: Final = 32
+"""Up to this many workflows, a claim reads each one's jobs from
+``ix_flowq_jobs_claim_workflow`` and merges them in claim order."""
+
+CLAIM_JOBS: Final = f"""
+WITH chosen AS ({{chosen}}), claimed AS (
     UPDATE flowq_jobs j SET {_CLAIM_SET}
     FROM chosen c
     WHERE j.id = c.id
@@ -361,7 +395,40 @@ WITH chosen AS (
 SELECT * FROM claimed ORDER BY priority DESC, id
 """
 """Claim due jobs of some workflows: ``$1`` now, ``$2`` the workflows, ``$3`` the
-limit, ``$4`` the worker id. The metadata is ``transitions.processing_metadata``'s."""
+limit, ``$4`` the worker id. The metadata is ``transitions.processing_metadata``'s.
+A job waiting for prerequisites has no ``ready_at`` (``transitions.UNBLOCK``).
+``{chosen}`` is filled in by :func:`claim_statement`."""
+
+
+@functools.lru_cache(maxsize=64)
+def claim_statement(workflows: tuple[str, ...]) -> str:
+    """:data:`CLAIM_JOBS` for a worker running ``workflows``.
+
+    Up to :data:`MERGED_CLAIM_WORKFLOWS` workflows, each one's due jobs are read in
+    claim order from ``ix_flowq_jobs_claim_workflow`` (one branch per workflow,
+    merged lazily, locking only the rows taken), so due jobs of other workflows cost
+    nothing. What makes PostgreSQL's planner read that index in order rather than
+    walk ``ix_flowq_jobs_claim`` or sort every due job (checked with generic and
+    custom plans, 100,000 foreign and 30,000 own due jobs): the names are SQL
+    literals (with a parameter it does not see each branch's order), the order is
+    ``(-priority, id)``, which only that index gives, and each branch has a LIMIT.
+    With more workflows, one scan in claim order skips the jobs of the others.
+    """
+    names = sorted(set(workflows))
+    if not names or len(names) > MERGED_CLAIM_WORKFLOWS:
+        return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN)
+    if len(names) == 1:
+        return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN_ONE.format(name=_literal(names[0])))
+    branches = " UNION ALL ".join(
+        _CLAIM_BRANCH.format(name=_literal(name), skip=SKIPPABLE_PER_WORKFLOW) for name in names
+    )
+    return CLAIM_JOBS.format(chosen=_CLAIM_CHOSEN_MERGED.format(branches=branches))
+
+
+def _literal(value: str) -> str:
+    """``value`` as an escape string constant, whatever ``standard_conforming_strings``."""
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
 
 COMPLETE_JOBS: Final = f"""
 WITH input AS (
@@ -375,9 +442,7 @@ WITH input AS (
     UPDATE flowq_jobs j SET {_COMPLETE_SET}
     FROM input i JOIN locked l ON l.id = i.id
     WHERE j.id = i.id AND j.lease_id = i.lease_id AND j.status = 'processing'
-    RETURNING j.id,
-        EXISTS (SELECT 1 FROM flowq_job_dependencies d WHERE d.depends_on_id = j.id)
-            AS has_dependants
+    RETURNING j.id, j.has_dependants
 ), events AS (
     INSERT INTO flowq_job_events (job_id, event_type, at)
     SELECT id, 'completed', $4 FROM completed ORDER BY id
@@ -386,7 +451,8 @@ SELECT id, has_dependants,
     CASE WHEN has_dependants THEN pg_notify('{CHANNEL}', 'jobs') END AS notified
 FROM completed
 """
-"""Complete held jobs: ``$1`` ids, ``$2`` lease ids, ``$3`` outputs, ``$4`` now."""
+"""Complete held jobs: ``$1`` ids, ``$2`` lease ids, ``$3`` outputs, ``$4`` now. The
+``flowq_jobs_unblock_dependants`` trigger counts them down on their dependants."""
 
 RECORD_CALLS: Final = """
 WITH input AS (

@@ -38,6 +38,11 @@ def _expression(value: t.Value, params: Mapping[str, Any]) -> Any:
             (jobs.c.status == JobStatus.WAITING.value, _expression(value.then, params)),
             else_=_expression(value.otherwise, params),
         )
+    if isinstance(value, t.IfLastPrerequisite):
+        return case(
+            (jobs.c.blocked_by == 1, _expression(value.then, params)),
+            else_=_expression(value.otherwise, params),
+        )
     if isinstance(value, t.Larger):
         left = _element(_expression(value.left, params))
         right = _element(_expression(value.right, params))
@@ -88,6 +93,10 @@ def _text(value: t.Value, placeholder: Mapping[str, str], column: Callable[[str]
         otherwise = _text(value.otherwise, placeholder, column)
         status = _text(JobStatus.WAITING.value, placeholder, column)
         return f"CASE WHEN {column('status')} = {status} THEN {then} ELSE {otherwise} END"
+    if isinstance(value, t.IfLastPrerequisite):
+        then = _text(value.then, placeholder, column)
+        otherwise = _text(value.otherwise, placeholder, column)
+        return f"CASE WHEN {column('blocked_by')} = 1 THEN {then} ELSE {otherwise} END"
     if isinstance(value, t.Larger):
         left = _text(value.left, placeholder, column)
         right = _text(value.right, placeholder, column)

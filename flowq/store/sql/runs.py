@@ -36,15 +36,6 @@ from flowq.store.sql.schema import job_dependencies, job_events, jobs, steps, to
 
 __all__ = ["SqlRunVerbs"]
 
-_prerequisite = jobs.alias("prerequisite")
-_UNFINISHED_PREREQUISITE = exists(
-    select(job_dependencies.c.job_id)
-    .join(_prerequisite, _prerequisite.c.id == job_dependencies.c.depends_on_id)
-    .where(
-        job_dependencies.c.job_id == jobs.c.id,
-        _prerequisite.c.status != JobStatus.COMPLETED.value,
-    )
-)
 _parent = jobs.alias("parent")
 _NEEDED_BY_PARENT = exists(
     select(_parent.c.id)
@@ -87,8 +78,9 @@ class SqlRunVerbs(SqlBase):
                 )
         async with self._transaction() as conn:
             now = self.clock.now()
+            # A job waiting for prerequisites has no ready_at (transitions.UNBLOCK).
             candidates = select(jobs.c.id, jobs.c.status, jobs.c.group_name).where(
-                jobs.c.ready_at <= now, ~_UNFINISHED_PREREQUISITE
+                jobs.c.ready_at <= now
             )
             if workflows is not None:
                 candidates = candidates.where(jobs.c.workflow.in_(sorted(workflows)))

@@ -7,7 +7,19 @@ with ``metadata.create_all`` on another, on PostgreSQL and SQLite.
 listing need. Events, step results, dependency edges and tokens live in their own
 tables so large or numerous rows never bloat it. ``ready_at`` is the instant a job
 becomes claimable (its ``run_at``, next retry or wake time); it is NULL while the job
-is running, finished, or waiting on a token without a timeout.
+is running, finished, waiting on a token without a timeout, or *blocked*: pending
+with ``blocked_by`` prerequisites not completed yet. The claim index holds only rows
+with a ``ready_at``, so claims never walk blocked jobs; the
+``flowq_jobs_unblock_dependants`` trigger counts a dependant's ``blocked_by`` down when
+a prerequisite completes and sets its ``ready_at`` after the last
+(``transitions.UNBLOCK``); it fires only for jobs whose ``has_dependants`` is set
+(when a dependant is added), so other completions pay nothing. It is a trigger so
+that its statements see dependants added by transactions that committed while the
+completing statement waited for the prerequisite's row (PostgreSQL gives each
+statement of a trigger function a fresh snapshot; the completing statement's own
+would miss them). Its statements are
+planned for the job at hand (``plan_cache_mode``): a generic plan, made for an
+"average" prerequisite, scans every edge when one job has 100,000 dependants.
 ``parent_outcome_seq`` is set on a child started by ``ctx.call``: the position in its
 parent's history where the parent records the child's outcome. ``cleanup_old_jobs``
 keeps the finished child while the parent is unfinished and nothing is recorded there.
@@ -35,6 +47,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -45,6 +58,9 @@ from flowq.replay import CHILD_WAIT_PREFIX
 __all__ = [
     "NOTIFY_FUNCTION",
     "NOTIFY_TRIGGER",
+    "UNBLOCK_FUNCTION",
+    "UNBLOCK_TRIGGER_POSTGRES",
+    "UNBLOCK_TRIGGER_SQLITE",
     "WAKE_PARENT_FUNCTION",
     "WAKE_PARENT_TRIGGER_POSTGRES",
     "WAKE_PARENT_TRIGGER_SQLITE",
@@ -154,6 +170,8 @@ jobs = Table(
     Column("finished_at", UtcDateTime),
     Column("parent_job_id", BigInteger),
     Column("parent_outcome_seq", Integer),
+    Column("blocked_by", Integer, nullable=False, server_default=text("0")),
+    Column("has_dependants", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,
     postgresql_with={
         "fillfactor": "70",
@@ -169,6 +187,24 @@ Index(
     postgresql_where=jobs.c.ready_at.is_not(None),
     sqlite_where=jobs.c.ready_at.is_not(None),
 )
+Index(
+    "ix_flowq_jobs_claim_workflow",
+    jobs.c.workflow,
+    -jobs.c.priority,
+    jobs.c.id,
+    postgresql_where=jobs.c.ready_at.is_not(None),
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_flowq_jobs_claim_workflow",
+    jobs.c.workflow,
+    jobs.c.priority.desc(),
+    jobs.c.id,
+    sqlite_where=jobs.c.ready_at.is_not(None),
+).ddl_if(dialect="sqlite")
+# Claims read it once per workflow the worker runs, merged in claim order, so due
+# jobs of workflows it does not run are never visited. On PostgreSQL its order is
+# (-priority, id), which ix_flowq_jobs_claim cannot give, so that the planner does
+# not walk that one instead (SQLite's planner prefers it as it is).
 Index(
     "ix_flowq_jobs_ready_at",
     jobs.c.ready_at,
@@ -239,12 +275,46 @@ WAKE_PARENT_TRIGGER_SQLITE = (
 )
 # When a child job finishes, its parent waiting in ctx.call() becomes runnable (the
 # in-memory store does the same in Python).
+UNBLOCK_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION flowq_unblock_dependants() RETURNS trigger LANGUAGE plpgsql "
+    "SET plan_cache_mode = force_custom_plan AS $$ BEGIN WITH locked AS MATERIALIZED "
+    "(SELECT j.id FROM flowq_jobs j JOIN flowq_job_dependencies e ON e.job_id = j.id "
+    "WHERE e.depends_on_id = NEW.id "
+    "AND j.status = 'pending' AND j.blocked_by > 0 ORDER BY j.id FOR UPDATE OF j) "
+    "UPDATE flowq_jobs j SET blocked_by = j.blocked_by + -1, "
+    "ready_at = CASE WHEN j.blocked_by = 1 THEN j.run_at ELSE NULL END, "
+    "pending_reason = CASE WHEN j.blocked_by = 1 THEN NULL ELSE j.pending_reason END "
+    "FROM locked WHERE j.id = locked.id; "
+    "IF FOUND THEN PERFORM pg_notify('flowq_jobs', 'jobs'); END IF; RETURN NULL; END $$"
+)
+UNBLOCK_TRIGGER_POSTGRES = (
+    "CREATE OR REPLACE TRIGGER flowq_jobs_unblock_dependants AFTER UPDATE OF status ON "
+    "flowq_jobs FOR EACH ROW WHEN (NEW.has_dependants AND NEW.status = 'completed' "
+    "AND OLD.status <> 'completed') "
+    "EXECUTE FUNCTION flowq_unblock_dependants()"
+)
+UNBLOCK_TRIGGER_SQLITE = (
+    "CREATE TRIGGER IF NOT EXISTS flowq_jobs_unblock_dependants AFTER UPDATE OF status ON "
+    "flowq_jobs FOR EACH ROW WHEN NEW.has_dependants AND NEW.status = 'completed' "
+    "AND OLD.status <> 'completed' "
+    "BEGIN UPDATE flowq_jobs SET blocked_by = blocked_by + -1, "
+    "ready_at = CASE WHEN blocked_by = 1 THEN run_at ELSE NULL END, "
+    "pending_reason = CASE WHEN blocked_by = 1 THEN NULL ELSE pending_reason END "
+    "WHERE id IN (SELECT job_id FROM flowq_job_dependencies WHERE depends_on_id = NEW.id) "
+    "AND status = 'pending' AND blocked_by > 0; END"
+)
+# When a job completes, the pending jobs that depend on it count one prerequisite
+# less; the last makes them claimable (transitions.UNBLOCK; the in-memory store does
+# the same in Python). Rows are locked in id order, as everywhere.
 for _statement, _dialect in (
     (NOTIFY_FUNCTION, "postgresql"),
     (NOTIFY_TRIGGER, "postgresql"),
     (WAKE_PARENT_FUNCTION, "postgresql"),
     (WAKE_PARENT_TRIGGER_POSTGRES, "postgresql"),
     (WAKE_PARENT_TRIGGER_SQLITE, "sqlite"),
+    (UNBLOCK_FUNCTION, "postgresql"),
+    (UNBLOCK_TRIGGER_POSTGRES, "postgresql"),
+    (UNBLOCK_TRIGGER_SQLITE, "sqlite"),
 ):
     _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
     event.listen(jobs, "after_create", _ddl.execute_if(dialect=_dialect))

@@ -247,7 +247,7 @@ class SqliteDialect:
             previous = {
                 job_id: (status, bool(has_history))
                 for job_id, status, has_history in await _fetch(
-                    driver, _CLAIMABLE.format(workflows=_marks(workflows)), [at, *workflows, limit]
+                    driver, *_claimable(workflows, at, limit)
                 )
             }
             if not previous:
@@ -358,12 +358,32 @@ _CLAIMABLE: Final = """
 SELECT j.id, j.status, EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id)
 FROM flowq_jobs j
 WHERE j.ready_at <= ? AND j.workflow IN ({workflows})
-  AND NOT EXISTS (
-      SELECT 1 FROM flowq_job_dependencies d JOIN flowq_jobs p ON p.id = d.depends_on_id
-      WHERE d.job_id = j.id AND p.status <> 'completed'
-  )
 ORDER BY j.priority DESC, j.id LIMIT ?
 """
+_CLAIMABLE_MERGED: Final = """
+SELECT j.id, j.status, EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id)
+FROM ({branches} ORDER BY priority DESC, id LIMIT ?) c
+JOIN flowq_jobs j ON j.id = c.id
+ORDER BY c.priority DESC, c.id
+"""
+_CLAIMABLE_BRANCH: Final = (
+    "SELECT id, priority FROM flowq_jobs WHERE workflow = ? AND ready_at <= ?"
+)
+_MERGED_CLAIM_WORKFLOWS: Final = 32
+"""Up to this many workflows, a claim reads each one's due jobs in claim order from
+``ix_flowq_jobs_claim_workflow`` and merges them (a compound SELECT), so due jobs
+of other workflows cost nothing; with more, one scan skips them."""
+
+
+def _claimable(workflows: Sequence[str], at: str | None, limit: int) -> tuple[str, list[Any]]:
+    """The statement choosing the jobs a claim takes, and its parameters."""
+    if len(workflows) > _MERGED_CLAIM_WORKFLOWS:
+        return _CLAIMABLE.format(workflows=_marks(workflows)), [at, *workflows, limit]
+    branches = " UNION ALL ".join(_CLAIMABLE_BRANCH for _ in workflows)
+    parameters = [value for name in workflows for value in (name, at)]
+    return _CLAIMABLE_MERGED.format(branches=branches), [*parameters, limit]
+
+
 _CLAIM: Final = (
     "UPDATE flowq_jobs SET "
     + set_clause(transitions.CLAIM, {"now": "?1", "worker_id": "?2"}, str)

@@ -1,0 +1,60 @@
+"""SQL claims read each workflow's due jobs from its own index range and merge them
+(``flowq.store.sql.postgres.claim_statement``, where names are SQL literals, and the
+SQLite claim); more than ``MERGED_CLAIM_WORKFLOWS`` workflows fall back to one scan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import flowq
+from flowq.store.sql import SqlStore
+from flowq.store.sql.postgres import MERGED_CLAIM_WORKFLOWS
+from flowq_testing import FakeClock
+
+pytestmark = [pytest.mark.anyio]
+
+ODD_NAMES = ["it's", "back\\slash", "quote'\\'; DROP TABLE flowq_jobs; --", "{braces}"]
+MANY_NAMES = [f"many.{n:02d}" for n in range(MERGED_CLAIM_WORKFLOWS + 3)]
+registry = flowq.Registry()
+
+
+async def _noop(payload: dict[str, Any]) -> None:
+    """Never run here: the tests drive the store verbs themselves."""
+
+
+for _name in [*ODD_NAMES, *MANY_NAMES, "other"]:
+    registry.workflow(name=_name)(type(_noop)(_noop.__code__, globals(), "noop"))
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
+def url(request: pytest.FixtureRequest) -> str:
+    """A fresh database of each kind."""
+    name = "postgres_url" if request.param == "postgres" else "sqlite_url"
+    found: str = request.getfixturevalue(name)
+    return found
+
+
+@pytest.mark.parametrize("names", [ODD_NAMES, MANY_NAMES], ids=["odd names", "many"])
+async def test_claims_take_listed_workflows_in_claim_order(url: str, names: list[str]) -> None:
+    """Jobs of the listed workflows are claimed by priority, then id, across
+    workflows; jobs of other workflows stay."""
+    clock = FakeClock()
+    store = SqlStore(url, clock=clock)
+    await store.migrate()
+    try:
+        async with flowq.App(store=store, registry=registry, clock=clock) as app:
+            other = await app.add_job("other", {}, priority=50)
+            priorities = {}
+            for index, name in enumerate(names):
+                priorities[await app.add_job(name, {}, priority=index % 3)] = index % 3
+            expected = sorted(priorities, key=lambda job_id: (-priorities[job_id], job_id))
+            claimed = []
+            while found := await store.claim_jobs("w", 3, names):
+                claimed += [c.job.id for c in found]
+            assert claimed == expected
+            job = await app.get_job(other)
+            assert job is not None and job.status is flowq.JobStatus.PENDING
+    finally:
+        await store.close()
