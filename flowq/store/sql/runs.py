@@ -109,7 +109,7 @@ class SqlRunVerbs(SqlBase):
             previous = {row.id: row.status for row in chosen}
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(list(previous)))
+                .where(self.dialect.one_of(jobs.c.id, list(previous)))
                 .values(render.values(transitions.CLAIM, now, worker_id=worker_id))
                 .returning(*_CLAIMED)
             )
@@ -117,7 +117,9 @@ class SqlRunVerbs(SqlBase):
             with_history = set(
                 (
                     await conn.execute(
-                        select(steps.c.job_id).where(steps.c.job_id.in_(list(previous))).distinct()
+                        select(steps.c.job_id)
+                        .where(self.dialect.one_of(steps.c.job_id, list(previous)))
+                        .distinct()
                     )
                 ).scalars()
             )
@@ -167,10 +169,10 @@ class SqlRunVerbs(SqlBase):
             full = batch.full_groups(taken, groups)
             if full:
                 query = query.where(
-                    or_(jobs.c.group_name.is_(None), jobs.c.group_name.not_in(full))
+                    or_(jobs.c.group_name.is_(None), ~self.dialect.one_of(jobs.c.group_name, full))
                 )
             if seen:
-                query = query.where(jobs.c.id.not_in(seen))
+                query = query.where(~self.dialect.one_of(jobs.c.id, seen))
             wanted = limit - len(kept)
             found = (
                 await conn.execute(query.limit(wanted).with_for_update(skip_locked=True))
