@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.util import await_
 
 from flowq.store.sql import SqlStore
 
@@ -24,6 +29,22 @@ POSTGRES_URL = os.environ.get(
     "FLOWQ_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_POSTGRES = os.environ.get("FLOWQ_REQUIRE_POSTGRES") == "1"
+SQLITE_MAX_VARIABLES = 32766
+"""SQLite's default cap on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER since
+3.32). Some builds raise it (Debian's: 250,000); the tests run every SQLite
+connection with the default, so that a statement whose parameters grow with the data
+fails here as it would on most users' machines."""
+
+
+@event.listens_for(Engine, "connect")
+def _default_sqlite_limits(dbapi_connection: Any, _record: Any) -> None:
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if isinstance(driver, aiosqlite.Connection):
+        # aiosqlite has no setlimit: run sqlite3's in the thread that owns the connection.
+        setlimit = driver._conn.setlimit
+        await_(
+            driver._execute(setlimit, sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, SQLITE_MAX_VARIABLES)
+        )
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from flowq_testing.contract.jobs import JobVerbsContract
 from flowq_testing.contract.report import ReportContract
 from flowq_testing.contract.runs import RunVerbsContract
 from flowq_testing.contract.schedules import ScheduleVerbsContract
+from flowq_testing.contract.volume import VolumeContract
 
 __all__ = ["StoreContract", "contract_registry"]
 
@@ -37,5 +38,6 @@ class StoreContract(
     DurableVerbsContract,
     ScheduleVerbsContract,
     ReportContract,
+    VolumeContract,
 ):
     """Behaviours every store must show, checked through :class:`flowq.App`."""

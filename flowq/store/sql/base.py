@@ -371,7 +371,9 @@ class SqlBase:
             return
         now = self.clock.now()
         await conn.execute(
-            update(jobs).where(jobs.c.id.in_(ids)).values(render.values(transitions.CANCEL, now))
+            update(jobs)
+            .where(self.dialect.one_of(jobs.c.id, ids))
+            .values(render.values(transitions.CANCEL, now))
         )
         await self._add_events(conn, [(i, EventType.CANCELLED, metadata) for i in ids], now)
         await self._cancel_dependants(conn, ids, "dependency_cancelled")
@@ -380,6 +382,9 @@ class SqlBase:
         self, conn: AsyncConnection, prerequisites: list[int], reason: str
     ) -> None:
         """Cancel, transitively, upcoming jobs that depend on ``prerequisites``.
+
+        Each level of the chain is one SELECT and one UPDATE with one parameter for
+        its ids, so a job may have any number of dependants.
 
         ``reason`` (``dependency_cancelled`` or ``dependency_failed``) and the
         prerequisite go into the ``cancelled`` events of direct dependants; jobs further
@@ -390,7 +395,7 @@ class SqlBase:
                 select(job_dependencies.c.job_id, func.min(job_dependencies.c.depends_on_id))
                 .join(jobs, jobs.c.id == job_dependencies.c.job_id)
                 .where(
-                    job_dependencies.c.depends_on_id.in_(prerequisites),
+                    self.dialect.one_of(job_dependencies.c.depends_on_id, prerequisites),
                     UPCOMING,
                 )
                 .group_by(job_dependencies.c.job_id)
@@ -401,7 +406,7 @@ class SqlBase:
             now = self.clock.now()
             await conn.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(list(causes)))
+                .where(self.dialect.one_of(jobs.c.id, list(causes)))
                 .values(render.values(transitions.CANCEL, now))
             )
             await self._add_events(

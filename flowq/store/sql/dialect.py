@@ -12,7 +12,7 @@ ask which database they are on. Implementations:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -72,6 +72,14 @@ class SqlDialect(Protocol):
 
     def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
         """A WHERE condition on ``flowq_jobs.tags``."""
+
+    def one_of(
+        self, column: ColumnElement[Any], values: Collection[int] | Collection[str]
+    ) -> ColumnElement[bool]:
+        """``column IN values`` with ONE bound parameter however many values there
+        are (the databases cap a statement's parameters near 32,767): an array on
+        PostgreSQL, a JSON array on SQLite. Ids and keys that grow with the data go
+        through this, never through ``column.in_(values)``."""
 
     def insert_into(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """An INSERT into ``table`` that supports ON CONFLICT."""

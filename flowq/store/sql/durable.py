@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq import replay
@@ -20,7 +20,10 @@ from flowq.store.sql import render
 from flowq.store.sql.base import SqlBase, held
 from flowq.store.sql.schema import jobs, tokens
 
-__all__ = ["SqlDurableVerbs"]
+__all__ = ["EXPIRE_CHUNK", "SqlDurableVerbs"]
+
+EXPIRE_CHUNK = 1000
+"""Timed-out tokens an expiry run settles per transaction."""
 
 
 class SqlDurableVerbs(SqlBase):
@@ -162,18 +165,35 @@ class SqlDurableVerbs(SqlBase):
         return rows.token_from_row({**row._mapping, **completed})
 
     async def expire_timed_out_tokens(self) -> int:
-        """Mark waiting tokens past their deadline timed out and wake their jobs."""
-        async with self._transaction() as conn:
-            now = self.clock.now()
-            expired = await self._time_out(
-                conn, and_(tokens.c.timeout_at.is_not(None), tokens.c.timeout_at <= now), now
-            )
-            woken = await self._wake_waiters(conn, expired, now) if expired else 0
-            if woken:
-                await self.dialect.notify(conn, "jobs")
+        """Mark waiting tokens past their deadline timed out and wake their jobs, in
+        chunks of :data:`EXPIRE_CHUNK` tokens (one transaction each)."""
+        now = self.clock.now()
+        total = woken = 0
+        while True:
+            async with self._transaction() as conn:
+                due = await conn.execute(
+                    select(tokens.c.id)
+                    .where(
+                        tokens.c.status == TokenStatus.WAITING.value,
+                        tokens.c.timeout_at.is_not(None),
+                        tokens.c.timeout_at <= now,
+                    )
+                    .order_by(tokens.c.id)
+                    .limit(EXPIRE_CHUNK)
+                    .with_for_update()
+                )
+                chosen = list(due.scalars())
+                expired = await self._time_out(conn, self.dialect.one_of(tokens.c.id, chosen), now)
+                chunk_woken = await self._wake_waiters(conn, expired, now) if expired else 0
+                if chunk_woken:
+                    await self.dialect.notify(conn, "jobs")
+            total += len(expired)
+            woken += chunk_woken
+            if len(chosen) < EXPIRE_CHUNK:
+                break
         if woken:
             self._wake("jobs")
-        return len(expired)
+        return total
 
     async def _time_out(self, conn: AsyncConnection, which: Any, now: datetime) -> list[str]:
         result = await conn.execute(
@@ -195,7 +215,7 @@ class SqlDurableVerbs(SqlBase):
             update(jobs)
             .where(
                 jobs.c.status == JobStatus.WAITING.value,
-                jobs.c.wait_token_id.in_(wait_ids),
+                self.dialect.one_of(jobs.c.wait_token_id, wait_ids),
             )
             .values(render.values(transitions.WAKE, now))
             .returning(jobs.c.id)

@@ -90,7 +90,7 @@ class SqlJobVerbs(SqlBase):
                     await conn.execute(
                         update(jobs)
                         .where(
-                            jobs.c.id.in_(sorted(prerequisites - inserted)),
+                            self.dialect.one_of(jobs.c.id, sorted(prerequisites - inserted)),
                             jobs.c.has_dependants.is_(False),
                         )
                         .values(has_dependants=True)
@@ -109,7 +109,9 @@ class SqlJobVerbs(SqlBase):
         if not keys:
             return {}
         result = await conn.execute(
-            select(jobs.c.idempotency_key, jobs.c.id).where(jobs.c.idempotency_key.in_(keys))
+            select(jobs.c.idempotency_key, jobs.c.id).where(
+                self.dialect.one_of(jobs.c.idempotency_key, keys)
+            )
         )
         return dict(result.all())
 
@@ -122,7 +124,7 @@ class SqlJobVerbs(SqlBase):
             return {}
         result = await conn.execute(
             select(jobs.c.id, jobs.c.status, jobs.c.ready_at.is_not(None))
-            .where(jobs.c.id.in_(sorted(ids)))
+            .where(self.dialect.one_of(jobs.c.id, sorted(ids)))
             .with_for_update(key_share=True)
         )
         return {job_id: (status, bool(ready)) for job_id, status, ready in result}
@@ -174,7 +176,7 @@ class SqlJobVerbs(SqlBase):
                 return []
             edges = await conn.execute(
                 select(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
-                .where(job_dependencies.c.job_id.in_([row["id"] for row in found]))
+                .where(self.dialect.one_of(job_dependencies.c.job_id, [r["id"] for r in found]))
                 .order_by(job_dependencies.c.job_id, job_dependencies.c.depends_on_id)
             )
         depends: dict[int, list[int]] = {}
@@ -288,7 +290,9 @@ class SqlJobVerbs(SqlBase):
             for columns, ids in by_columns.items():
                 update_values = {column: values[column] for column in columns}
                 await conn.execute(
-                    update(jobs).where(jobs.c.id.in_(ids)).values(**update_values, **edit)
+                    update(jobs)
+                    .where(self.dialect.one_of(jobs.c.id, ids))
+                    .values(**update_values, **edit)
                 )
             await self._add_events(conn, events, now)
             return len(events)

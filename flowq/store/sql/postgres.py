@@ -11,13 +11,25 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import anyio
 import asyncpg
-from sqlalchemy import ColumnElement, Table, Text, and_, not_, text, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    not_,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -149,6 +161,14 @@ class PostgresDialect:
         if query.mode == "none":
             return not_(overlaps)
         return and_(contains, tags.contained_by(values))
+
+    def one_of(
+        self, column: ColumnElement[Any], values: Collection[int] | Collection[str]
+    ) -> ColumnElement[bool]:
+        """``column = ANY(:array)``: one ``bigint[]`` or ``text[]`` parameter."""
+        element = Text() if isinstance(column.type, String) else BigInteger()
+        array = bindparam(None, list(values), type_=postgresql.ARRAY(element))
+        return column == any_(array)
 
     def insert_into(self, table: Table) -> postgresql.Insert:
         """PostgreSQL's INSERT."""

@@ -3,6 +3,7 @@ hand-backs, and the maintenance verbs (reclaim, cleanup)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
@@ -34,7 +36,11 @@ from flowq.store.sql import render
 from flowq.store.sql.base import SqlBase, held
 from flowq.store.sql.schema import job_dependencies, job_events, jobs, steps, tokens
 
-__all__ = ["SqlRunVerbs"]
+__all__ = ["RECLAIM_CHUNK", "SqlRunVerbs"]
+
+RECLAIM_CHUNK = 500
+"""Processing rows a reclaim reads per transaction."""
+log = logging.getLogger("flowq.maintenance")
 
 _parent = jobs.alias("parent")
 _NEEDED_BY_PARENT = exists(
@@ -95,7 +101,7 @@ class SqlRunVerbs(SqlBase):
             previous = {row.id: row.status for row in chosen}
             result = await conn.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(list(previous)))
+                .where(self.dialect.one_of(jobs.c.id, list(previous)))
                 .values(render.values(transitions.CLAIM, now, worker_id=worker_id))
                 .returning(*_CLAIMED)
             )
@@ -103,7 +109,9 @@ class SqlRunVerbs(SqlBase):
             with_history = set(
                 (
                     await conn.execute(
-                        select(steps.c.job_id).where(steps.c.job_id.in_(list(previous))).distinct()
+                        select(steps.c.job_id)
+                        .where(self.dialect.one_of(steps.c.job_id, list(previous)))
+                        .distinct()
                     )
                 ).scalars()
             )
@@ -153,10 +161,10 @@ class SqlRunVerbs(SqlBase):
             full = batch.full_groups(taken, groups)
             if full:
                 query = query.where(
-                    or_(jobs.c.group_name.is_(None), jobs.c.group_name.not_in(full))
+                    or_(jobs.c.group_name.is_(None), ~self.dialect.one_of(jobs.c.group_name, full))
                 )
             if seen:
-                query = query.where(jobs.c.id.not_in(seen))
+                query = query.where(~self.dialect.one_of(jobs.c.id, seen))
             wanted = limit - len(kept)
             found = (
                 await conn.execute(query.limit(wanted).with_for_update(skip_locked=True))
@@ -369,49 +377,107 @@ class SqlRunVerbs(SqlBase):
         limit: int | None,
         sparing: str | None = None,
     ) -> int:
+        """Reclaim in chunks of :data:`RECLAIM_CHUNK` rows (by id), one transaction each,
+        so that no statement and no transaction grows with the number of stuck jobs."""
+        total = 0
+        after = 0
+        requeued = False
+        while limit is None or total < limit:
+            wanted = RECLAIM_CHUNK if limit is None else min(RECLAIM_CHUNK, limit - total)
+            read, last, taken, woke = await self._reclaim_chunk(
+                older_than, heed_timeout, wanted, sparing, after
+            )
+            total += taken
+            requeued = requeued or woke
+            if read < wanted:
+                break
+            after = last
+        if requeued:
+            self._wake("jobs")
+        return total
+
+    async def _reclaim_chunk(
+        self,
+        older_than: timedelta,
+        heed_timeout: bool,
+        wanted: int,
+        sparing: str | None,
+        after: int,
+    ) -> tuple[int, int, int, bool]:
+        """Reclaim among the next ``wanted`` processing rows with ids above ``after``;
+        return how many rows were read, the last id read, how many jobs were taken
+        back and whether any returned to pending.
+
+        A job whose lost attempt was its last is failed in a savepoint of its own: if
+        that cannot be written (a row that cannot be read back, say), the error is
+        logged, the job is left as it was for a later run, and the others proceed.
+        """
         async with self._transaction() as conn:
             now = self.clock.now()
             query = select(jobs).where(
                 jobs.c.status == JobStatus.PROCESSING.value,
                 jobs.c.locked_at <= now - older_than,
+                jobs.c.id > after,
             )
             if sparing is not None:
                 query = query.where(jobs.c.locked_by != sparing)
             result = await conn.execute(
-                query.order_by(jobs.c.id).limit(limit).with_for_update(skip_locked=True)
+                query.order_by(jobs.c.id).limit(wanted).with_for_update(skip_locked=True)
             )
+            found = list(result.mappings())
+            if not found:
+                return 0, after, 0, False
             stuck = [
                 row
-                for row in result.mappings()
+                for row in found
                 if transitions.is_stuck(row, older_than, now, heed_timeout=heed_timeout)
             ]
-            if not stuck:
-                return 0
-            requeue = [row["id"] for row in stuck if row["attempts"] < row["max_attempts"]]
+            requeue = [row for row in stuck if row["attempts"] < row["max_attempts"]]
             if requeue:
                 await conn.execute(
                     update(jobs)
-                    .where(jobs.c.id.in_(requeue))
+                    .where(self.dialect.one_of(jobs.c.id, [row["id"] for row in requeue]))
                     .values(render.values(transitions.REQUEUE, now))
                 )
-            await self._add_events(
-                conn,
-                [
-                    (row["id"], EventType.RECLAIMED, transitions.reclaimed_metadata(row))
-                    for row in stuck
-                ],
-                now,
-            )
-            if requeue:
+                await self._add_events(
+                    conn,
+                    [
+                        (row["id"], EventType.RECLAIMED, transitions.reclaimed_metadata(row))
+                        for row in requeue
+                    ],
+                    now,
+                )
                 await self.dialect.notify(conn, "jobs")
+            taken = len(requeue)
             for row in stuck:
-                if row["attempts"] >= row["max_attempts"]:
-                    error = transitions.lost_worker_error(row, now)
-                    await self._fail_row(conn, row, error, FailureReason.TIMEOUT, None)
-            count = len(stuck)
-        if requeue:
-            self._wake("jobs")
-        return count
+                if row["attempts"] < row["max_attempts"]:
+                    continue
+                try:
+                    async with conn.begin_nested():
+                        meta = transitions.reclaimed_metadata(row)
+                        await self._add_events(conn, [(row["id"], EventType.RECLAIMED, meta)], now)
+                        error = transitions.lost_worker_error(row, now)
+                        await self._fail_row(conn, row, error, FailureReason.TIMEOUT, None)
+                except Exception as exc:
+                    if self._not_the_jobs_fault(exc):
+                        raise
+                    log.exception(
+                        "flowq: could not fail stuck job %s (its last attempt was lost); "
+                        "it stays processing and the next reclaim tries again",
+                        row["id"],
+                    )
+                    continue
+                taken += 1
+            return len(found), found[-1]["id"], taken, bool(requeue)
+
+    def _not_the_jobs_fault(self, error: Exception) -> bool:
+        """Whether ``error`` is about the database (gone, busy, no schema) rather than
+        one job's row: such errors end the whole operation."""
+        if isinstance(error, DBAPIError):
+            kind = self.dialect.classify(error.orig, invalidated=error.connection_invalidated)
+        else:
+            kind = self.dialect.classify(error, invalidated=False)
+        return kind is not None
 
     async def cleanup_old_jobs(self, older_than: timedelta) -> int:
         """Delete finished jobs (with their events, steps, edges and tokens) in batches.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any, Final
 import anyio
 from sqlalchemy import (
     ColumnElement,
+    String,
     Table,
     and_,
     bindparam,
@@ -179,6 +180,15 @@ class SqliteDialect:
             .where(each.c.value.in_(bindparam("tags", values, expanding=True, unique=True)))
         )
 
+    def one_of(
+        self, column: ColumnElement[Any], values: Collection[int] | Collection[str]
+    ) -> ColumnElement[bool]:
+        """``column IN (SELECT value FROM json_each(:array))``: one JSON text parameter
+        (SQLite allows 32,766 parameters by default)."""
+        array = bindparam(None, json.dumps(list(values)), type_=String())
+        each = func.json_each(array).table_valued("value").alias()
+        return column.in_(select(each.c.value))
+
     def insert_into(self, table: Table) -> sqlite.Insert:
         """SQLite's INSERT."""
         return sqlite.insert(table)
@@ -211,14 +221,7 @@ class SqliteDialect:
             keys = sorted({job.idempotency_key for job in jobs if job.idempotency_key is not None})
             existing: dict[str | None, int] = {}
             if keys:
-                existing = dict(
-                    await _fetch(
-                        driver,
-                        f"SELECT idempotency_key, id FROM flowq_jobs WHERE idempotency_key IN "
-                        f"({_marks(keys)})",
-                        keys,
-                    )
-                )
+                existing = dict(await _fetch(driver, _IDS_BY_KEY, [json.dumps(keys)]))
             count = batch.count_new_jobs(jobs, existing)
             [(last,)] = await _fetch(driver, _LAST_ID)
             first = int(last or 0) + 1
@@ -354,6 +357,11 @@ _INSERT_JOB: Final = (
 _INSERT_EVENT: Final = (
     "INSERT INTO flowq_job_events (job_id, event_type, at, metadata) VALUES (?, ?, ?, ?)"
 )
+_IDS_BY_KEY: Final = (
+    "SELECT idempotency_key, id FROM flowq_jobs "
+    "WHERE idempotency_key IN (SELECT value FROM json_each(?))"
+)
+"""Jobs with the keys of a JSON array (one parameter, whatever the batch's size)."""
 _CLAIMABLE: Final = """
 SELECT j.id, j.status, EXISTS (SELECT 1 FROM flowq_steps s WHERE s.job_id = j.id)
 FROM flowq_jobs j
