@@ -155,7 +155,9 @@ class Workflow(Generic[PayloadT, ResultT]):
             if isinstance(dead_letter, Workflow)
             else validate.optional_name(dead_letter, f"dead_letter of {where}")
         )
-        self.force_kill_on_timeout = bool(options.get("force_kill_on_timeout", False))
+        self.force_kill_on_timeout = validate.flag(
+            options.get("force_kill_on_timeout", False), f"force_kill_on_timeout of {where}"
+        )
         self._payload_type: Any = _UNRESOLVED
         self.schedules: tuple[DeclaredSchedule, ...] = ()
 
