@@ -16,7 +16,19 @@ from typing import Any, Final
 
 import anyio
 import asyncpg
-from sqlalchemy import ColumnElement, Table, Text, and_, not_, text, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    not_,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -55,6 +67,10 @@ def _flag(value: object) -> bool:
 
 def _unique_statement_name() -> str:
     return f"__flowq_{uuid.uuid4().hex}__"
+
+
+_INDEXED_OVERLAP: Final = 100
+"""The most "any"/"none" tag values matched through the GIN index."""
 
 
 class PostgresDialect:
@@ -133,18 +149,29 @@ class PostgresDialect:
         return sorted(row[0] for row in result)
 
     def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
-        """Array operators on the ``text[]`` column (GIN-indexed)."""
+        """Array operators on the ``text[]`` column, the values one parameter.
+
+        ``@>`` (all, exact) and a short ``&&`` (any, none) use the GIN index. A GIN
+        scan costs per value, so more than :data:`_INDEXED_OVERLAP` values are tested
+        row by row against a JSONB object of them, built once per statement, whose
+        keys ``?|`` finds by binary search.
+        """
         tags = type_coerce(jobs.c.tags, postgresql.ARRAY(Text))
         values = list(query.values)
-        contains: ColumnElement[bool] = tags.contains(values)
-        overlaps: ColumnElement[bool] = tags.overlap(values)
-        if query.mode == "all":
-            return contains
-        if query.mode == "any":
-            return overlaps
-        if query.mode == "none":
-            return not_(overlaps)
-        return and_(contains, tags.contained_by(values))
+        if query.mode in ("all", "exact"):
+            contains: ColumnElement[bool] = tags.contains(values)
+            if query.mode == "all":
+                return contains
+            return and_(contains, func.cardinality(jobs.c.tags) == len(values))
+        overlaps: ColumnElement[bool]
+        if len(values) <= _INDEXED_OVERLAP:
+            overlaps = tags.overlap(values)
+        else:
+            keys = codec.encode(dict.fromkeys(values, 1), what="tag query")
+            param = bindparam("tag_keys", keys, type_=Text, unique=True)
+            table = select(cast(param, postgresql.JSONB)).scalar_subquery()
+            overlaps = type_coerce(table, postgresql.JSONB).has_any(tags)
+        return overlaps if query.mode == "any" else not_(overlaps)
 
     def insert_into(self, table: Table) -> postgresql.Insert:
         """PostgreSQL's INSERT."""

@@ -22,6 +22,7 @@ import anyio
 from sqlalchemy import (
     ColumnElement,
     Table,
+    Text,
     and_,
     bindparam,
     event,
@@ -158,26 +159,27 @@ class SqliteDialect:
         return list(range(last + 1, last + 1 + count))
 
     def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
-        """``json_each`` over the JSON array of tags."""
-        values = list(query.values)
-        if query.mode == "all":
-            return and_(true(), *(self._has_tag([value]) for value in values))
-        if query.mode == "any":
-            return self._has_tag(values) if values else false()
-        if query.mode == "none":
-            return not_(self._has_tag(values)) if values else true()
-        return and_(
-            func.json_array_length(jobs.c.tags) == len(values),
-            *(self._has_tag([value]) for value in values),
-        )
+        """``json_each`` over the JSON array of tags (kept once each, as the values).
 
-    def _has_tag(self, values: list[str]) -> ColumnElement[bool]:
+        The values travel as one JSON array parameter, so any number of them makes
+        one small expression (SQLite indexes the ``IN (SELECT ...)`` list once).
+        """
+        values = list(query.values)
+        if not values:
+            return false() if query.mode == "any" else true()
         each = func.json_each(jobs.c.tags).table_valued("value").alias()
-        return exists(
-            select(literal_column("1"))
-            .select_from(each)
-            .where(each.c.value.in_(bindparam("tags", values, expanding=True, unique=True)))
-        )
+        wanted = func.json_each(
+            bindparam("tags", json.dumps(values), type_=Text, unique=True)
+        ).table_valued("value")
+        matching = each.c.value.in_(select(wanted.c.value).scalar_subquery())
+        if query.mode == "any":
+            return exists(select(literal_column("1")).select_from(each).where(matching))
+        if query.mode == "none":
+            return not_(exists(select(literal_column("1")).select_from(each).where(matching)))
+        found = select(func.count()).select_from(each).where(matching).scalar_subquery()
+        if query.mode == "all":
+            return found == len(values)
+        return and_(func.json_array_length(jobs.c.tags) == len(values), found == len(values))
 
     def insert_into(self, table: Table) -> sqlite.Insert:
         """SQLite's INSERT."""
