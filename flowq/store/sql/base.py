@@ -20,6 +20,7 @@ from flowq.clock import Clock
 from flowq.errors import (
     DatabaseBusyError,
     DatabaseError,
+    DatabaseRefusedError,
     DatabaseUnavailableError,
     SchemaError,
     ValidationError,
@@ -305,6 +306,11 @@ class SqlBase:
             return DatabaseUnavailableError(
                 f"cannot use the database at {self._safe_url()}: {error}. Is the server "
                 "running and the URL right?"
+            )
+        if kind == "refused":
+            return DatabaseRefusedError(
+                f"the database at {self._safe_url()} could not carry out the operation: "
+                f"{type(error).__name__}: {error}"
             )
         if kind == "busy":
             return DatabaseBusyError(

@@ -58,6 +58,9 @@ log = logging.getLogger("flowq")
 
 _UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
 _BUSY_STATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock timeout
+# statement timeout or cancel, disk full, out of memory, program limits, disk I/O
+_REFUSED_STATES = {"57014", "53100", "53200", "58030"}
+_REFUSED_CLASSES = {"54"}
 
 
 def _flag(value: object) -> bool:
@@ -131,6 +134,8 @@ class PostgresDialect:
             return "missing_table"
         if state in _BUSY_STATES:
             return "busy"
+        if state in _REFUSED_STATES or state[:2] in _REFUSED_CLASSES:
+            return "refused"
         if invalidated or state[:2] in _UNAVAILABLE_CLASSES:
             return "unavailable"
         return None

@@ -65,6 +65,13 @@ PIN_BUSY_TIMEOUT_MS: Final = 50
 LOCK_WAIT_SECONDS: Final = 30.0
 """How long the hot paths wait for the write lock (in short, cancellable tries)."""
 _UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
+_REFUSED = (
+    "database or disk is full",
+    "too many SQL variables",
+    "Expression tree is too large",
+    "string or blob too big",
+    "out of memory",
+)
 _LAST_ID = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'flowq_jobs'), 0),"
     " COALESCE((SELECT MAX(id) FROM flowq_jobs), 0))"
@@ -148,6 +155,8 @@ class SqliteDialect:
             return "unavailable"
         if "database is locked" in message:
             return "busy"
+        if any(m in message for m in _REFUSED):
+            return "refused"
         return None
 
     # -- pieces of the general statements ---------------------------------------------
