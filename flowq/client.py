@@ -91,6 +91,9 @@ class App(CronJobs):
         self.hooks = Hooks()
         self._opened = False
 
+    def __repr__(self) -> str:
+        return f"<flowq.App on {self.store!r}>"
+
     # -- life cycle -----------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

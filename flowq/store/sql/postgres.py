@@ -41,6 +41,7 @@ from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabil
 from flowq.store.sql.dialect import ErrorKind
 from flowq.store.sql.render import set_clause
 from flowq.store.sql.schema import jobs
+from flowq.store.sql.urls import safe_url
 
 __all__ = [
     "ADD_JOBS",
@@ -206,7 +207,12 @@ class PostgresDialect:
             try:
                 connection = await asyncpg.connect(dsn, timeout=10)
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("flowq: cannot LISTEN on %s (%s); retrying in %.1fs", url, exc, backoff)
+                log.warning(
+                    "flowq: cannot LISTEN on %s (%s); retrying in %.1fs",
+                    safe_url(url),
+                    exc,
+                    backoff,
+                )
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -214,12 +220,14 @@ class PostgresDialect:
             try:
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(
-                    CHANNEL, lambda _c, _pid, _channel, payload: on_wake(payload)
+                    CHANNEL, lambda _c, _pid, _channel, payload: _deliver(on_wake, payload)
                 )
                 backoff = 0.1
                 on_wake("jobs")
                 await lost.wait()
-                log.warning("flowq: the LISTEN connection to %s dropped; reconnecting", url)
+                log.warning(
+                    "flowq: the LISTEN connection to %s dropped; reconnecting", safe_url(url)
+                )
             finally:
                 with anyio.CancelScope(shield=True):
                     await connection.close(timeout=2)
@@ -458,3 +466,15 @@ SELECT {", ".join(rows.CALL_COLUMNS)}
 FROM flowq_steps WHERE job_id = $1 ORDER BY seq
 """
 """A job's recorded calls in position order."""
+
+
+def _deliver(on_wake: Callable[[str], None], payload: str) -> None:
+    """Hand a NOTIFY payload to the listener; one that it cannot read (sent by
+    something else than flowq) is logged in one line, without a traceback."""
+    try:
+        on_wake(payload)
+    except Exception as exc:
+        log.warning(
+            "flowq: ignored a malformed notification %r on %s (%s: %s)",
+            payload[:200], CHANNEL, type(exc).__name__, exc,
+        )  # fmt: skip
