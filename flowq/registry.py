@@ -134,6 +134,7 @@ class Workflow(Generic[PayloadT, ResultT]):
             )
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
+        validate.text(self.name, "workflow name")
         self.takes_context = _count_parameters(fn, self.name) == 2
         self.is_async = inspect.iscoroutinefunction(fn)
         where = f"workflow {self.name!r}"

@@ -226,3 +226,12 @@ async def test_the_largest_accepted_values_round_trip(app: flowq.App, workflow: 
     assert job.timeout == timedelta(days=36_500) and job.priority == 2**31 - 1
     assert job.run_at == datetime(9999, 12, 31, tzinfo=UTC) and job.tags == (text,)
     assert await app.get_job(2**63 - 1) is None
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\udc80"])
+def test_a_workflow_name_with_nul_or_a_surrogate_is_refused(name: str) -> None:
+    """Registering a workflow under such a name raises ValidationError naming it."""
+    registry = flowq.Registry()
+    with pytest.raises(flowq.ValidationError, match="workflow name"):
+        registry.workflow(name=name)(lambda payload: None)
+    assert registry.names() == []
