@@ -150,12 +150,7 @@ class App(CronJobs):
         (``concurrency``, ``batch_size``, ``poll_interval``, ``workflows``,
         ``worker_id``, ``group_concurrency``, ``heartbeat_interval``,
         ``drain_timeout``, ``notify``)."""
-        unknown = sorted(set(options) - set(WorkerOptions.__annotations__))
-        if unknown:
-            raise ValidationError(
-                f"unknown worker option(s) {', '.join(unknown)}; valid: "
-                f"{', '.join(sorted(WorkerOptions.__annotations__))}"
-            )
+        validate.option_names(options, WorkerOptions.__annotations__, "worker")
         worker_id = options.get("worker_id")
         if isinstance(worker_id, str):
             validate.text(worker_id, "worker_id")
@@ -173,6 +168,7 @@ class App(CronJobs):
         the Supervisor's (``interval``, ``stuck_jobs_timeout``,
         ``cleanup_jobs_days_to_keep``, ``cleanup_events_days_to_keep``,
         ``reclaim_stuck_jobs``, ``expire_timed_out_tokens``, ``on_error``)."""
+        validate.option_names(options, SupervisorOptions.__annotations__, "supervisor")
         return Supervisor(self.store, self.clock, **options)
 
     def on(self, event: str, callback: HookCallback) -> None:

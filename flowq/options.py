@@ -89,11 +89,7 @@ def spec_from_dict(item: dict[str, Any]) -> JobSpec:
 
 def check_option_names(options: dict[str, Any]) -> None:
     """Reject option names that do not exist (typos would otherwise be dropped)."""
-    unknown = sorted(set(options) - _OPTION_NAMES)
-    if unknown:
-        raise ValidationError(
-            f"unknown job option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_OPTION_NAMES))}"
-        )
+    validate.option_names(options, _OPTION_NAMES, "job")
 
 
 def build_new_job(

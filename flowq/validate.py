@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from flowq.errors import ValidationError
@@ -14,6 +14,7 @@ __all__ = [
     "flag",
     "integer",
     "max_attempts",
+    "option_names",
     "optional_name",
     "priority",
     "tags",
@@ -79,6 +80,20 @@ def text(value: str, name: str) -> str:
                 f"got {value!r}"
             ) from None
     return value
+
+
+def option_names(given: Collection[str], valid: Collection[str], what: str) -> None:
+    """Refuse keyword options that do not exist (a typo would otherwise be dropped or
+    raise a ``TypeError``).
+
+    Raises:
+        ValidationError: ``unknown <what> option(s) ...; valid: ...``.
+    """
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValidationError(
+            f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
 
 
 def priority(value: Any) -> int:

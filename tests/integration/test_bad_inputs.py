@@ -102,6 +102,7 @@ CASES = [
     Case("add_jobs('ab')", lambda a, _: a.add_jobs("ab"), V, "add_jobs"),
     Case("add_jobs([5])", lambda a, _: a.add_jobs([5]), V, "add_jobs"),
     Case("create_worker(bogus=1)", lambda a, _: a.create_worker(bogus=1), V, "bogus"),
+    Case("create_supervisor(bogus=1)", lambda a, _: a.create_supervisor(bogus=1), V, "bogus"),
     Case(
         "create_worker(workflows='ok')",
         lambda a, _: a.create_worker(workflows="ok"),
