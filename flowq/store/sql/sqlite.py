@@ -175,6 +175,8 @@ class SqliteDialect:
         """
         values = list(query.values)
         if not values:
+            if query.mode == "exact":
+                return func.json_array_length(jobs.c.tags) == 0
             return false() if query.mode == "any" else true()
         each = func.json_each(jobs.c.tags).table_valued("value").alias()
         wanted = func.json_each(
