@@ -73,7 +73,7 @@ def _unique_statement_name() -> str:
     return f"__flowq_{uuid.uuid4().hex}__"
 
 
-_INDEXED_OVERLAP: Final = 100
+_INDEXED_OVERLAP: Final = 32
 """The most "any"/"none" tag values matched through the GIN index."""
 
 
