@@ -11,6 +11,7 @@ from flowq.durations import Duration as Duration
 from flowq.errors import ContextError as ContextError
 from flowq.errors import DatabaseBusyError as DatabaseBusyError
 from flowq.errors import DatabaseError as DatabaseError
+from flowq.errors import DatabaseRefusedError as DatabaseRefusedError
 from flowq.errors import DatabaseUnavailableError as DatabaseUnavailableError
 from flowq.errors import DependencyError as DependencyError
 from flowq.errors import FlowqError as FlowqError
@@ -72,6 +73,7 @@ __all__ = [
     "CronSchedule",
     "DatabaseBusyError",
     "DatabaseError",
+    "DatabaseRefusedError",
     "DatabaseUnavailableError",
     "DependencyError",
     "DependsOn",

@@ -16,7 +16,13 @@ from flowq import codec, history, validate
 from flowq import options as job_options
 from flowq.clock import Clock
 from flowq.cron_jobs import CronJobs
-from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
+from flowq.durations import (
+    Duration,
+    parse_age,
+    parse_duration,
+    parse_optional_duration,
+    to_utc,
+)
 from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
 from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token, TokenStatus
@@ -85,6 +91,9 @@ class App(CronJobs):
         self.hooks = Hooks()
         self._opened = False
 
+    def __repr__(self) -> str:
+        return f"<flowq.App on {self.store!r}>"
+
     # -- life cycle -----------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -141,6 +150,10 @@ class App(CronJobs):
         (``concurrency``, ``batch_size``, ``poll_interval``, ``workflows``,
         ``worker_id``, ``group_concurrency``, ``heartbeat_interval``,
         ``drain_timeout``, ``notify``)."""
+        validate.option_names(options, WorkerOptions.__annotations__, "worker")
+        worker_id = options.get("worker_id")
+        if isinstance(worker_id, str):
+            validate.text(worker_id, "worker_id")
         return Worker(
             self.store,
             self.registry,
@@ -155,6 +168,7 @@ class App(CronJobs):
         the Supervisor's (``interval``, ``stuck_jobs_timeout``,
         ``cleanup_jobs_days_to_keep``, ``cleanup_events_days_to_keep``,
         ``reclaim_stuck_jobs``, ``expire_timed_out_tokens``, ``on_error``)."""
+        validate.option_names(options, SupervisorOptions.__annotations__, "supervisor")
         return Supervisor(self.store, self.clock, **options)
 
     def on(self, event: str, callback: HookCallback) -> None:
@@ -219,14 +233,12 @@ class App(CronJobs):
                 changes then; in particular no job is resumed.
             SerializationError: ``output`` cannot be encoded as JSON.
         """
-        if not isinstance(token_id, str) or not token_id:
-            raise ValidationError(f"token ids are non-empty strings, got {token_id!r}")
-        text = codec.encode(output, what=f"output of token {token_id!r}")
+        text = codec.encode_input(output, what=f"output of token {_token_id(token_id)!r}")
         return await (await self._ready()).complete_token(token_id, text)
 
     async def get_token(self, token_id: str) -> Token | None:
         """The token (its status, output and deadline), or None."""
-        return await (await self._ready()).get_token(token_id)
+        return await (await self._ready()).get_token(_token_id(token_id))
 
     async def get_tokens(
         self,
@@ -342,8 +354,14 @@ class App(CronJobs):
         in ``depends_on`` names the i-th job. If any item is invalid, nothing is
         written.
         """
+        if isinstance(jobs, str | bytes) or not isinstance(jobs, Sequence):
+            raise ValidationError(f"add_jobs takes a list of JobSpec or dicts, got {jobs!r}")
         new_jobs = []
         for item in jobs:
+            if not isinstance(item, JobSpec | Mapping):
+                raise ValidationError(
+                    f"add_jobs takes a list of JobSpec or dicts, got an item {item!r}"
+                )
             spec = item if isinstance(item, JobSpec) else job_options.spec_from_dict(dict(item))
             if isinstance(spec.workflow, Workflow):
                 definition: Workflow[Any, Any] = spec.workflow
@@ -539,9 +557,13 @@ def _job_id(value: Any) -> int:
 
 
 def _age(value: Any, unit: str, seconds: int) -> timedelta:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValidationError(f"{unit} must be a number >= 0, got {value!r}")
-    return timedelta(seconds=value * seconds)
+    return parse_age(value, unit=unit, unit_seconds=seconds)
+
+
+def _token_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"token ids are non-empty strings, got {value!r}")
+    return validate.text(value, "a token id")
 
 
 def _statuses(value: Any) -> tuple[JobStatus, ...]:
@@ -566,6 +588,8 @@ def _filter(
     name = workflow.name if isinstance(workflow, Workflow) else workflow
     if name is not None and not isinstance(name, str):
         raise ValidationError(f"workflow must be a workflow object or name, got {workflow!r}")
+    if name is not None:
+        validate.text(name, "workflow")
     if tags is not None and not isinstance(tags, TagQuery):
         tags = TagQuery(tags, "all")
     if priority is not None:

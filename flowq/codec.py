@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import msgspec
 
 from flowq.errors import PayloadError, SerializationError
 
-__all__ = ["MAX_VALUE_BYTES", "decode", "decode_result", "encode", "encode_payload"]
+__all__ = [
+    "MAX_NESTING",
+    "MAX_VALUE_BYTES",
+    "decode",
+    "decode_result",
+    "encode",
+    "encode_input",
+    "encode_payload",
+]
 
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 """The largest encoded payload, output or step result flowq stores (16 MiB)."""
 
+MAX_NESTING = 256
+"""The deepest nesting of lists and dicts flowq stores: deeper values would not decode
+again in a worker (Python's recursion limit), so they are refused when encoded."""
+
 _encoder = msgspec.json.Encoder()
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
+_FLOAT_NOT_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")  # msgpack float64 inf/NaN
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def encode(value: Any, *, what: str) -> str:
@@ -24,18 +42,22 @@ def encode(value: Any, *, what: str) -> str:
         what: Names the value in the error ("payload of job 'x'", "step 'fetch'").
 
     Raises:
-        SerializationError: The value cannot be encoded or is larger than
-            :data:`MAX_VALUE_BYTES`.
+        SerializationError: The value cannot be encoded, is larger than
+            :data:`MAX_VALUE_BYTES` or nested deeper than :data:`MAX_NESTING`.
     """
     try:
         data = _encoder.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"{what} cannot be encoded as JSON: {exc}") from None
+    except RecursionError:
+        raise SerializationError(_too_deep(what)) from None
     if len(data) > MAX_VALUE_BYTES:
         raise SerializationError(
             f"{what} is {len(data):,} bytes as JSON, over the {MAX_VALUE_BYTES:,}-byte "
             "limit; store large data elsewhere and pass a reference"
         )
+    if _nesting_over(data, MAX_NESTING):
+        raise SerializationError(_too_deep(what))
     return data.decode()
 
 
@@ -46,6 +68,68 @@ def decode(text: str | bytes | None, type_: Any = Any) -> Any:
     return msgspec.json.decode(text, type=type_)
 
 
+def encode_input(value: Any, *, what: str) -> str:
+    """Encode a value a user hands in (a payload, a token's output) with the rules
+    every store applies alike: :func:`encode`'s, and no NaN or infinite numbers (JSON
+    has none: they would be stored as null) and no NUL characters in strings.
+
+    Raises:
+        SerializationError: naming ``what`` and the rule.
+    """
+    text = encode(value, what=what)
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise SerializationError(f"{what} contains a NUL character, which flowq does not store")
+    if "null" in text and not _all_finite(value):
+        raise SerializationError(
+            f"{what} contains NaN or an infinite number, which JSON cannot hold "
+            "(it would be stored as null)"
+        )
+    return text
+
+
+def _too_deep(what: str) -> str:
+    return f"{what} is nested more than {MAX_NESTING} lists/dicts deep, the most flowq stores"
+
+
+def _nesting_over(data: bytes, limit: int) -> bool:
+    """Whether the JSON ``data`` nests lists and objects more than ``limit`` deep."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = unescaped.translate(_SQUARE, delete=_NOT_STRUCTURE)
+    # Two adjacent quotes close one string and open the next, or enclose an empty
+    # one: dropping them keeps what lies inside strings inside; then what is left
+    # between quotes (strings holding brackets) is dropped.
+    structure = structure.replace(b'""', b"")
+    brackets = b"".join(structure.split(b'"')[::2]) if b'"' in structure else structure
+    for _ in range(limit):
+        brackets = brackets.replace(b"[]", b"")
+        if not brackets:
+            return False
+    return True
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether no float in ``value`` is NaN or infinite (a fast look at its MessagePack
+    form, where such floats have a telltale prefix; a walk when it might have one)."""
+    try:
+        if not _FLOAT_NOT_FINITE.search(msgspec.msgpack.encode(value)):
+            return True
+    except (TypeError, ValueError, OverflowError):
+        pass
+    stack = [msgspec.to_builtins(value)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def encode_payload(payload: Any, payload_type: Any, *, workflow: str) -> str:
     """Encode a payload and check that it decodes as the workflow's payload type.
 
@@ -53,7 +137,7 @@ def encode_payload(payload: Any, payload_type: Any, *, workflow: str) -> str:
         SerializationError: The payload cannot be encoded as JSON.
         PayloadError: The encoded payload does not fit ``payload_type``.
     """
-    text = encode(payload, what=f"payload for workflow {workflow!r}")
+    text = encode_input(payload, what=f"payload for workflow {workflow!r}")
     if payload_type is not Any:
         try:
             msgspec.json.decode(text, type=payload_type)

@@ -12,7 +12,8 @@ The tree::
     ├── RegistrationError                     two functions under one workflow name
     ├── DatabaseError                         the database cannot serve flowq
     │   ├── DatabaseUnavailableError          cannot connect
-    │   │   └── DatabaseBusyError             locked or deadlocked for now: retry
+    │   │   ├── DatabaseBusyError             locked or deadlocked for now: retry
+    │   │   └── DatabaseRefusedError          the server could not do it (timeout, full disk)
     │   └── SchemaError                       flowq's tables are missing or too old
     ├── TokenError                            completing an unknown or finished token
     ├── JobFailedError                        a job waited for (app.result, ctx.call) failed
@@ -34,6 +35,7 @@ __all__ = [
     "ContextError",
     "DatabaseBusyError",
     "DatabaseError",
+    "DatabaseRefusedError",
     "DatabaseUnavailableError",
     "DependencyError",
     "FlowqError",
@@ -104,6 +106,13 @@ class DatabaseUnavailableError(DatabaseError):
 class DatabaseBusyError(DatabaseUnavailableError):
     """The database refused this operation for now (a deadlock, a serialization
     conflict, a SQLite lock held too long); retrying it is safe. Workers do."""
+
+
+class DatabaseRefusedError(DatabaseUnavailableError):
+    """The database was reached but could not carry out the operation: a statement
+    timeout, a full disk, out of memory, a statement over the server's limits. The
+    message carries the server's own words. Workers back off and retry, as for an
+    unavailable database; nothing of the operation was written."""
 
 
 class SchemaError(DatabaseError):

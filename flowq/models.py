@@ -121,8 +121,12 @@ class RetryPolicy:
     ) -> None:
         object.__setattr__(self, "delay", parse_duration(delay, name="retry delay"))
         object.__setattr__(self, "max_delay", parse_duration(max_delay, name="retry max delay"))
-        object.__setattr__(self, "backoff", bool(backoff))
-        object.__setattr__(self, "jitter", bool(backoff if jitter is None else jitter))
+        object.__setattr__(self, "backoff", validate.flag(backoff, "RetryPolicy backoff"))
+        object.__setattr__(
+            self,
+            "jitter",
+            validate.flag(backoff if jitter is None else jitter, "RetryPolicy jitter"),
+        )
 
     def wait_after(self, attempt: int, random_fraction: float) -> timedelta:
         """The wait after failed attempt ``attempt``, given a random number in [0, 1)."""
@@ -162,6 +166,7 @@ class TagQuery:
         for item in items:
             if not isinstance(item, str):
                 raise ValidationError(f"tags must be strings, got {item!r}")
+            validate.text(item, "a tag in a TagQuery")
         object.__setattr__(self, "values", tuple(dict.fromkeys(items)))
         object.__setattr__(self, "mode", mode)
 

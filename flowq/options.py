@@ -89,11 +89,7 @@ def spec_from_dict(item: dict[str, Any]) -> JobSpec:
 
 def check_option_names(options: dict[str, Any]) -> None:
     """Reject option names that do not exist (typos would otherwise be dropped)."""
-    unknown = sorted(set(options) - _OPTION_NAMES)
-    if unknown:
-        raise ValidationError(
-            f"unknown job option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_OPTION_NAMES))}"
-        )
+    validate.option_names(options, _OPTION_NAMES, "job")
 
 
 def build_new_job(
@@ -120,8 +116,9 @@ def build_new_job(
         run_at=_run_at(options, now),
         retry=_retry(options, definition.retry or DEFAULT_RETRY),
         timeout=parse_optional_duration(options.get("timeout", definition.timeout), name="timeout"),
-        force_kill_on_timeout=bool(
-            options.get("force_kill_on_timeout", definition.force_kill_on_timeout)
+        force_kill_on_timeout=validate.flag(
+            options.get("force_kill_on_timeout", definition.force_kill_on_timeout),
+            "force_kill_on_timeout",
         ),
         tags=validate.tags((*definition.tags, *validate.tags(options.get("tags", ())))),
         idempotency_key=validate.optional_name(options.get("idempotency_key"), "idempotency_key"),
@@ -239,7 +236,9 @@ def check_changes(
     if "dead_letter" in changes:
         result["dead_letter"] = dead_letter_name(changes["dead_letter"])
     if "force_kill_on_timeout" in changes:
-        result["force_kill_on_timeout"] = bool(changes["force_kill_on_timeout"])
+        result["force_kill_on_timeout"] = validate.flag(
+            changes["force_kill_on_timeout"], "force_kill_on_timeout"
+        )
     return result
 
 
@@ -266,7 +265,7 @@ def _retry(options: JobOptions, base: RetryPolicy) -> RetryPolicy:
         return policy
     if not flat:
         return base
-    backoff = options.get("retry_backoff", base.backoff)
+    backoff = validate.flag(options.get("retry_backoff", base.backoff), "retry_backoff")
     return RetryPolicy(
         options.get("retry_delay", base.delay),
         backoff=backoff,

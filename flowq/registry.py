@@ -134,6 +134,7 @@ class Workflow(Generic[PayloadT, ResultT]):
             )
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise RegistrationError(f"workflow name must be 1-255 characters, got {self.name!r}")
+        validate.text(self.name, "workflow name")
         self.takes_context = _count_parameters(fn, self.name) == 2
         self.is_async = inspect.iscoroutinefunction(fn)
         where = f"workflow {self.name!r}"
@@ -155,7 +156,9 @@ class Workflow(Generic[PayloadT, ResultT]):
             if isinstance(dead_letter, Workflow)
             else validate.optional_name(dead_letter, f"dead_letter of {where}")
         )
-        self.force_kill_on_timeout = bool(options.get("force_kill_on_timeout", False))
+        self.force_kill_on_timeout = validate.flag(
+            options.get("force_kill_on_timeout", False), f"force_kill_on_timeout of {where}"
+        )
         self._payload_type: Any = _UNRESOLVED
         self.schedules: tuple[DeclaredSchedule, ...] = ()
 

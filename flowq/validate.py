@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from flowq.errors import ValidationError
@@ -11,11 +11,14 @@ __all__ = [
     "INT32",
     "INT64",
     "MAX_NAME_LENGTH",
+    "flag",
     "integer",
     "max_attempts",
+    "option_names",
     "optional_name",
     "priority",
     "tags",
+    "text",
 ]
 
 MAX_NAME_LENGTH = 255
@@ -48,6 +51,51 @@ def integer(
     return value
 
 
+def flag(value: Any, name: str) -> bool:
+    """A ``bool``, not a value that merely looks true or false (``"false"``, ``1``).
+
+    Raises:
+        ValidationError: naming ``name`` and the value.
+    """
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def text(value: str, name: str) -> str:
+    """A string every store keeps as given: no NUL characters (PostgreSQL refuses
+    them) and no lone surrogates (they are not UTF-8). ``value`` must be a ``str``.
+
+    Raises:
+        ValidationError: naming ``name`` and what is wrong.
+    """
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters, got {value!r}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"{name} must not contain lone surrogates (it would not be valid UTF-8), "
+                f"got {value!r}"
+            ) from None
+    return value
+
+
+def option_names(given: Collection[str], valid: Collection[str], what: str) -> None:
+    """Refuse keyword options that do not exist (a typo would otherwise be dropped or
+    raise a ``TypeError``).
+
+    Raises:
+        ValidationError: ``unknown <what> option(s) ...; valid: ...``.
+    """
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValidationError(
+            f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+
+
 def priority(value: Any) -> int:
     """A priority: any 32-bit integer (higher runs first)."""
     return integer(value, "priority", bounds=INT32)
@@ -65,6 +113,7 @@ def tags(values: Any) -> tuple[str, ...]:
     for value in values:
         if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
             raise ValidationError(f"each tag must be a string of 1-255 characters, got {value!r}")
+        text(value, "a tag")
     return tuple(dict.fromkeys(values))
 
 
@@ -74,4 +123,4 @@ def optional_name(value: Any, option: str) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
         raise ValidationError(f"{option} must be a string of 1-255 characters, got {value!r}")
-    return value
+    return text(value, option)

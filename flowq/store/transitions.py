@@ -85,6 +85,7 @@ __all__ = [
     "reclaimed_metadata",
     "released_metadata",
     "timed_out_token",
+    "token_retired",
 ]
 
 
@@ -574,6 +575,18 @@ def check_completable(token: Token, now: datetime) -> None:
 def completed_token(output: str, now: datetime) -> dict[str, Any]:
     """Column values of a token completed with ``output`` (JSON text)."""
     return {"status": TokenStatus.COMPLETED.value, "output": output, "completed_at": now}
+
+
+def token_retired(row: Mapping[str, Any], cutoff: datetime) -> bool:
+    """Whether ``cleanup_old_jobs`` deletes this token row on its own: it was created
+    outside any job (a job's tokens go with the job) and it finished (completed or
+    timed out) at or before ``cutoff``, or still waits with a deadline at or before
+    ``cutoff``. ``TOKEN_RETIRED`` in the SQL store says the same."""
+    if row["job_id"] is not None:
+        return False
+    if row["status"] == TokenStatus.WAITING.value:
+        return row["timeout_at"] is not None and row["timeout_at"] <= cutoff
+    return row["completed_at"] is not None and row["completed_at"] <= cutoff
 
 
 def timed_out_token(now: datetime) -> dict[str, Any]:

@@ -425,3 +425,42 @@ class DurableVerbsContract(ContractBase):
         assert await app.cleanup_old_jobs(days=0) == 1
         assert await app.store.load_history(job_id) == []
         assert await app.get_token(token.id) is None
+
+    async def test_tokens_of_no_job_expire_and_are_cleaned_up(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """Tokens from app.create_token time out at their deadline; cleanup_old_jobs
+        deletes them once they finished or passed their deadline ``days`` ago, and
+        keeps waiting tokens without a deadline and a job's own tokens."""
+        done = await app.create_token()
+        await app.complete_token(done.id, "ok")
+        expiring = await app.create_token(timeout="1h")
+        forever = await app.create_token()
+        job_id = await app.start(echo, {})
+        [claimed] = await self.claim(app)
+        owned = await app.store.create_token(
+            NewToken(id="t-" + "o" * 30, tags=(), timeout_at=None), claimed.lease
+        )
+        assert owned is not None and owned.job_id == job_id
+        clock.advance(timedelta(hours=2))
+        assert await app.expire_timed_out_tokens() == 1
+        expired = await app.get_token(expiring.id)
+        assert expired is not None and expired.status is TokenStatus.TIMED_OUT
+        assert await app.cleanup_old_jobs(days=1) == 0
+        assert await app.get_token(done.id) is not None  # finished 2 hours ago only
+        clock.advance(timedelta(days=1))
+        assert await app.cleanup_old_jobs(days=1) == 0
+        assert await app.get_token(done.id) is None
+        assert await app.get_token(expiring.id) is None
+        assert await app.get_token(forever.id) is not None
+        assert await app.get_token(owned.id) is not None
+
+    async def test_a_token_of_no_job_past_its_deadline_is_cleaned_up_unexpired(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """A waiting token whose deadline passed ``days`` ago goes even if nothing
+        marked it timed out."""
+        stale = await app.create_token(timeout="1h")
+        clock.advance(timedelta(days=3))
+        assert await app.cleanup_old_jobs(days=2) == 0
+        assert await app.get_token(stale.id) is None

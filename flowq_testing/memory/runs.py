@@ -300,9 +300,13 @@ class MemoryRunVerbs(MemoryTables):
 
         Their events, dependency edges, recorded calls and tokens go with them; their
         ids are never reused. A finished child whose unfinished parent has not
-        recorded its outcome is kept.
+        recorded its outcome is kept. Tokens of no job go once they finished or
+        passed their deadline that long ago.
         """
         cutoff = self._now() - older_than
+        retired = [k for k, row in self._tokens.items() if transitions.token_retired(row, cutoff)]
+        for token_id in retired:
+            del self._tokens[token_id]
         ids = {
             job_id
             for job_id, row in self._rows.items()

@@ -121,3 +121,56 @@ def test_payloads_are_checked_against_the_workflow_payload_type() -> None:
         codec.encode_payload({"sku": "pen"}, Order, workflow="ship")
     with pytest.raises(flowq.SerializationError, match=r"payload for workflow 'ship' cannot be"):
         codec.encode_payload(object(), Order, workflow="ship")
+
+
+def _nested(depth: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for index in range(depth):
+        value = [value] if index % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        (_nested(codec.MAX_NESTING), False),
+        (_nested(codec.MAX_NESTING + 1), True),
+        (_nested(2000), True),  # past Python's recursion limit while encoding
+        (["[[[[{{{{"] * 400, False),  # brackets inside strings do not nest
+        ([{'"[': '\\"]['}] * 400, False),  # escaped quotes and backslashes
+        ([{"": "", "a": "[", "b": "]"}] * 400, False),
+        ([_nested(200)] * 5, False),  # wide, not deep
+    ],
+)
+def test_values_nested_too_deep_are_refused(value: Any, refused: bool) -> None:
+    """encode refuses more than MAX_NESTING lists/dicts, counted outside strings."""
+    if refused:
+        with pytest.raises(flowq.SerializationError, match="nested more than 256"):
+            codec.encode(value, what="v")
+    else:
+        assert msgspec.json.decode(codec.encode(value, what="v")) == msgspec.json.decode(
+            msgspec.json.encode(value)
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ({"x": float("nan")}, "NaN"),
+        ([1.0, float("-inf")], "NaN"),
+        (Order(sku="a", quantity=1), None),
+        ({"x": None, "y": 1.5e308, "z": -0.0}, None),
+        ("a\x00b", "NUL"),
+        ({"k\x00": 1}, "NUL"),
+        ("a\\u0000b", None),  # a backslash followed by u0000 is text, not NUL
+        ("a\\\x00", "NUL"),
+        ("\udc80", "surrogate"),
+    ],
+)
+def test_input_values_follow_the_same_rules_everywhere(value: Any, rule: str | None) -> None:
+    """encode_input refuses NaN/inf, NUL and lone surrogates and keeps everything else."""
+    if rule is None:
+        assert codec.encode_input(value, what="v") == codec.encode(value, what="v")
+    else:
+        with pytest.raises(flowq.SerializationError, match=rule):
+            codec.encode_input(value, what="v")

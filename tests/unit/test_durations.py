@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import flowq
-from flowq.durations import add_months, parse_duration, to_utc, wake_time
+from flowq.durations import add_months, parse_age, parse_duration, to_utc, wake_time
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,28 @@ def test_wake_times_add_months_then_the_rest(
 ) -> None:
     """ctx.wait_for's wake time: calendar months from now, then the other amounts."""
     assert wake_time(at(2030, 1, 31), months=months, delta=delta) == expected
+
+
+@pytest.mark.parametrize(
+    "value", [1e20, "99999999999d", timedelta.max, 2**2000, timedelta(days=36_501)]
+)
+def test_durations_over_a_hundred_years_are_refused(value: object) -> None:
+    """Durations past MAX_DURATION raise ValidationError instead of OverflowError."""
+    with pytest.raises(flowq.ValidationError, match=r"at most 36,500 days|finite"):
+        parse_duration(value, name="delay")  # type: ignore[arg-type]
+    assert parse_duration(timedelta(days=36_500), name="delay") == timedelta(days=36_500)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e12, -1, True, "3"])
+def test_ages_are_finite_non_negative_numbers(value: object) -> None:
+    """parse_age refuses what would overflow now - age, and non-numbers."""
+    with pytest.raises(flowq.ValidationError, match="days"):
+        parse_age(value, unit="days", unit_seconds=86400)
+    assert parse_age(0, unit="days", unit_seconds=86400) == timedelta(0)
+
+
+def test_instants_outside_the_utc_years_are_refused() -> None:
+    """A datetime whose UTC conversion leaves years 1-9999 raises ValidationError."""
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))
+    with pytest.raises(flowq.ValidationError, match="run_at"):
+        to_utc(late, name="run_at")

@@ -51,3 +51,32 @@ def test_bad_integers_and_lists_at_the_api(build: object) -> None:
     """Public entry points refuse them with ValidationError."""
     with pytest.raises(flowq.ValidationError):
         build()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("value", ["a\x00", "\x00", "\ud800x", "x\udfff"])
+def test_text_refuses_nul_and_lone_surrogates(value: str) -> None:
+    """validate.text names the value and the rule."""
+    with pytest.raises(flowq.ValidationError, match="group must not contain"):
+        validate.text(value, "group")
+
+
+def test_text_keeps_other_strings() -> None:
+    """Any other string, non-ASCII and astral characters included, passes unchanged."""
+    for value in ("", "plain", "é ü 日本", "\U0001f600", "tab\tnewline\n"):
+        assert validate.text(value, "group") == value
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, 1, None])
+def test_flags_must_be_bools(value: object) -> None:
+    """validate.flag refuses anything but True/False instead of converting it."""
+    with pytest.raises(flowq.ValidationError, match="retry_backoff must be True or False"):
+        validate.flag(value, "retry_backoff")
+    assert validate.flag(False, "retry_backoff") is False
+
+
+def test_unknown_option_names_are_listed() -> None:
+    """option_names names the unknown options and the valid ones."""
+    with pytest.raises(
+        flowq.ValidationError, match=r"unknown worker option\(s\) bogus; valid: a, b"
+    ):
+        validate.option_names({"bogus": 1, "a": 2}, ["b", "a"], "worker")

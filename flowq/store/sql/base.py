@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, tuple_, update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -20,6 +20,7 @@ from flowq.clock import Clock
 from flowq.errors import (
     DatabaseBusyError,
     DatabaseError,
+    DatabaseRefusedError,
     DatabaseUnavailableError,
     SchemaError,
     ValidationError,
@@ -30,6 +31,7 @@ from flowq.store.base import JobFilter, Lease, StoreCapabilities
 from flowq.store.sql import migrate, render
 from flowq.store.sql.dialect import ErrorKind, SqlDialect
 from flowq.store.sql.schema import job_dependencies, job_events, jobs
+from flowq.store.sql.urls import safe_url
 from flowq.store.wakeups import LocalWakeups
 from flowq.system_clock import SystemClock
 
@@ -72,11 +74,14 @@ def normalize_url(url: str | URL) -> URL:
     Raises:
         ValidationError: Another kind of database.
     """
-    parsed = make_url(url) if isinstance(url, str) else url
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError):
+        raise ValidationError(f"cannot read {safe_url(url)!r} as a database URL") from None
     driver = _DRIVERS.get(parsed.get_backend_name())
     if driver is None:
         raise ValidationError(
-            f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}; "
+            f"unsupported database URL {safe_url(parsed)!r}; "
             "use postgresql+asyncpg://... or sqlite+aiosqlite:///path.db"
         )
     return parsed.set(drivername=driver)
@@ -125,7 +130,7 @@ class SqlBase:
         self.wakeups = LocalWakeups()
 
     def __repr__(self) -> str:
-        return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
+        return f"SqlStore({safe_url(self.url)!r})"
 
     @property
     def capabilities(self) -> StoreCapabilities:
@@ -208,7 +213,7 @@ class SqlBase:
             return await migrate.apply_migrations(connection, self.dialect, self.clock.now())
 
     def _safe_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return safe_url(self.url)
 
     def _schema_missing(self) -> SchemaError:
         return SchemaError(
@@ -305,6 +310,11 @@ class SqlBase:
             return DatabaseUnavailableError(
                 f"cannot use the database at {self._safe_url()}: {error}. Is the server "
                 "running and the URL right?"
+            )
+        if kind == "refused":
+            return DatabaseRefusedError(
+                f"the database at {self._safe_url()} could not carry out the operation: "
+                f"{type(error).__name__}: {error}"
             )
         if kind == "busy":
             return DatabaseBusyError(

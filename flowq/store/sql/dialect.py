@@ -27,8 +27,9 @@ from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabil
 
 __all__ = ["ErrorKind", "SqlDialect"]
 
-ErrorKind = Literal["missing_table", "unavailable", "busy"] | None
-"""What a driver error means to flowq (None: nothing flowq translates)."""
+ErrorKind = Literal["missing_table", "unavailable", "busy", "refused"] | None
+"""What a driver error means to flowq (None: nothing flowq translates). "refused":
+the server was reached but could not do the operation (statement timeout, full disk)."""
 
 
 class SqlDialect(Protocol):

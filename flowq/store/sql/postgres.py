@@ -26,7 +26,10 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    cast,
+    func,
     not_,
+    select,
     text,
     type_coerce,
 )
@@ -42,6 +45,7 @@ from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabil
 from flowq.store.sql.dialect import ErrorKind
 from flowq.store.sql.render import set_clause
 from flowq.store.sql.schema import jobs
+from flowq.store.sql.urls import safe_url
 
 __all__ = [
     "ADD_JOBS",
@@ -62,6 +66,9 @@ log = logging.getLogger("flowq")
 
 _UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
 _BUSY_STATES = {"40P01", "40001", "55P03"}  # deadlock, serialization failure, lock timeout
+# statement timeout or cancel, disk full, out of memory, program limits, disk I/O
+_REFUSED_STATES = {"57014", "53100", "53200", "58030"}
+_REFUSED_CLASSES = {"54"}
 
 
 def _flag(value: object) -> bool:
@@ -71,6 +78,10 @@ def _flag(value: object) -> bool:
 
 def _unique_statement_name() -> str:
     return f"__flowq_{uuid.uuid4().hex}__"
+
+
+_INDEXED_OVERLAP: Final = 32
+"""The most "any"/"none" tag values matched through the GIN index."""
 
 
 class PostgresDialect:
@@ -131,6 +142,8 @@ class PostgresDialect:
             return "missing_table"
         if state in _BUSY_STATES:
             return "busy"
+        if state in _REFUSED_STATES or state[:2] in _REFUSED_CLASSES:
+            return "refused"
         if invalidated or state[:2] in _UNAVAILABLE_CLASSES:
             return "unavailable"
         return None
@@ -149,18 +162,29 @@ class PostgresDialect:
         return sorted(row[0] for row in result)
 
     def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
-        """Array operators on the ``text[]`` column (GIN-indexed)."""
+        """Array operators on the ``text[]`` column, the values one parameter.
+
+        ``@>`` (all, exact) and a short ``&&`` (any, none) use the GIN index. A GIN
+        scan costs per value, so more than :data:`_INDEXED_OVERLAP` values are tested
+        row by row against a JSONB object of them, built once per statement, whose
+        keys ``?|`` finds by binary search.
+        """
         tags = type_coerce(jobs.c.tags, postgresql.ARRAY(Text))
         values = list(query.values)
-        contains: ColumnElement[bool] = tags.contains(values)
-        overlaps: ColumnElement[bool] = tags.overlap(values)
-        if query.mode == "all":
-            return contains
-        if query.mode == "any":
-            return overlaps
-        if query.mode == "none":
-            return not_(overlaps)
-        return and_(contains, tags.contained_by(values))
+        if query.mode in ("all", "exact"):
+            contains: ColumnElement[bool] = tags.contains(values)
+            if query.mode == "all":
+                return contains
+            return and_(contains, func.cardinality(jobs.c.tags) == len(values))
+        overlaps: ColumnElement[bool]
+        if len(values) <= _INDEXED_OVERLAP:
+            overlaps = tags.overlap(values)
+        else:
+            keys = codec.encode(dict.fromkeys(values, 1), what="tag query")
+            param = bindparam("tag_keys", keys, type_=Text, unique=True)
+            table = select(cast(param, postgresql.JSONB)).scalar_subquery()
+            overlaps = type_coerce(table, postgresql.JSONB).has_any(tags)
+        return overlaps if query.mode == "any" else not_(overlaps)
 
     def one_of(
         self, column: ColumnElement[Any], values: Collection[int] | Collection[str]
@@ -198,7 +222,12 @@ class PostgresDialect:
             try:
                 connection = await asyncpg.connect(dsn, timeout=10)
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("flowq: cannot LISTEN on %s (%s); retrying in %.1fs", url, exc, backoff)
+                log.warning(
+                    "flowq: cannot LISTEN on %s (%s); retrying in %.1fs",
+                    safe_url(url),
+                    exc,
+                    backoff,
+                )
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -206,12 +235,14 @@ class PostgresDialect:
             try:
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(
-                    CHANNEL, lambda _c, _pid, _channel, payload: on_wake(payload)
+                    CHANNEL, lambda _c, _pid, _channel, payload: _deliver(on_wake, payload)
                 )
                 backoff = 0.1
                 on_wake("jobs")
                 await lost.wait()
-                log.warning("flowq: the LISTEN connection to %s dropped; reconnecting", url)
+                log.warning(
+                    "flowq: the LISTEN connection to %s dropped; reconnecting", safe_url(url)
+                )
             finally:
                 with anyio.CancelScope(shield=True):
                     await connection.close(timeout=2)
@@ -512,3 +543,15 @@ SELECT {", ".join(rows.CALL_COLUMNS)}
 FROM flowq_steps WHERE job_id = $1 ORDER BY seq
 """
 """A job's recorded calls in position order."""
+
+
+def _deliver(on_wake: Callable[[str], None], payload: str) -> None:
+    """Hand a NOTIFY payload to the listener; one that it cannot read (sent by
+    something else than flowq) is logged in one line, without a traceback."""
+    try:
+        on_wake(payload)
+    except Exception as exc:
+        log.warning(
+            "flowq: ignored a malformed notification %r on %s (%s: %s)",
+            payload[:200], CHANNEL, type(exc).__name__, exc,
+        )  # fmt: skip

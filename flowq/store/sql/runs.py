@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
+    and_,
     delete,
     exists,
     func,
@@ -21,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
+from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus, TokenStatus
 from flowq.store import batch, rows, transitions
 from flowq.store.base import (
     CLEANUP_BATCH_SIZE,
@@ -484,8 +486,11 @@ class SqlRunVerbs(SqlBase):
 
         A finished child whose unfinished parent has not recorded its outcome is kept.
         Each batch starts at the finish time the previous one reached, so kept rows
-        are passed over once per run, not once per batch.
+        are passed over once per run, not once per batch. Tokens created outside
+        jobs are deleted too once they finished or passed their deadline that long
+        ago (not counted).
         """
+        await self._cleanup_free_tokens(older_than)
         total = 0
         since: datetime | None = None
         while True:
@@ -515,6 +520,20 @@ class SqlRunVerbs(SqlBase):
                 return total
             since = rows[-1].finished_at
 
+    async def _cleanup_free_tokens(self, older_than: timedelta) -> None:
+        """Delete retired tokens of no job (``transitions.token_retired``) in batches."""
+        while True:
+            async with self._transaction() as conn:
+                batch_ids = (
+                    select(tokens.c.id)
+                    .where(_token_retired(self.clock.now() - older_than))
+                    .limit(CLEANUP_BATCH_SIZE)
+                    .scalar_subquery()
+                )
+                result = await conn.execute(delete(tokens).where(tokens.c.id.in_(batch_ids)))
+            if result.rowcount < CLEANUP_BATCH_SIZE:
+                return
+
     async def cleanup_old_job_events(self, older_than: timedelta) -> int:
         """Delete events written at or before now - ``older_than``, in batches."""
         total = 0
@@ -533,3 +552,15 @@ class SqlRunVerbs(SqlBase):
             total += deleted
             if deleted < CLEANUP_BATCH_SIZE:
                 return total
+
+
+def _token_retired(cutoff: datetime) -> ColumnElement[bool]:
+    """``transitions.token_retired`` as SQL."""
+    waiting = tokens.c.status == TokenStatus.WAITING.value
+    return and_(
+        tokens.c.job_id.is_(None),
+        or_(
+            and_(waiting, tokens.c.timeout_at <= cutoff),
+            and_(~waiting, tokens.c.completed_at <= cutoff),
+        ),
+    )

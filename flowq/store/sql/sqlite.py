@@ -23,6 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     Table,
+    Text,
     and_,
     bindparam,
     event,
@@ -65,6 +66,13 @@ PIN_BUSY_TIMEOUT_MS: Final = 50
 LOCK_WAIT_SECONDS: Final = 30.0
 """How long the hot paths wait for the write lock (in short, cancellable tries)."""
 _UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
+_REFUSED = (
+    "database or disk is full",
+    "too many SQL variables",
+    "Expression tree is too large",
+    "string or blob too big",
+    "out of memory",
+)
 _LAST_ID = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'flowq_jobs'), 0),"
     " COALESCE((SELECT MAX(id) FROM flowq_jobs), 0))"
@@ -148,6 +156,8 @@ class SqliteDialect:
             return "unavailable"
         if "database is locked" in message:
             return "busy"
+        if any(m in message for m in _REFUSED):
+            return "refused"
         return None
 
     # -- pieces of the general statements ---------------------------------------------
@@ -159,26 +169,29 @@ class SqliteDialect:
         return list(range(last + 1, last + 1 + count))
 
     def tag_condition(self, query: TagQuery) -> ColumnElement[bool]:
-        """``json_each`` over the JSON array of tags."""
-        values = list(query.values)
-        if query.mode == "all":
-            return and_(true(), *(self._has_tag([value]) for value in values))
-        if query.mode == "any":
-            return self._has_tag(values) if values else false()
-        if query.mode == "none":
-            return not_(self._has_tag(values)) if values else true()
-        return and_(
-            func.json_array_length(jobs.c.tags) == len(values),
-            *(self._has_tag([value]) for value in values),
-        )
+        """``json_each`` over the JSON array of tags (kept once each, as the values).
 
-    def _has_tag(self, values: list[str]) -> ColumnElement[bool]:
+        The values travel as one JSON array parameter, so any number of them makes
+        one small expression (SQLite indexes the ``IN (SELECT ...)`` list once).
+        """
+        values = list(query.values)
+        if not values:
+            if query.mode == "exact":
+                return func.json_array_length(jobs.c.tags) == 0
+            return false() if query.mode == "any" else true()
         each = func.json_each(jobs.c.tags).table_valued("value").alias()
-        return exists(
-            select(literal_column("1"))
-            .select_from(each)
-            .where(each.c.value.in_(bindparam("tags", values, expanding=True, unique=True)))
-        )
+        wanted = func.json_each(
+            bindparam("tags", json.dumps(values), type_=Text, unique=True)
+        ).table_valued("value")
+        matching = each.c.value.in_(select(wanted.c.value).scalar_subquery())
+        if query.mode == "any":
+            return exists(select(literal_column("1")).select_from(each).where(matching))
+        if query.mode == "none":
+            return not_(exists(select(literal_column("1")).select_from(each).where(matching)))
+        found = select(func.count()).select_from(each).where(matching).scalar_subquery()
+        if query.mode == "all":
+            return found == len(values)
+        return and_(func.json_array_length(jobs.c.tags) == len(values), found == len(values))
 
     def one_of(
         self, column: ColumnElement[Any], values: Collection[int] | Collection[str]
