@@ -48,7 +48,7 @@ def test_docs_examples_run(page: Path, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # testing.md runs the whole store contract on SQLite
         check=False,
     )
     assert result.returncode == 0, (
