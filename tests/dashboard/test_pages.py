@@ -140,7 +140,9 @@ async def test_tokens_page_lists_waiting_tokens(
     assert 'name="output"' in page.text
 
 
-async def test_schedules_page(app: flowq.App, client: httpx.AsyncClient, workloads: Workloads) -> None:
+async def test_schedules_page(
+    app: flowq.App, client: httpx.AsyncClient, workloads: Workloads
+) -> None:
     """A cron schedule is listed with its expression and a pause button."""
     schedule_id = await app.add_cron_job("nightly", "0 3 * * *", workloads.child, 5)
     page = await client.get("/schedules")
