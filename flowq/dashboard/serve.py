@@ -57,5 +57,8 @@ async def serve(url: str, *, host: str, port: int, read_only: bool) -> None:
         ) from None
     async with App(url) as app:
         dashboard = create_app(app, read_only=read_only, auth=auth)
-        config = uvicorn.Config(dashboard, host=host, port=port, log_level="info", lifespan="off")
+        config = uvicorn.Config(
+            dashboard, host=host, port=port, log_level="info", lifespan="off",
+            timeout_graceful_shutdown=3,  # live streams never end by themselves
+        )  # fmt: skip
         await uvicorn.Server(config).serve()

@@ -30,7 +30,12 @@ async def _serve(url: str, port: int, read_only: bool, token: str | None) -> Non
             app, read_only=read_only, auth=token_auth(token) if token else None, poll_seconds=0.5
         )
         config = uvicorn.Config(
-            dashboard, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            dashboard,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         worker = app.create_worker(poll_interval=0.2)
@@ -38,7 +43,7 @@ async def _serve(url: str, port: int, read_only: bool, token: str | None) -> Non
             tasks.start_soon(worker.run)
 
             async def announce() -> None:
-                while not server.started:
+                while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
                     await anyio.sleep(0.02)
                 print("ready", flush=True)
 

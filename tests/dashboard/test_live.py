@@ -39,7 +39,7 @@ async def test_a_job_page_stream_reports_the_job_finishing(server_url: str) -> N
         job_id = await app.start(workloads.approval, {})
         with running_server(server_url) as base:
             with anyio.fail_after(30):
-                while (job := await app.get_job(job_id)) is None or job.status.value != "waiting":
+                while (job := await app.get_job(job_id)) is None or job.status.value != "waiting":  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             [token] = await app.get_tokens(job_id=job_id, status="waiting")
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
