@@ -103,6 +103,15 @@ def _span(step: StepRecord, job: Job) -> tuple[str, str, datetime, datetime, str
     return (step.name, "step", start, end, took, None)
 
 
+def _shown(
+    spans: list[tuple[str, str, datetime, datetime, str, int | None]], until: datetime
+) -> bool:
+    """Whether the last bar already is the durable wait that ends at ``until``."""
+    return (
+        bool(spans) and spans[-1][1] == "wait" and abs((spans[-1][3] - until).total_seconds()) < 1
+    )
+
+
 def build_timeline(job: Job, steps: list[StepRecord], now: datetime) -> Timeline:
     """The timeline of ``job`` from its recorded ``steps``; a job waiting now gets a
     last bar for the wait (until its wake time, or ``now`` for a token)."""
@@ -115,7 +124,7 @@ def build_timeline(job: Job, steps: list[StepRecord], now: datetime) -> Timeline
                           f"token {job.wait_token_id}"
                           + (f", times out at {_clock(until)}" if job.wait_until else ""),
                           None))  # fmt: skip
-        elif job.wait_until is not None:
+        elif job.wait_until is not None and not _shown(spans, job.wait_until):
             spans.append(("waiting (now)", "wait", since, max(job.wait_until, since),
                           f"wakes at {_clock(job.wait_until)}", None))  # fmt: skip
     begin = min([job.started_at or job.created_at, *(s[2] for s in spans)])

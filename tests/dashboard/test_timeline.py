@@ -62,3 +62,13 @@ def test_durations_read_well() -> None:
     assert [format_duration(timedelta(seconds=s)) for s in (0.25, 12.34, 245, 7380, 90000)] == [
         "250 ms", "12.3 s", "4 min 5 s", "2 h 3 min", "1 d 1 h",
     ]  # fmt: skip
+
+
+def test_a_durable_wait_in_progress_is_one_bar() -> None:
+    """A job parked on its recorded timer shows that wait once, not twice."""
+    wake = T0 + timedelta(seconds=100)
+    job = _job(status=JobStatus.WAITING, completed_at=None, wait_until=wake)
+    steps = [_step(0, "a", 0, 10), _step(1, "@timer", 10, 10, wake.isoformat())]
+    timeline = build_timeline(job, steps, T0 + timedelta(seconds=50))
+    assert [b.kind for b in timeline.bars] == ["step", "wait"]
+    assert timeline.bars[-1].width == 90
