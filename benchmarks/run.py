@@ -20,6 +20,8 @@ Measured, with no-op handlers and one worker process:
   schedules none of which is due, and enqueuing 1,000 due ticks.
 - ``force_kill_on_timeout`` (``--suite isolated``, see ``benchmarks/isolated.py``):
   the per-job cost of running handlers in a process of their own.
+- The dashboard (``--suite dashboard``, see ``benchmarks/dashboard.py``): its pages
+  over 1,000,000 jobs in PostgreSQL.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -47,6 +49,7 @@ import anyio
 import asyncpg
 
 import flowq
+from benchmarks import dashboard as dashboard_bench
 from benchmarks import isolated as isolated_bench
 from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
@@ -250,6 +253,11 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
         for name, step in isolated_bench.FIGURES
         if "isolated" in suites
     ]
+    runs += [
+        (n, s, dashboard_bench.registry)
+        for n, s in dashboard_bench.FIGURES
+        if "dashboard" in suites
+    ]
     for name, step, figure_registry in runs:
         url, cleanup = await fresh_database(kind)
         try:
@@ -372,7 +380,8 @@ async def main() -> None:
     parser.add_argument(
         "--suite",
         default="jobs,steps",
-        help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force kill)",
+        help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force kill), "
+        "dashboard (pages over 1,000,000 jobs)",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import anyio
+
 from flowq.client import App
 from flowq.models import Job, JobStatus
 from flowq.store.report import HealthReport
@@ -54,12 +56,26 @@ class Summary:
 
 
 async def summarize(app: App, now: datetime, *, stuck_minutes: float = 10) -> Summary:
-    """Read the overview's figures (a handful of bounded queries)."""
-    health = await app.health_report(stuck_minutes=stuck_minutes)
-    recent = await app.get_jobs(limit=SAMPLE_SIZE)
-    completed = await app.get_jobs(status=JobStatus.COMPLETED, limit=SAMPLE_SIZE)
-    failed = await app.get_jobs(status=JobStatus.FAILED, limit=SAMPLE_SIZE)
-    processing = await app.get_jobs(status=JobStatus.PROCESSING, limit=200)
+    """Read the overview's figures (five bounded reads, run concurrently)."""
+    found: dict[str, list[Job]] = {}
+    reports: list[HealthReport] = []
+
+    async def jobs(name: str, status: JobStatus | None, limit: int) -> None:
+        found[name] = await app.get_jobs(status=status, limit=limit)
+
+    async def health() -> None:
+        reports.append(await app.health_report(stuck_minutes=stuck_minutes))
+
+    # Independent reads: at once, so the page costs the slowest one, not their sum.
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(health)
+        tasks.start_soon(jobs, "recent", None, SAMPLE_SIZE)
+        tasks.start_soon(jobs, "completed", JobStatus.COMPLETED, SAMPLE_SIZE)
+        tasks.start_soon(jobs, "failed", JobStatus.FAILED, SAMPLE_SIZE)
+        tasks.start_soon(jobs, "processing", JobStatus.PROCESSING, 200)
+    [health_report] = reports
+    recent, completed, failed = found["recent"], found["completed"], found["failed"]
+    processing = found["processing"]
     by_workflow: dict[str, Counter[str]] = {}
     for job in recent:
         by_workflow.setdefault(job.workflow, Counter())[job.status.value] += 1
@@ -77,7 +93,7 @@ async def summarize(app: App, now: datetime, *, stuck_minutes: float = 10) -> Su
             per_minute[minute] = (pair[0], pair[1])
     stuck_before = now - timedelta(minutes=stuck_minutes)
     return Summary(
-        health=health,
+        health=health_report,
         recent=recent,
         by_workflow={name: dict(counts) for name, counts in sorted(by_workflow.items())},
         completed_last_hour=len(done_times),
