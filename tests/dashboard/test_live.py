@@ -50,3 +50,47 @@ async def test_a_job_page_stream_reports_the_job_finishing(server_url: str) -> N
                     event = await _next_event(stream.aiter_lines(), time.monotonic() + 20)
                     assert event == "change"
             assert await app.result(job_id, timeout=20) == {"approved": "yes"}
+
+
+def test_the_dashboard_command_serves_and_stops(sqlite_url: str) -> None:
+    """``flowq dashboard`` serves the pages (behind its token when one is set) and
+    stops on SIGTERM even with a live stream open."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.dashboard.server import free_port
+
+    port = free_port()
+    env = {**os.environ, "FLOWQ_DASHBOARD_TOKEN": "cli-secret"}
+    migrate = [sys.executable, "-m", "flowq.cli", "migrate", "--database-url", sqlite_url]
+    subprocess.run(migrate, check=True, capture_output=True, timeout=60)
+    command = [sys.executable, "-m", "flowq.cli", "dashboard", "--database-url", sqlite_url,
+               "--port", str(port)]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                refused = httpx.get(base + "/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.1)
+        assert refused.status_code == 401
+        headers = {"Authorization": "Bearer cli-secret"}
+        assert httpx.get(base + "/jobs", headers=headers, timeout=5).status_code == 200
+        with httpx.stream("GET", base + "/live?view=jobs", headers=headers, timeout=5) as live:
+            assert live.status_code == 200
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=20) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stderr is not None
+        logged = process.stderr.read()
+        process.stderr.close()
+    assert "cli-secret" not in logged
