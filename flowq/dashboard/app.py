@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -55,6 +56,7 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["pretty"] = _pretty
+        self.templates.filters["when"] = _when
 
     def render(self, request: Request, template: str, status: int = 200, **values: Any) -> Response:
         """A page, with the session's CSRF token (a new one sets its cookie)."""
@@ -91,6 +93,10 @@ class Dashboard:
 
 def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _pretty(value: Any) -> str:
