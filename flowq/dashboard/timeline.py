@@ -115,7 +115,12 @@ def _shown(
 def build_timeline(job: Job, steps: list[StepRecord], now: datetime) -> Timeline:
     """The timeline of ``job`` from its recorded ``steps``; a job waiting now gets a
     last bar for the wait (until its wake time, or ``now`` for a token)."""
-    spans = [_span(step, job) for step in steps]
+    spans = []
+    for step in steps:
+        label, kind, start, end, detail, child = _span(step, job)
+        if step.attempt > 1:  # recorded by a retry of the job
+            detail = f"{detail} (attempt {step.attempt})"
+        spans.append((label, kind, start, end, detail, child))
     if job.status is JobStatus.WAITING:
         since = max([s[3] for s in spans], default=job.started_at or job.created_at)
         if job.wait_token_id is not None:

@@ -72,3 +72,10 @@ def test_a_durable_wait_in_progress_is_one_bar() -> None:
     timeline = build_timeline(job, steps, T0 + timedelta(seconds=50))
     assert [b.kind for b in timeline.bars] == ["step", "wait"]
     assert timeline.bars[-1].width == 90
+
+
+def test_steps_of_a_retry_say_their_attempt() -> None:
+    """A step recorded by the job's second attempt says so."""
+    retried = dataclasses.replace(_step(1, "b", 10, 20), attempt=2)
+    timeline = build_timeline(_job(attempts=2), [_step(0, "a", 0, 10), retried], T0)
+    assert [b.detail for b in timeline.bars] == ["10.0 s", "10.0 s (attempt 2)"]
