@@ -115,6 +115,8 @@ async def jobs(d: Dashboard, request: Request) -> Response:
     search = query.get("q", "").strip()
     if search:
         job_id = _int(search.lstrip("#"), "the job id searched for")
+        if job_id is None:
+            raise ValidationError(f"the job id searched for must be a whole number, got {search!r}")
         return RedirectResponse(
             f"{request.scope.get('root_path', '').rstrip('/')}/jobs/{job_id}", 303
         )

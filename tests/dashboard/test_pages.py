@@ -80,6 +80,8 @@ async def test_going_to_a_job_by_id(client: httpx.AsyncClient) -> None:
     assert moved.status_code == 303 and moved.headers["location"] == "/jobs/12"
     bad = await client.get("/jobs", params={"q": "nope"})
     assert bad.status_code == 400 and "the job id searched for must be a whole number" in bad.text
+    hash_only = await client.get("/jobs", params={"q": "#"})
+    assert hash_only.status_code == 400
 
 
 async def test_job_page_shows_steps_a_wait_and_the_timeline(
