@@ -23,6 +23,8 @@ Measured, with no-op handlers and one worker process:
 - Claims behind jobs that cannot run (``--suite blocked``, see
   ``benchmarks/blocked.py``): claim latency and throughput of unrelated jobs next to
   100,000 blocked dependants or 100,000 jobs of a workflow no worker runs.
+- The dashboard (``--suite dashboard``, see ``benchmarks/dashboard.py``): its pages
+  over 1,000,000 jobs in PostgreSQL.
 
 Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
 ".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
@@ -51,6 +53,7 @@ import asyncpg
 
 import flowq
 from benchmarks import blocked as blocked_bench
+from benchmarks import dashboard as dashboard_bench
 from benchmarks import isolated as isolated_bench
 from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
@@ -254,6 +257,11 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
         for name, step in isolated_bench.FIGURES
         if "isolated" in suites
     ]
+    runs += [
+        (n, s, dashboard_bench.registry)
+        for n, s in dashboard_bench.FIGURES
+        if "dashboard" in suites
+    ]
     for name, step, figure_registry in runs:
         url, cleanup = await fresh_database(kind)
         try:
@@ -387,7 +395,8 @@ async def main() -> None:
         "--suite",
         default="jobs,steps",
         help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force "
-        "kill), blocked (claims behind jobs that cannot run)",
+        "kill), blocked (claims behind jobs that cannot run), dashboard (pages over 1,000,000 "
+        "jobs)",
     )
     args = parser.parse_args()
     suites = {suite.strip() for suite in args.suite.split(",")}

@@ -1,7 +1,8 @@
 """The ``flowq`` command line.
 
 ``migrate``, ``worker``, ``demo``, ``jobs list|show|events|steps|retry|cancel|export``,
-``tokens complete``, ``supervisor``, ``reclaim``, ``cleanup``, ``replay``, ``--version``.
+``tokens complete``, ``supervisor``, ``reclaim``, ``cleanup``, ``replay``, ``dashboard``,
+``--version``.
 Every option can also come from a ``FLOWQ_<OPTION>`` environment variable (``--drain-timeout``:
 ``FLOWQ_DRAIN_TIMEOUT``); the command line wins. Commands that use a database need
 its URL (``--database-url`` or ``FLOWQ_DATABASE_URL``), or ``--embedded`` for the
@@ -118,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     cleanup = _database_command(commands, "cleanup", "delete old finished jobs", json=True)
     cleanup.add_argument("--days", type=float, default=30, help="finished before (30)")
     cleanup.add_argument("--events-days", type=float, help="events older than (--days)")
+
+    dashboard = _database_command(commands, "dashboard", "serve the web dashboard")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8000, help="port (8000)")
+    dashboard.add_argument("--read-only", action="store_true", help="refuse every action")
 
     replay = commands.add_parser(
         "replay", help="re-run an exported job history against the current code"
@@ -365,6 +371,13 @@ def _dispatch(args: argparse.Namespace) -> str | None:
         asyncio.run(worker_command.run_worker(args))
         return None
     url = _database_url(args)
+    if args.command == "dashboard":
+        try:
+            from flowq.dashboard.serve import serve
+        except ImportError as exc:
+            raise ValidationError(str(exc)) from None
+        asyncio.run(serve(url, host=args.host, port=args.port, read_only=args.read_only))
+        return None
     if args.command == "migrate":
         return asyncio.run(_migrate(url))
     return asyncio.run(_run_database_command(args, url))

@@ -1,0 +1,79 @@
+"""Fixtures for the dashboard: an App on every kind of store, the dashboard on it,
+and an HTTP client that talks to it in-process."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+import flowq
+from flowq.dashboard import create_app
+from flowq_testing import FakeClock, InMemoryStore
+from tests.dashboard.workloads import Workloads, register
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each kind of store: in memory (None), a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "memory":
+        return None
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def registry() -> flowq.Registry:
+    """A registry of its own for each test."""
+    return flowq.Registry()
+
+
+@pytest.fixture
+def workloads(registry: flowq.Registry) -> Workloads:
+    """The test workflows, registered."""
+    return register(registry)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Time moves only when a test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def app(
+    database_url: str | None, registry: flowq.Registry, clock: FakeClock
+) -> AsyncIterator[flowq.App]:
+    """An App on the test store with a fake clock."""
+    if database_url is None:
+        app = flowq.App(store=InMemoryStore(), registry=registry, clock=clock)
+    else:
+        app = flowq.App(database_url, registry=registry, clock=clock, auto_migrate=True)
+    async with app:
+        yield app
+
+
+def client_for(dashboard: object) -> httpx.AsyncClient:
+    """An HTTP client that calls the ASGI app in this event loop."""
+    transport = httpx.ASGITransport(app=dashboard)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app: flowq.App) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the dashboard (read-write, no auth)."""
+    async with client_for(create_app(app)) as http:
+        yield http
+
+
+async def csrf_of(client: httpx.AsyncClient, path: str = "/") -> str:
+    """The CSRF token a page's forms carry (the page sets the cookie)."""
+    page = await client.get(path)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    if found is None:
+        assert client.cookies.get("flowq_csrf"), "the page set no CSRF cookie"
+        return str(client.cookies["flowq_csrf"])
+    return found.group(1)
