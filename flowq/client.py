@@ -523,15 +523,20 @@ class App(CronJobs):
         stuck = parse_duration(stuck_minutes * 60, name="stuck_minutes")
         return await (await self._ready()).health_report(stuck)
 
-    async def cleanup_old_jobs(self, days: float = 30) -> int:
+    async def cleanup_old_jobs(self, days: float = 30, *, batch_size: int = 1000) -> int:
         """Delete completed, permanently failed and cancelled jobs that finished more
         than ``days`` ago (``0`` = all of them), with their events and step results.
-        Deletes in batches; returns the number of jobs deleted."""
-        return await (await self._ready()).cleanup_old_jobs(_age(days, "days", 86400))
+        Deletes ``batch_size`` jobs per transaction; returns the number deleted."""
+        size = validate.integer(batch_size, "batch_size", minimum=1)
+        store = await self._ready()
+        return await store.cleanup_old_jobs(_age(days, "days", 86400), batch_size=size)
 
-    async def cleanup_old_job_events(self, days: float = 30) -> int:
-        """Delete job events older than ``days`` (``0`` = all); return the count."""
-        return await (await self._ready()).cleanup_old_job_events(_age(days, "days", 86400))
+    async def cleanup_old_job_events(self, days: float = 30, *, batch_size: int = 1000) -> int:
+        """Delete job events older than ``days`` (``0`` = all), ``batch_size`` per
+        transaction; return the count."""
+        size = validate.integer(batch_size, "batch_size", minimum=1)
+        store = await self._ready()
+        return await store.cleanup_old_job_events(_age(days, "days", 86400), batch_size=size)
 
 
 def _shared_clock(store: Store, clock: Clock | None) -> Clock:

@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 import anyio
 
+from flowq import validate
 from flowq.clock import Clock
 from flowq.durations import Duration, parse_duration
 from flowq.errors import ValidationError
@@ -40,6 +41,7 @@ class SupervisorOptions(TypedDict, total=False):
     stuck_jobs_timeout: Duration
     cleanup_jobs_days_to_keep: float | None
     cleanup_events_days_to_keep: float | None
+    cleanup_batch_size: int
     reclaim_stuck_jobs: bool
     expire_timed_out_tokens: bool
     on_error: ErrorCallback | None
@@ -68,6 +70,8 @@ class Supervisor:
             finished (30; None: never).
         cleanup_events_days_to_keep: Events are deleted after this many days (30;
             None: never).
+        cleanup_batch_size: Rows deleted per transaction by the cleanups (1000):
+            smaller batches hold locks for less time.
         reclaim_stuck_jobs: Whether to take back stuck jobs.
         expire_timed_out_tokens: Whether to time out tokens past their deadline.
         on_error: Called with the task's name and the exception when a task fails.
@@ -82,6 +86,7 @@ class Supervisor:
         stuck_jobs_timeout: Duration = "10m",
         cleanup_jobs_days_to_keep: float | None = 30,
         cleanup_events_days_to_keep: float | None = 30,
+        cleanup_batch_size: int = 1000,
         reclaim_stuck_jobs: bool = True,
         expire_timed_out_tokens: bool = True,
         on_error: ErrorCallback | None = None,
@@ -93,6 +98,9 @@ class Supervisor:
         self.cleanup_jobs_after = _days(cleanup_jobs_days_to_keep, "cleanup_jobs_days_to_keep")
         self.cleanup_events_after = _days(
             cleanup_events_days_to_keep, "cleanup_events_days_to_keep"
+        )
+        self.cleanup_batch_size = validate.integer(
+            cleanup_batch_size, "cleanup_batch_size", minimum=1
         )
         self.reclaim_stuck_jobs = bool(reclaim_stuck_jobs)
         self.expire_timed_out_tokens = bool(expire_timed_out_tokens)
@@ -111,12 +119,17 @@ class Supervisor:
             )
         if self.cleanup_jobs_after is not None:
             counts["cleaned_up_jobs"] = await self._task(
-                "cleanup_old_jobs", self.store.cleanup_old_jobs(self.cleanup_jobs_after)
+                "cleanup_old_jobs",
+                self.store.cleanup_old_jobs(
+                    self.cleanup_jobs_after, batch_size=self.cleanup_batch_size
+                ),
             )
         if self.cleanup_events_after is not None:
             counts["cleaned_up_events"] = await self._task(
                 "cleanup_old_job_events",
-                self.store.cleanup_old_job_events(self.cleanup_events_after),
+                self.store.cleanup_old_job_events(
+                    self.cleanup_events_after, batch_size=self.cleanup_batch_size
+                ),
             )
         if self.expire_timed_out_tokens:
             counts["expired_tokens"] = await self._task(

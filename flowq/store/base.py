@@ -436,9 +436,14 @@ class Store(ScheduleVerbs, Protocol):
         their timeout, except jobs locked by worker ``sparing``; as
         :meth:`reclaim_stuck_jobs` otherwise. Running workers call it."""
 
-    async def cleanup_old_jobs(self, older_than: timedelta) -> int:
+    async def cleanup_old_jobs(
+        self, older_than: timedelta, *, batch_size: int = CLEANUP_BATCH_SIZE
+    ) -> int:
         """Delete finished jobs that finished at or before now - ``older_than``, in
-        batches of :data:`CLEANUP_BATCH_SIZE` (one transaction each); return the count."""
+        batches of ``batch_size`` (one transaction each); return the count."""
 
-    async def cleanup_old_job_events(self, older_than: timedelta) -> int:
-        """Delete events written at or before now - ``older_than``; return the count."""
+    async def cleanup_old_job_events(
+        self, older_than: timedelta, *, batch_size: int = CLEANUP_BATCH_SIZE
+    ) -> int:
+        """Delete events written at or before now - ``older_than``, in batches of
+        ``batch_size``; return the count."""

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from flowq.models import ErrorEntry, EventType, FailureReason, JobStatus
 from flowq.store import batch, rows, transitions
 from flowq.store.base import (
+    CLEANUP_BATCH_SIZE,
     UNCLAIMED_BATCH_SIZE,
     ClaimedJob,
     Completion,
@@ -295,8 +296,11 @@ class MemoryRunVerbs(MemoryTables):
             self._wake("jobs")
         return len(stuck)
 
-    async def cleanup_old_jobs(self, older_than: timedelta) -> int:
-        """Delete finished jobs that finished at or before now - ``older_than``.
+    async def cleanup_old_jobs(
+        self, older_than: timedelta, *, batch_size: int = CLEANUP_BATCH_SIZE
+    ) -> int:
+        """Delete finished jobs that finished at or before now - ``older_than`` (all at
+        once: ``batch_size`` matters to the SQL stores' transactions only).
 
         Their events, dependency edges, recorded calls and tokens go with them; their
         ids are never reused. A finished child whose unfinished parent has not
@@ -328,7 +332,9 @@ class MemoryRunVerbs(MemoryTables):
             and seq not in self._steps.get(parent["id"], {})
         )
 
-    async def cleanup_old_job_events(self, older_than: timedelta) -> int:
+    async def cleanup_old_job_events(
+        self, older_than: timedelta, *, batch_size: int = CLEANUP_BATCH_SIZE
+    ) -> int:
         """Delete events written at or before now - ``older_than``; return the count."""
         cutoff = self._now() - older_than
         kept = {key: e for key, e in self._events.items() if e.at > cutoff}

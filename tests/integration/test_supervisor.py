@@ -64,7 +64,7 @@ class FailingCleanup:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def cleanup_old_jobs(self, older_than: timedelta) -> int:
+    async def cleanup_old_jobs(self, older_than: timedelta, *, batch_size: int = 1000) -> int:
         raise RuntimeError("disk on fire")
 
 
@@ -138,3 +138,24 @@ def flowq_testing_store() -> Any:
     from flowq_testing import InMemoryStore
 
     return InMemoryStore()
+
+
+async def test_cleanup_batches_of_the_chosen_size_delete_everything(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """cleanup_batch_size=3: 10 old jobs and their 30 events go, in batches of 3."""
+
+    @registry.workflow(name="tiny")
+    async def tiny(payload: dict[str, Any]) -> None:
+        return None
+
+    await app.add_jobs([flowq.JobSpec(tiny, {}) for _ in range(10)])
+    await app.create_worker().run_until_idle()
+    clock.advance(timedelta(days=31))
+    supervisor = app.create_supervisor(reclaim_stuck_jobs=False, cleanup_batch_size=3)
+    result = await supervisor.run_once()
+    assert (result.cleaned_up_jobs, result.cleaned_up_events) == (10, 0)
+    assert await app.get_jobs() == []
+    assert await app.cleanup_old_jobs(0, batch_size=2) == 0
+    with pytest.raises(flowq.ValidationError, match="batch_size"):
+        await app.cleanup_old_jobs(0, batch_size=0)

@@ -481,7 +481,9 @@ class SqlRunVerbs(SqlBase):
             kind = self.dialect.classify(error, invalidated=False)
         return kind is not None
 
-    async def cleanup_old_jobs(self, older_than: timedelta) -> int:
+    async def cleanup_old_jobs(
+        self, older_than: timedelta, *, batch_size: int = CLEANUP_BATCH_SIZE
+    ) -> int:
         """Delete finished jobs (with their events, steps, edges and tokens) in batches.
 
         A finished child whose unfinished parent has not recorded its outcome is kept.
@@ -490,7 +492,7 @@ class SqlRunVerbs(SqlBase):
         jobs are deleted too once they finished or passed their deadline that long
         ago (not counted).
         """
-        await self._cleanup_free_tokens(older_than)
+        await self._cleanup_free_tokens(older_than, batch_size)
         total = 0
         since: datetime | None = None
         while True:
@@ -504,7 +506,7 @@ class SqlRunVerbs(SqlBase):
                         ~_NEEDED_BY_PARENT,
                     )
                     .order_by(jobs.c.finished_at)
-                    .limit(CLEANUP_BATCH_SIZE)
+                    .limit(batch_size)
                     .with_for_update(skip_locked=True)
                 )
                 if since is not None:
@@ -516,25 +518,27 @@ class SqlRunVerbs(SqlBase):
                         await conn.execute(delete(table).where(table.c.job_id.in_(ids)))
                     await conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
             total += len(ids)
-            if len(ids) < CLEANUP_BATCH_SIZE:
+            if len(ids) < batch_size:
                 return total
             since = rows[-1].finished_at
 
-    async def _cleanup_free_tokens(self, older_than: timedelta) -> None:
+    async def _cleanup_free_tokens(self, older_than: timedelta, batch_size: int) -> None:
         """Delete retired tokens of no job (``transitions.token_retired``) in batches."""
         while True:
             async with self._transaction() as conn:
                 batch_ids = (
                     select(tokens.c.id)
                     .where(_token_retired(self.clock.now() - older_than))
-                    .limit(CLEANUP_BATCH_SIZE)
+                    .limit(batch_size)
                     .scalar_subquery()
                 )
                 result = await conn.execute(delete(tokens).where(tokens.c.id.in_(batch_ids)))
-            if result.rowcount < CLEANUP_BATCH_SIZE:
+            if result.rowcount < batch_size:
                 return
 
-    async def cleanup_old_job_events(self, older_than: timedelta) -> int:
+    async def cleanup_old_job_events(
+        self, older_than: timedelta, *, batch_size: int = CLEANUP_BATCH_SIZE
+    ) -> int:
         """Delete events written at or before now - ``older_than``, in batches."""
         total = 0
         while True:
@@ -544,13 +548,13 @@ class SqlRunVerbs(SqlBase):
                     select(job_events.c.id)
                     .where(job_events.c.at <= cutoff)
                     .order_by(job_events.c.id)
-                    .limit(CLEANUP_BATCH_SIZE)
+                    .limit(batch_size)
                     .scalar_subquery()
                 )
                 result = await conn.execute(delete(job_events).where(job_events.c.id.in_(batch)))
             deleted = int(result.rowcount or 0)
             total += deleted
-            if deleted < CLEANUP_BATCH_SIZE:
+            if deleted < batch_size:
                 return total
 
 
