@@ -26,7 +26,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Pin anyio tests to asyncio unless ``flowq_pin_asyncio = false``."""
+    """Register the ``slow`` marker (the store contract's volume tests carry it) and
+    pin anyio tests to asyncio unless ``flowq_pin_asyncio = false``."""
+    config.addinivalue_line(
+        "markers", "slow: long tests (the store contract's 40,000-row volume tests)"
+    )
     if config.getini("flowq_pin_asyncio"):
         from flowq_testing import asyncio_only
 
