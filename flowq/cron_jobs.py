@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from flowq import schedules, validate
 from flowq.errors import ScheduleError, UnknownWorkflowError
@@ -28,8 +28,9 @@ class CronJobs:
 
     registry: Registry
 
-    async def _ready(self, connection: Any = None) -> Store:
-        raise NotImplementedError  # the App's
+    if TYPE_CHECKING:  # provided by flowq.App, which these verbs are part of
+
+        async def _ready(self, connection: Any = None) -> Store: ...
 
     async def add_cron_job(
         self,
