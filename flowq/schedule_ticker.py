@@ -15,9 +15,12 @@ from flowq.errors import DatabaseUnavailableError
 from flowq.registry import Registry
 from flowq.store.base import Store
 
-__all__ = ["LOOK_EVERY", "ScheduleTicker"]
+__all__ = ["LOOK_EVERY", "SHIELD_SECONDS", "ScheduleTicker"]
 
 log = logging.getLogger("flowq.schedules")
+
+SHIELD_SECONDS = 10.0
+"""The longest a stopping worker waits for a look at the schedules to finish."""
 
 LOOK_EVERY = 5.0
 """Seconds (real time) between two looks at the schedules when nothing told the worker
@@ -91,7 +94,11 @@ class ScheduleTicker:
         while True:
             self._changed = anyio.Event()
             try:
-                await self.enqueue_due()
+                # A stopping worker cancels this task: let a look that began finish its
+                # short transaction (bounded), so no connection is left half-used and
+                # the process can exit.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(SHIELD_SECONDS):
+                    await self.enqueue_due()
             except DatabaseUnavailableError as exc:
                 log.warning("flowq: worker %s cannot enqueue due ticks (%s)", self.worker_id, exc)
             except Exception:  # one bad schedule must not stop the worker
