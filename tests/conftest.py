@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.util import await_
 
+import flowq
 from flowq.store.sql import SqlStore
 
 POSTGRES_URL = os.environ.get(
@@ -121,3 +122,20 @@ def _no_outage_in_progress() -> None:
     from flowq.outages import database_outages
 
     database_outages.reset()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each kind of store: in memory (None), a SQLite file, a fresh PostgreSQL database
+    (the integration and dashboard tests; the acceptance tests have their own)."""
+    if request.param == "memory":
+        return None
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def registry() -> flowq.Registry:
+    """A registry of its own for each test."""
+    return flowq.Registry()

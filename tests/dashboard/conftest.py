@@ -15,22 +15,6 @@ from flowq_testing import FakeClock, InMemoryStore
 from tests.dashboard.workloads import Workloads, register
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    """Each kind of store: in memory (None), a SQLite file, a fresh PostgreSQL database."""
-    if request.param == "memory":
-        return None
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def registry() -> flowq.Registry:
-    """A registry of its own for each test."""
-    return flowq.Registry()
-
-
 @pytest.fixture
 def workloads(registry: flowq.Registry) -> Workloads:
     """The test workflows, registered."""

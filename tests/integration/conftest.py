@@ -10,22 +10,6 @@ import flowq
 from flowq_testing import FakeClock, InMemoryStore
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    """Each kind of store: in memory (None), a SQLite file, a fresh PostgreSQL database."""
-    if request.param == "memory":
-        return None
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def registry() -> flowq.Registry:
-    """A registry of its own for each test."""
-    return flowq.Registry()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     """Time moves only when a test moves it."""
