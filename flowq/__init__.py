@@ -61,6 +61,8 @@ from flowq.supervisor import SupervisorResult as SupervisorResult
 from flowq.system_clock import SystemClock as SystemClock
 from flowq.worker import Worker as Worker
 from flowq.worker import WorkerOptions as WorkerOptions
+from flowq.workflow_ref import WorkflowRef as WorkflowRef
+from flowq.workflow_ref import workflow_ref as workflow_ref
 
 __version__ = "0.1.0.dev0"
 
@@ -118,10 +120,12 @@ __all__ = [
     "WorkerOptions",
     "Workflow",
     "WorkflowOptions",
+    "WorkflowRef",
     "batch_dep_ref",
     "current_context",
     "default_registry",
     "schedule",
     "step",
     "workflow",
+    "workflow_ref",
 ]

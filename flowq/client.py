@@ -35,6 +35,7 @@ from flowq.store.sql import SqlStore
 from flowq.supervisor import Supervisor, SupervisorOptions
 from flowq.system_clock import SystemClock
 from flowq.worker import Worker, WorkerOptions
+from flowq.workflow_ref import WorkflowRef
 
 __all__ = ["DEFAULT_DATABASE_URL", "App"]
 
@@ -290,7 +291,7 @@ class App(CronJobs):
 
     async def start(
         self,
-        workflow: Workflow[PayloadT, Any],
+        workflow: Workflow[PayloadT, Any] | WorkflowRef[PayloadT, Any],
         payload: PayloadT,
         /,
         *,
@@ -300,8 +301,10 @@ class App(CronJobs):
         """Add a job for ``workflow`` and return its id.
 
         Args:
-            workflow: A ``@flowq.workflow`` object.
-            payload: Checked against the handler's payload annotation.
+            workflow: A ``@flowq.workflow`` object, or a :func:`flowq.workflow_ref`
+                handle on a workflow implemented elsewhere (its declared defaults are
+                then applied by the worker that runs the job, unless registered here).
+            payload: Checked against the handler's (or the reference's) payload type.
             connection: An open SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the
                 job and its ``added`` event join that transaction and commit or roll
                 back with it.
@@ -313,12 +316,12 @@ class App(CronJobs):
             ValidationError: An option is malformed.
             DependencyError: ``depends_on`` names an unknown, dead or cyclic job.
         """
-        if not isinstance(workflow, Workflow):
+        if not isinstance(workflow, Workflow | WorkflowRef):
             raise ValidationError(
-                f"start() takes a @flowq.workflow object, got {workflow!r}; use add_job() "
-                "to add a job by workflow name"
+                f"start() takes a @flowq.workflow object or a flowq.workflow_ref(...), got "
+                f"{workflow!r}; use add_job() to add a job by workflow name"
             )
-        new_job = self._new_job(workflow, payload, options)
+        new_job = self._new_job(self._declaration(workflow), payload, options)
         [job_id] = await (await self._ready(connection)).add_jobs([new_job], connection=connection)
         return job_id
 
@@ -333,11 +336,17 @@ class App(CronJobs):
     ) -> int:
         """Add a job by workflow name and return its id (options as in :meth:`start`).
 
+        The workflow need not be registered in this process (a web service, a script,
+        another team's producer): its payload is then only encoded, and the options
+        it declares (timeout, retry policy, max attempts, dead letter,
+        ``force_kill_on_timeout``) are applied by the worker that runs the job,
+        except those given here. Priority and tags are fixed here.
+
         Raises:
-            UnknownWorkflowError: No workflow is registered under that name.
+            ValidationError: ``workflow_name`` is not a name, or an option is malformed.
+            PayloadError: The workflow is registered here and the payload does not fit.
         """
-        definition = self.registry.require(workflow_name)
-        new_job = self._new_job(definition, payload, options)
+        new_job = self._new_job(self._declaration(workflow_name), payload, options)
         [job_id] = await (await self._ready(connection)).add_jobs([new_job], connection=connection)
         return job_id
 
@@ -363,16 +372,31 @@ class App(CronJobs):
                     f"add_jobs takes a list of JobSpec or dicts, got an item {item!r}"
                 )
             spec = item if isinstance(item, JobSpec) else job_options.spec_from_dict(dict(item))
-            if isinstance(spec.workflow, Workflow):
-                definition: Workflow[Any, Any] = spec.workflow
-            else:
-                definition = self.registry.require(spec.workflow)
-            new_jobs.append(self._new_job(definition, spec.payload, spec.options))
+            new_jobs.append(
+                self._new_job(self._declaration(spec.workflow), spec.payload, spec.options)
+            )
         return await (await self._ready(connection)).add_jobs(new_jobs, connection=connection)
 
-    def _new_job(self, definition: Workflow[Any, Any], payload: Any, options: JobOptions) -> NewJob:
+    def _declaration(
+        self, workflow: Workflow[Any, Any] | WorkflowRef[Any, Any] | str
+    ) -> Workflow[Any, Any] | WorkflowRef[Any, Any]:
+        """The registered workflow for ``workflow`` (an object or a name), or a
+        reference when this process does not know it."""
+        if isinstance(workflow, Workflow):
+            return workflow
+        ref = workflow if isinstance(workflow, WorkflowRef) else WorkflowRef(workflow)
+        found = self.registry.get(ref.name)
+        return ref if found is None else found
+
+    def _new_job(
+        self,
+        definition: Workflow[Any, Any] | WorkflowRef[Any, Any],
+        payload: Any,
+        options: JobOptions,
+    ) -> NewJob:
         new_job = job_options.build_new_job(definition, payload, options, self.clock.now())
-        if new_job.dead_letter is not None:
+        if new_job.dead_letter is not None and isinstance(definition, Workflow):
+            # Where the workflow is known, so should its dead letter be (a typo check).
             self.registry.require(new_job.dead_letter)
         return new_job
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Unpack
 
 from flowq import schedules, validate
-from flowq.errors import ScheduleError, UnknownWorkflowError
+from flowq.errors import ScheduleError, ValidationError
 from flowq.models import CronSchedule, ScheduleStatus
 from flowq.options import JobOptions
 from flowq.registry import Registry, Workflow
 from flowq.store.base import Store
+from flowq.workflow_ref import WorkflowRef
 
 __all__ = ["SCHEDULE_CHANGES", "CronJobs"]
 
@@ -36,7 +37,7 @@ class CronJobs:
         self,
         schedule_name: str,
         cron_expression: str,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | WorkflowRef[Any, Any] | str,
         payload: Any = None,
         *,
         timezone: str = "UTC",
@@ -50,8 +51,13 @@ class CronJobs:
             schedule_name: Its unique name.
             cron_expression: 5 fields (``"0 9 * * *"``) or ``@hourly``, ``@daily``,
                 ``@weekly``, ``@monthly``, ``@yearly``.
-            workflow: A ``@flowq.workflow`` object or a registered workflow's name.
-            payload: The payload of every job (checked against the workflow).
+            workflow: A ``@flowq.workflow`` object, a :func:`flowq.workflow_ref`, or a
+                workflow's name (it need not be registered in this process: its
+                declared timeout, retry policy, max attempts, dead letter and
+                ``force_kill_on_timeout`` are then applied by the worker that runs
+                each job, unless given here).
+            payload: The payload of every job (checked against the workflow when it
+                is known here).
             timezone: IANA zone of the expression's wall-clock times.
             allow_overlap: Start a tick's job while the previous one is unfinished
                 (default False: the tick is skipped and recorded as skipped).
@@ -61,8 +67,8 @@ class CronJobs:
                 ``delay``, ``depends_on`` or ``idempotency_key``).
 
         Raises:
-            ScheduleError: A bad expression, zone or option, a taken name, or an unknown
-                workflow. Nothing is written.
+            ScheduleError: A bad expression, zone or option, a taken name, or a
+                workflow that is not a name. Nothing is written.
             PayloadError: The payload does not fit the workflow.
         """
         definition = self._schedule_workflow(workflow)
@@ -150,17 +156,24 @@ class CronJobs:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _schedule_workflow(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
+    def _schedule_workflow(
+        self, workflow: Workflow[Any, Any] | WorkflowRef[Any, Any] | str
+    ) -> Workflow[Any, Any] | WorkflowRef[Any, Any]:
+        """The registered workflow, or a reference to one this process does not know
+        (its declared options are then applied by the worker that runs each job)."""
         if isinstance(workflow, Workflow):
             return workflow
-        if not isinstance(workflow, str):
+        if not isinstance(workflow, str | WorkflowRef):
             raise ScheduleError(
-                f"workflow must be a @flowq.workflow object or a name, got {workflow!r}"
+                f"workflow must be a @flowq.workflow object, a flowq.workflow_ref(...) or "
+                f"a name, got {workflow!r}"
             )
         try:
-            return self.registry.require(workflow)
-        except UnknownWorkflowError as exc:
+            ref = workflow if isinstance(workflow, WorkflowRef) else WorkflowRef(workflow)
+        except ValidationError as exc:
             raise ScheduleError(str(exc)) from None
+        found = self.registry.get(ref.name)
+        return ref if found is None else found
 
     async def _change(self, schedule_id: int, values: dict[str, Any]) -> bool:
         store = await self._ready()

@@ -9,6 +9,7 @@ ctx -> durable call -> ``store.record_calls``. It also starts the children that
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import random
@@ -37,7 +38,7 @@ from flowq.failures import exception_message, exception_name, storable_text
 from flowq.hooks import HookEvent, Hooks
 from flowq.isolated import IsolatedFailure, run_in_process
 from flowq.models import ErrorEntry, FailureReason
-from flowq.options import JobOptions, build_child_job
+from flowq.options import JobOptions, build_child_job, declared_values
 from flowq.registry import Registry, Workflow
 from flowq.replay import Reservation
 from flowq.store.base import ClaimedJob, Completion, JobHeader, Release, Store
@@ -178,6 +179,12 @@ class Engine:
                 "UnknownWorkflowError",
                 FailureReason.NO_HANDLER,
             )
+        if job.unresolved_options:
+            if not await self._resolve_options(running, definition):
+                log.warning("flowq: job %s was taken from this worker while it ran", job.id)
+                return None
+            claimed = running.claimed
+            job = claimed.job
         try:
             payload = msgspec.json.decode(claimed.payload_json, type=definition.payload_type)
         except msgspec.ValidationError as exc:
@@ -327,6 +334,29 @@ class Engine:
         if ended is not None:
             raise ended
         return returned
+
+    async def _resolve_options(self, running: RunningJob, definition: Workflow[Any, Any]) -> bool:
+        """Give a job enqueued where its workflow was unknown the options the workflow
+        declares (those not given at enqueue), in the database and in ``running``;
+        False when the lease is no longer held."""
+        claimed = running.claimed
+        names = claimed.job.unresolved_options
+        values = declared_values(definition, names)
+        if not await self.store.resolve_options(claimed.lease, values):
+            return False
+        header = dataclasses.replace(
+            claimed.job,
+            unresolved_options=(),
+            **{name: value for name, value in values.items() if name != "dead_letter"},
+        )
+        running.claimed = dataclasses.replace(claimed, job=header)
+        running.context.job = dataclasses.replace(
+            running.context.job, max_attempts=header.max_attempts
+        )
+        log.debug(
+            "flowq: job %s takes %s from workflow %r", header.id, ", ".join(names), definition.name
+        )
+        return True
 
     async def _call(self, definition: Workflow[Any, Any], payload: Any, running: RunningJob) -> Any:
         if running.claimed.job.force_kill_on_timeout:

@@ -242,6 +242,11 @@ class Job:
     locked_by: str | None = None
     locked_at: datetime | None = None
     parent_job_id: int | None = None
+    unresolved_options: tuple[str, ...] = ()
+    """Options the job's workflow declares that the first worker to run it fills in
+    (``timeout``, ``max_attempts``, ``retry``, ``dead_letter``,
+    ``force_kill_on_timeout``): the job was enqueued by name where the workflow is not
+    registered, without them. Empty for every other job, and once a worker ran it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

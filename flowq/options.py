@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict, Unpack, cast
+from typing import Any, Protocol, TypedDict, Unpack, cast
 
 from flowq import codec, validate
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc
@@ -14,7 +14,8 @@ from flowq.errors import DependencyError, ValidationError
 from flowq.handler_names import check_importable
 from flowq.models import BatchDepRef, DependsOn, RetryPolicy
 from flowq.registry import Workflow
-from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, NewJob
+from flowq.store.base import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY, WORKER_RESOLVED, NewJob
+from flowq.workflow_ref import WorkflowRef
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -28,6 +29,7 @@ __all__ = [
     "check_changes",
     "check_option_names",
     "dead_letter_name",
+    "declared_values",
     "spec_from_dict",
 ]
 
@@ -59,13 +61,13 @@ class JobOptions(TypedDict, total=False):
 class JobSpec:
     """One job of an ``add_jobs`` batch: ``JobSpec(workflow, payload, **options)``."""
 
-    workflow: Workflow[Any, Any] | str
+    workflow: Workflow[Any, Any] | WorkflowRef[Any, Any] | str
     payload: Any
     options: JobOptions = field(default_factory=lambda: JobOptions())
 
     def __init__(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | WorkflowRef[Any, Any] | str,
         payload: Any = None,
         /,
         **options: Unpack[JobOptions],
@@ -93,9 +95,16 @@ def check_option_names(options: dict[str, Any]) -> None:
 
 
 def build_new_job(
-    definition: Workflow[Any, Any], payload: Any, options: JobOptions, now: datetime
+    definition: Workflow[Any, Any] | WorkflowRef[Any, Any],
+    payload: Any,
+    options: JobOptions,
+    now: datetime,
 ) -> NewJob:
     """Check ``options``, merge the workflow's defaults and encode the payload.
+
+    For a :class:`WorkflowRef` (a workflow not registered here) the defaults are not
+    known: the options of :data:`WORKER_RESOLVED` not given in ``options`` are left for
+    the worker that runs the job (``NewJob.unresolved_options``).
 
     Raises:
         ValidationError: An option is malformed (the message names it).
@@ -104,8 +113,14 @@ def build_new_job(
     check_option_names(dict(options))
     payload_text = codec.encode_payload(payload, definition.payload_type, workflow=definition.name)
     depends_on, depends_on_tags = _depends_on(options.get("depends_on"))
-    priority = options.get("priority", definition.priority)
-    max_attempts = options.get("max_attempts", definition.max_attempts)
+    if isinstance(definition, Workflow):
+        declared: _Declared = definition
+        unresolved: tuple[str, ...] = ()
+    else:
+        declared = _UNDECLARED
+        unresolved = tuple(name for name in WORKER_RESOLVED if not _given(name, options))
+    priority = options.get("priority", declared.priority)
+    max_attempts = options.get("max_attempts", declared.max_attempts)
     job = NewJob(
         workflow=definition.name,
         payload=payload_text,
@@ -114,22 +129,81 @@ def build_new_job(
         if max_attempts is None
         else validate.max_attempts(max_attempts),
         run_at=_run_at(options, now),
-        retry=_retry(options, definition.retry or DEFAULT_RETRY),
-        timeout=parse_optional_duration(options.get("timeout", definition.timeout), name="timeout"),
+        retry=_retry(options, declared.retry or DEFAULT_RETRY),
+        timeout=parse_optional_duration(options.get("timeout", declared.timeout), name="timeout"),
         force_kill_on_timeout=validate.flag(
-            options.get("force_kill_on_timeout", definition.force_kill_on_timeout),
+            options.get("force_kill_on_timeout", declared.force_kill_on_timeout),
             "force_kill_on_timeout",
         ),
-        tags=validate.tags((*definition.tags, *validate.tags(options.get("tags", ())))),
+        tags=validate.tags((*declared.tags, *validate.tags(options.get("tags", ())))),
         idempotency_key=validate.optional_name(options.get("idempotency_key"), "idempotency_key"),
         group=validate.optional_name(options.get("group"), "group"),
         depends_on=depends_on,
         depends_on_tags=depends_on_tags,
-        dead_letter=dead_letter_name(options.get("dead_letter", definition.dead_letter)),
+        dead_letter=dead_letter_name(options.get("dead_letter", declared.dead_letter)),
+        unresolved_options=unresolved,
     )
-    if job.force_kill_on_timeout:
+    if job.force_kill_on_timeout and isinstance(definition, Workflow):
         check_importable(definition)
     return job
+
+
+def declared_values(definition: Workflow[Any, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The values ``definition`` declares for the options ``names`` (of
+    :data:`WORKER_RESOLVED`), checked as at enqueue, as ``Store.resolve_options`` takes
+    them: what a worker writes for a job enqueued where the workflow was unknown."""
+    values: dict[str, Any] = {
+        "timeout": parse_optional_duration(definition.timeout, name="timeout"),
+        "max_attempts": DEFAULT_MAX_ATTEMPTS
+        if definition.max_attempts is None
+        else validate.max_attempts(definition.max_attempts),
+        "retry": definition.retry or DEFAULT_RETRY,
+        "dead_letter": dead_letter_name(definition.dead_letter),
+        "force_kill_on_timeout": definition.force_kill_on_timeout,
+    }
+    return {name: values[name] for name in names}
+
+
+class _Declared(Protocol):
+    """What a workflow declares for its jobs (a :class:`Workflow`, or nothing)."""
+
+    @property
+    def priority(self) -> int | None: ...
+    @property
+    def max_attempts(self) -> int | None: ...
+    @property
+    def retry(self) -> RetryPolicy | None: ...
+    @property
+    def timeout(self) -> Duration | None: ...
+    @property
+    def force_kill_on_timeout(self) -> bool: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def dead_letter(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Undeclared:
+    """The declaration of a workflow this process does not know: nothing."""
+
+    priority: int | None = None
+    max_attempts: int | None = None
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+    force_kill_on_timeout: bool = False
+    tags: tuple[str, ...] = ()
+    dead_letter: str | None = None
+
+
+_UNDECLARED = _Undeclared()
+
+_OPTIONS_OF_FIELD = {"retry": ("retry", "retry_delay", "retry_backoff", "retry_delay_max")}
+
+
+def _given(field_name: str, options: JobOptions) -> bool:
+    """Whether ``options`` sets the job field ``field_name`` explicitly."""
+    return any(option in options for option in _OPTIONS_OF_FIELD.get(field_name, (field_name,)))
 
 
 EDITABLE_OPTIONS = frozenset(

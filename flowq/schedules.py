@@ -13,6 +13,7 @@ from flowq.options import JobOptions, build_new_job
 from flowq.registry import Workflow
 from flowq.store.schedule_rows import encode_template
 from flowq.store.schedules import NewSchedule
+from flowq.workflow_ref import WorkflowRef
 
 __all__ = [
     "NOT_FOR_SCHEDULES",
@@ -135,7 +136,7 @@ def check_job_options(options: JobOptions) -> None:
 
 
 def new_schedule(
-    workflow: Workflow[Any, Any],
+    workflow: Workflow[Any, Any] | WorkflowRef[Any, Any],
     *,
     name: str,
     cron_expression: str,
@@ -146,7 +147,7 @@ def new_schedule(
     options: JobOptions,
 ) -> NewSchedule:
     """The store's record of a checked schedule: payload and job options encoded (the
-    workflow's defaults merged in)."""
+    workflow's defaults merged in; for a reference, left to the worker)."""
     job = build_new_job(workflow, payload, options, datetime.now(UTC))
     return NewSchedule(
         schedule_name=name,

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "EDITABLE_FIELDS",
     "UNCLAIMED_BATCH_SIZE",
+    "WORKER_RESOLVED",
     "ClaimedJob",
     "Completion",
     "GroupLimits",
@@ -68,6 +69,18 @@ EDITABLE_FIELDS = frozenset(
     }
 )
 """Job fields ``edit_job`` may change (values already validated and encoded)."""
+
+WORKER_RESOLVED: tuple[str, ...] = (
+    "timeout",
+    "max_attempts",
+    "retry",
+    "dead_letter",
+    "force_kill_on_timeout",
+)
+"""The options of a job that a worker fills in from its workflow's declaration when the
+job was enqueued where that workflow is not registered (and the option was not given).
+The others (payload, priority, tags, run time, group, dependencies, idempotency key)
+are fixed at enqueue: they decide which job is claimed before any worker reads it."""
 
 CLEANUP_BATCH_SIZE = 1000
 """Rows deleted per transaction by the cleanup verbs."""
@@ -120,6 +133,10 @@ class NewJob:
     parent_job_id: int | None = None
     parent_outcome_seq: int | None = None
     """For a child of ``ctx.call``: where in the parent's history its outcome goes."""
+    unresolved_options: tuple[str, ...] = ()
+    """Options (of :data:`WORKER_RESOLVED`) the worker that runs the job takes from
+    its workflow's declaration: the job was enqueued where the workflow is not
+    registered, without these options."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,6 +188,9 @@ class JobHeader:
     force_kill_on_timeout: bool
     retry: RetryPolicy
     parent_job_id: int | None
+    unresolved_options: tuple[str, ...] = ()
+    """Options the worker takes from the workflow's declaration before running the job
+    (see :meth:`Store.resolve_options`); empty once that is done."""
     unreadable: str | None = None
     """Why a stored setting of the job could not be read (a timeout or retry policy
     out of range, written by an older version or by hand), else None. Such a header
@@ -350,6 +370,12 @@ class Store(ScheduleVerbs, Protocol):
     async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
         """Set ``pending_reason`` on due jobs of workflows other than ``workflows``
         that have none; return how many were marked."""
+
+    async def resolve_options(self, lease: Lease, values: Mapping[str, Any]) -> bool:
+        """Write the declared values of a running job's unresolved options (fields of
+        :data:`WORKER_RESOLVED`, already validated) and mark them all resolved, with an
+        ``edited`` event (metadata ``{"fields": [...], "resolved_by": worker_id}``);
+        False on a stale lease."""
 
     async def record_progress(self, lease: Lease, percent: int) -> bool:
         """Store a running job's progress with a ``progress`` event; False if not held."""

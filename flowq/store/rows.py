@@ -8,7 +8,7 @@ in-memory store (whose tables are dicts of such rows) share every function here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -29,7 +29,15 @@ from flowq.models import (
     TokenStatus,
 )
 from flowq.replay import RecordedCall
-from flowq.store.base import DEFAULT_RETRY, EDITABLE_FIELDS, JobHeader, Lease, NewJob, NewToken
+from flowq.store.base import (
+    DEFAULT_RETRY,
+    EDITABLE_FIELDS,
+    WORKER_RESOLVED,
+    JobHeader,
+    Lease,
+    NewJob,
+    NewToken,
+)
 
 __all__ = [
     "CALL_COLUMNS",
@@ -51,6 +59,8 @@ __all__ = [
     "header_from_row",
     "job_from_row",
     "new_job_row",
+    "options_from_mask",
+    "options_mask",
     "recorded_call",
     "step_record",
     "to_ms",
@@ -66,12 +76,14 @@ JOB_COLUMNS: Final = (
     "lease_id", "locked_by", "locked_at", "created_at", "updated_at", "started_at",
     "completed_at", "last_failed_at", "last_retried_at", "last_cancelled_at", "finished_at",
     "parent_job_id", "parent_outcome_seq", "blocked_by", "has_dependants",
+    "unresolved_options",
 )  # fmt: skip
 """Every column of ``flowq_jobs``, in table order."""
 
 CLAIMED_COLUMNS: Final = (
     "id", "workflow", "payload", "priority", "attempts", "max_attempts", "tags", "group_name",
     "timeout_ms", "force_kill_on_timeout", "retry", "parent_job_id", "lease_id",
+    "unresolved_options",
 )  # fmt: skip
 """The columns a claim reads back (:func:`header_from_row`, the payload and the lease)."""
 
@@ -94,6 +106,20 @@ def to_ms(value: timedelta | None) -> int | None:
 def from_ms(value: int | None) -> timedelta | None:
     """Milliseconds back to a duration."""
     return None if value is None else timedelta(milliseconds=value)
+
+
+def options_mask(names: Iterable[str]) -> int:
+    """Options of :data:`WORKER_RESOLVED` as the bit set ``unresolved_options`` stores
+    (bit ``i`` for the ``i``-th; other names are ignored)."""
+    chosen = set(names)
+    return sum(1 << i for i, name in enumerate(WORKER_RESOLVED) if name in chosen)
+
+
+def options_from_mask(mask: int) -> tuple[str, ...]:
+    """The option names of an ``unresolved_options`` bit set."""
+    if not mask:
+        return ()
+    return tuple(name for i, name in enumerate(WORKER_RESOLVED) if mask & (1 << i))
 
 
 def encode_retry(policy: RetryPolicy) -> str:
@@ -183,6 +209,7 @@ def new_job_row(job: NewJob, job_id: int, now: datetime) -> dict[str, Any]:
         "parent_outcome_seq": job.parent_outcome_seq,
         "blocked_by": 0,
         "has_dependants": False,
+        "unresolved_options": options_mask(job.unresolved_options),
     }
 
 
@@ -224,6 +251,7 @@ def job_from_row(row: Mapping[Any, Any], depends_on: tuple[int, ...]) -> Job:
         locked_by=row["locked_by"],
         locked_at=row["locked_at"],
         parent_job_id=row["parent_job_id"],
+        unresolved_options=options_from_mask(row["unresolved_options"]),
     )
 
 
@@ -259,6 +287,7 @@ def header_from_row(row: Mapping[Any, Any]) -> JobHeader:
         force_kill_on_timeout=bool(row["force_kill_on_timeout"]),
         retry=retry,
         parent_job_id=row["parent_job_id"],
+        unresolved_options=options_from_mask(row["unresolved_options"]),
         unreadable=unreadable,
     )
 
@@ -314,12 +343,26 @@ def changed_columns(row: Mapping[Any, Any], values: Mapping[Any, Any]) -> dict[s
     if "run_at" in changed and not row["blocked_by"]:
         # A blocked job gets its ready_at when its last prerequisite completes.
         changed["ready_at"] = changed["run_at"]
+    unresolved = row["unresolved_options"]
+    if unresolved:
+        # An option set by an edit is explicit: the worker must not replace it, even
+        # when the edit wrote the value the job already had.
+        fixed = [c for c in values if unresolved & options_mask([EVENT_FIELD_OF_COLUMN.get(c, c)])]
+        if fixed:
+            changed.update({c: values[c] for c in fixed})
+            changed["unresolved_options"] = unresolved & ~options_mask(
+                EVENT_FIELD_OF_COLUMN.get(c, c) for c in fixed
+            )
     return changed
 
 
 def edited_fields(columns: Mapping[Any, Any]) -> list[str]:
     """The Job field names of changed columns, for the ``edited`` event."""
-    return sorted(EVENT_FIELD_OF_COLUMN.get(c, c) for c in columns if c != "ready_at")
+    return sorted(
+        EVENT_FIELD_OF_COLUMN.get(c, c)
+        for c in columns
+        if c not in ("ready_at", "unresolved_options")
+    )
 
 
 # -- recorded calls -----------------------------------------------------------------

@@ -35,7 +35,8 @@ __all__ = [
 
 
 def encode_template(job: NewJob) -> str:
-    """The options of the jobs a schedule starts, as JSON text (payload aside)."""
+    """The options of the jobs a schedule starts, as JSON text (payload aside), with
+    the options left to the worker (``unresolved_options``)."""
     return codec.encode(
         {
             "priority": job.priority,
@@ -46,6 +47,7 @@ def encode_template(job: NewJob) -> str:
             "tags": list(job.tags),
             "group": job.group,
             "dead_letter": job.dead_letter,
+            "unresolved_options": list(job.unresolved_options),
         },
         what="schedule job options",
     )
@@ -75,6 +77,7 @@ def job_of_tick(row: Mapping[Any, Any], tick: datetime) -> NewJob:
         depends_on=(),
         depends_on_tags=(),
         dead_letter=template["dead_letter"],
+        unresolved_options=tuple(template.get("unresolved_options", ())),
     )
 
 
@@ -117,6 +120,8 @@ def schedule_from_row(row: Mapping[Any, Any]) -> CronSchedule:
         "group": template["group"],
         "dead_letter": template["dead_letter"],
     }
+    for name in template.get("unresolved_options", ()):
+        del options[name]  # left to the worker: not an option of the schedule
     return CronSchedule(
         id=row["id"],
         schedule_name=row["schedule_name"],

@@ -57,6 +57,7 @@ __all__ = [
     "PROLONG",
     "RELEASE",
     "REQUEUE",
+    "RESOLVE",
     "RETRY",
     "SUSPEND",
     "TRANSITIONS",
@@ -376,9 +377,12 @@ MARK_UNCLAIMED = _transition("mark_unclaimed", {_P}, None, pending_reason=Param(
 EDIT = _transition("edit", {_P}, None, updated_at=NOW)
 """``edit_job``: the changed columns (``rows.changed_columns``) are set with these."""
 
+RESOLVE = _transition("resolve", {_R}, None, unresolved_options=0, updated_at=NOW)
+"""A worker wrote the declared values of a job's unresolved options (set with these)."""
+
 TRANSITIONS: tuple[Transition, ...] = (
     CLAIM, COMPLETE, FAIL, SUSPEND, RELEASE, REQUEUE, CANCEL, CANCEL_RUNNING, RETRY, WAKE,
-    UNBLOCK, HEARTBEAT, PROLONG, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT,
+    UNBLOCK, HEARTBEAT, PROLONG, PROGRESS, OUTPUT, MARK_UNCLAIMED, EDIT, RESOLVE,
 )  # fmt: skip
 """Every transition, in the order of the life of a job."""
 

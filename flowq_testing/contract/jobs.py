@@ -137,12 +137,6 @@ class JobVerbsContract(ContractBase):
             await app.start(echo, {"blob": "x" * (17 * 1024 * 1024)})
         assert await app.get_jobs() == []
 
-    async def test_unknown_workflow_name_is_rejected(self, app: flowq.App) -> None:
-        """add_job for a name nobody registered raises UnknownWorkflowError naming it."""
-        with pytest.raises(flowq.UnknownWorkflowError, match=r"no\.such\.workflow"):
-            await app.add_job("no.such.workflow", {})
-        assert await app.get_jobs() == []
-
     async def test_bad_options_raise_validation_errors(self, app: flowq.App) -> None:
         """Malformed options raise ValidationError naming the option; nothing is stored."""
         cases: list[dict[str, Any]] = [
@@ -179,6 +173,56 @@ class JobVerbsContract(ContractBase):
         with pytest.raises(flowq.ValidationError, match="naive"):
             await app.get_jobs(run_at={"gt": datetime(2031, 1, 1)})
         assert await app.get_jobs() == []
+
+    async def test_a_job_of_a_workflow_unknown_here_leaves_its_declared_options_open(
+        self, app: flowq.App
+    ) -> None:
+        """Added by a name nothing here registers: stored with flowq's defaults and the
+        options it did not give marked for the worker; given ones are fixed (retry by
+        any of its spellings), on both insert paths (with and without dependencies)."""
+        prerequisite = await app.start(echo, {})
+        bare = await app.add_job("elsewhere.onboard", {"user": 1})
+        given = await app.add_job(
+            "elsewhere.onboard", {"user": 2}, timeout="10s", retry_delay=3, max_attempts=1
+        )
+        [dependant] = await app.add_jobs(
+            [flowq.JobSpec("elsewhere.onboard", None, depends_on=[prerequisite])]
+        )
+        jobs = [await app.get_job(job_id) for job_id in (bare, given, dependant)]
+        assert all(job is not None for job in jobs)
+        first, second, third = (job for job in jobs if job is not None)
+        all_open = ("timeout", "max_attempts", "retry", "dead_letter", "force_kill_on_timeout")
+        assert first.unresolved_options == all_open == third.unresolved_options
+        assert (first.max_attempts, first.timeout, first.dead_letter) == (3, None, None)
+        assert second.unresolved_options == ("dead_letter", "force_kill_on_timeout")
+        assert (second.max_attempts, second.timeout) == (1, timedelta(seconds=10))
+        assert second.retry.delay == timedelta(seconds=3)
+        known = await app.get_job(prerequisite)
+        assert known is not None and known.unresolved_options == ()
+
+    async def test_editing_an_open_option_fixes_it(self, app: flowq.App) -> None:
+        """An edit of an option left to the worker makes it the job's own, even when it
+        writes the value already stored; bulk edits too."""
+        one = await app.add_job("elsewhere.onboard", {})
+        two = await app.add_job("elsewhere.onboard", {})
+        assert await app.edit_job(one, timeout=None) is True  # same value, now explicit
+        edited = await app.edit_all_pending_jobs({"max_attempts": 7}, workflow="elsewhere.onboard")
+        assert edited == 2
+        first, second = await app.get_job(one), await app.get_job(two)
+        assert first is not None and second is not None
+        assert first.unresolved_options == ("retry", "dead_letter", "force_kill_on_timeout")
+        assert second.unresolved_options == (
+            "timeout",
+            "retry",
+            "dead_letter",
+            "force_kill_on_timeout",
+        )
+        assert first.max_attempts == second.max_attempts == 7
+        events = await app.get_job_events(one)
+        assert [e.metadata.get("fields") for e in events if e.event_type is EventType.EDITED] == [
+            ["timeout"],
+            ["max_attempts"],
+        ]
 
     # -- reading ----------------------------------------------------------------------
 

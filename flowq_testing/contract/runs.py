@@ -543,6 +543,45 @@ class RunVerbsContract(ContractBase):
         job = await app.get_job(job_id)
         assert job is not None and job.progress == 40 and job.output == {"partial": 1}
 
+    async def test_a_worker_resolves_the_open_options_of_a_running_job(
+        self, app: flowq.App
+    ) -> None:
+        """resolve_options writes the declared values, closes every open option and
+        says so in an ``edited`` event; a stale lease writes nothing."""
+        job_id = await app.add_job("elsewhere.onboard", {}, max_attempts=2)
+        [claimed] = await self.claim(app, workflows=["elsewhere.onboard"])
+        assert claimed.job.unresolved_options == (
+            "timeout",
+            "retry",
+            "dead_letter",
+            "force_kill_on_timeout",
+        )
+        declared = {
+            "timeout": timedelta(seconds=30),
+            "retry": flowq.RetryPolicy(5, backoff=False),
+            "dead_letter": "contract.dead_letters",
+            "force_kill_on_timeout": False,
+        }
+        assert await app.store.resolve_options(claimed.lease, declared) is True
+        job = await app.get_job(job_id)
+        assert job is not None and job.unresolved_options == ()
+        assert (job.timeout, job.retry, job.dead_letter) == (
+            timedelta(seconds=30),
+            flowq.RetryPolicy(5, backoff=False),
+            "contract.dead_letters",
+        )
+        assert job.max_attempts == 2 and job.status is JobStatus.PROCESSING
+        resolved = (await app.get_job_events(job_id))[-1]
+        assert resolved.event_type is EventType.EDITED
+        assert resolved.metadata == {
+            "fields": ["dead_letter", "force_kill_on_timeout", "retry", "timeout"],
+            "resolved_by": "contract-worker",
+        }
+        await app.cancel_job(job_id)
+        assert await app.store.resolve_options(claimed.lease, {"timeout": None}) is False
+        job = await app.get_job(job_id)
+        assert job is not None and job.timeout == timedelta(seconds=30)
+
     # -- maintenance ------------------------------------------------------------------
 
     async def test_reclaim_respects_minutes_and_job_timeout(

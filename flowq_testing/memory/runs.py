@@ -22,7 +22,7 @@ from flowq.store.base import (
     Lease,
     Release,
 )
-from flowq_testing.memory.tables import MemoryTables, utc
+from flowq_testing.memory.tables import MemoryTables, utc, utc_values
 
 __all__ = ["MemoryRunVerbs"]
 
@@ -116,6 +116,20 @@ class MemoryRunVerbs(MemoryTables):
         if self._has_dependants(done.keys()):
             self._wake("jobs")
         return [c.lease.job_id in done for c in completions]
+
+    async def resolve_options(self, lease: Lease, values: Mapping[str, Any]) -> bool:
+        """Write a running job's declared option values and mark its options resolved
+        (an ``edited`` event says which, and by which worker); False if not held."""
+        row = self._leased(lease)
+        if row is None:
+            return False
+        columns = utc_values(rows.column_values(values))
+        now = self._now()
+        self._apply(transitions.RESOLVE, row, now)
+        self._write(row, columns)
+        meta = {"fields": rows.edited_fields(columns), "resolved_by": lease.worker_id}
+        self._add_events([(lease.job_id, EventType.EDITED, meta)], now)
+        return True
 
     async def record_progress(self, lease: Lease, percent: int) -> bool:
         """Store a running job's progress with a ``progress`` event; False if not held."""

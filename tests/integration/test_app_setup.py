@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -14,6 +14,8 @@ from flowq.store.sql import SqlStore
 from flowq_testing import FakeClock, InMemoryStore
 
 pytestmark = pytest.mark.anyio
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 async def _table_names(url: str) -> list[str]:
@@ -44,11 +46,14 @@ async def test_first_call_without_entering_checks_the_schema(sqlite_url: str) ->
 async def test_migrate_before_or_inside_the_app(tmp_path: Path) -> None:
     """migrate() works before entering the App and again inside it (applying nothing)."""
     app = flowq.App(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
-    assert await app.migrate() == [
+    shipped = sorted(path.stem for path in (MIGRATIONS / "sqlite").glob("*.sql"))
+    assert shipped[:4] == [
         "0001_initial",
         "0002_child_outcome_seq",
         "0003_blocked_dependants",
+        "0004_unresolved_options",
     ]
+    assert await app.migrate() == shipped
     async with app:
         assert await app.migrate() == []
         assert await app.get_jobs() == []
@@ -118,19 +123,25 @@ async def test_missing_postgres_database_is_unavailable(postgres_url: str) -> No
 
 
 async def test_registry_is_read_lazily(sqlite_url: str) -> None:
-    """Workflows registered after the App was created can be added by name."""
+    """A workflow registered after the App was created is known from then on: before,
+    a job added by name is only encoded and leaves the declared options to the worker;
+    after, its payload is checked and its declared options apply at enqueue."""
     registry = flowq.Registry()
     async with flowq.App(sqlite_url, registry=registry, auto_migrate=True) as app:
-        with pytest.raises(flowq.UnknownWorkflowError):
-            await app.add_job("late.workflow", {})
+        early = await app.add_job("late.workflow", {"n": "not a number"})
+        job = await app.get_job(early)
+        assert job is not None and "timeout" in job.unresolved_options
 
-        @registry.workflow(name="late.workflow")
-        async def late(payload: dict[str, Any]) -> None:
+        @registry.workflow(name="late.workflow", timeout="5s")
+        async def late(payload: dict[str, int]) -> None:
             """Registered after the App."""
 
-        job_id = await app.add_job("late.workflow", {"ok": True})
+        with pytest.raises(flowq.PayloadError):
+            await app.add_job("late.workflow", {"n": "not a number"})
+        job_id = await app.add_job("late.workflow", {"n": 1})
         job = await app.get_job(job_id)
         assert job is not None and job.workflow == "late.workflow"
+        assert job.timeout == timedelta(seconds=5) and job.unresolved_options == ()
 
 
 async def test_start_takes_a_workflow_object(sqlite_url: str) -> None:

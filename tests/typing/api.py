@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Any, assert_type
 
 import msgspec
 
@@ -63,3 +63,13 @@ async def client(app: flowq.App) -> None:
     assert_type(steps, list[flowq.StepRecord])
     token = await app.complete_token("id", {"approved": True})
     assert_type(token, flowq.Token)
+
+
+async def producer(app: flowq.App) -> None:
+    """A service that enqueues workflows implemented elsewhere, typed by a reference."""
+    remote = flowq.workflow_ref("signup.onboard", Signup, str)
+    assert_type(remote, flowq.WorkflowRef[Signup, str])
+    assert_type(await app.start(remote, Signup(1, "a@example.com")), int)
+    untyped = flowq.workflow_ref("reports.build")
+    assert_type(untyped, flowq.WorkflowRef[Any, Any])
+    await app.add_job("reports.build", {"month": "2026-11"}, timeout="1h")

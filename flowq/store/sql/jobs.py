@@ -277,22 +277,24 @@ class SqlJobVerbs(SqlBase):
             found = await conn.execute(
                 select(jobs).where(condition).order_by(jobs.c.id).with_for_update()
             )
-            by_columns: dict[tuple[str, ...], list[int]] = {}
+            # Rows that change the same columns to the same values share a statement
+            # (the values differ only in unresolved_options, per row).
+            by_change: dict[tuple[Any, ...], tuple[dict[str, Any], list[int]]] = {}
             events = []
             for row in found.mappings():
                 changed = rows.changed_columns(row, values)
                 if changed:
-                    by_columns.setdefault(tuple(sorted(changed)), []).append(row["id"])
+                    key = (tuple(sorted(changed)), changed.get("unresolved_options"))
+                    by_change.setdefault(key, (changed, []))[1].append(row["id"])
                     events.append(
                         (row["id"], EventType.EDITED, {"fields": rows.edited_fields(changed)})
                     )
             edit = render.values(transitions.EDIT, now)
-            for columns, ids in by_columns.items():
-                update_values = {column: values[column] for column in columns}
+            for changed, ids in by_change.values():
                 await conn.execute(
                     update(jobs)
                     .where(self.dialect.one_of(jobs.c.id, ids))
-                    .values(**update_values, **edit)
+                    .values(**changed, **edit)
                 )
             await self._add_events(conn, events, now)
             return len(events)

@@ -326,7 +326,8 @@ class PostgresDialect:
 
 
 def _add_arguments(jobs: Sequence[NewJob], now: datetime) -> list[Any]:
-    """The 13 parameters of :data:`ADD_JOBS` (one array per varying column, then now)."""
+    """The 14 parameters of :data:`ADD_JOBS` (arrays of column values, now, then the
+    ``unresolved_options`` array)."""
     return [
         [job.workflow for job in jobs],
         [job.payload for job in jobs],
@@ -341,6 +342,7 @@ def _add_arguments(jobs: Sequence[NewJob], now: datetime) -> list[Any]:
         [rows.encode_retry(job.retry) for job in jobs],
         [job.dead_letter for job in jobs],
         now,
+        [rows.options_mask(job.unresolved_options) for job in jobs],
     ]
 
 
@@ -357,22 +359,25 @@ WITH input AS MATERIALIZED (
     SELECT nextval('flowq_jobs_id_seq'::regclass) AS id, t.*
     FROM unnest(
         $1::text[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::text[],
-        $7::text[], $8::text[], $9::bigint[], $10::bool[], $11::text[], $12::text[]
+        $7::text[], $8::text[], $9::bigint[], $10::bool[], $11::text[], $12::text[],
+        $14::int[]
     ) WITH ORDINALITY AS t(
         workflow, payload, priority, max_attempts, run_at, tags, idempotency_key,
-        group_name, timeout_ms, force_kill_on_timeout, retry, dead_letter, ord
+        group_name, timeout_ms, force_kill_on_timeout, retry, dead_letter,
+        unresolved_options, ord
     )
 ), inserted AS (
     INSERT INTO flowq_jobs (
         id, workflow, payload, status, priority, attempts, max_attempts, run_at, ready_at,
         tags, idempotency_key, group_name, timeout_ms, force_kill_on_timeout, retry,
-        dead_letter, error_history, lease_id, created_at, updated_at
+        dead_letter, unresolved_options, error_history, lease_id, created_at, updated_at
     )
     SELECT
         id, workflow, payload, 'pending', priority, 0, max_attempts,
         COALESCE(run_at, $13), COALESCE(run_at, $13),
         ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), idempotency_key, group_name,
-        timeout_ms, force_kill_on_timeout, retry, dead_letter, '[]', 0, $13, $13
+        timeout_ms, force_kill_on_timeout, retry, dead_letter, unresolved_options, '[]', 0,
+        $13, $13
     FROM input
     ORDER BY ord
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -385,7 +390,7 @@ SELECT input.ord, input.id, input.idempotency_key, inserted.id IS NOT NULL AS in
 FROM input LEFT JOIN inserted ON inserted.id = input.id
 ORDER BY input.ord
 """
-"""Jobs without dependencies and their ``added`` events (the 13 parameters of
+"""Jobs without dependencies and their ``added`` events (the 14 parameters of
 :func:`_add_arguments`)."""
 
 _CLAIM_CHOSEN: Final = """

@@ -272,6 +272,23 @@ class SqlRunVerbs(SqlBase):
             )
             return int(result.rowcount or 0)
 
+    async def resolve_options(self, lease: Lease, values: Mapping[str, Any]) -> bool:
+        """Write a running job's declared option values; mark its options resolved."""
+        columns = rows.column_values(values)
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            result = await conn.execute(
+                update(jobs)
+                .where(held([lease]))
+                .values(**columns, **render.values(transitions.RESOLVE, now))
+                .returning(jobs.c.id)
+            )
+            if result.first() is None:
+                return False
+            meta = {"fields": rows.edited_fields(columns), "resolved_by": lease.worker_id}
+            await self._add_events(conn, [(lease.job_id, EventType.EDITED, meta)], now)
+            return True
+
     async def record_progress(self, lease: Lease, percent: int) -> bool:
         """Store a running job's progress with a ``progress`` event."""
         async with self._transaction() as conn:

@@ -23,6 +23,9 @@ planned for the job at hand (``plan_cache_mode``): a generic plan, made for an
 ``parent_outcome_seq`` is set on a child started by ``ctx.call``: the position in its
 parent's history where the parent records the child's outcome. ``cleanup_old_jobs``
 keeps the finished child while the parent is unfinished and nothing is recorded there.
+``unresolved_options`` is a bit set of the options (:data:`flowq.store.base.WORKER_RESOLVED`)
+a job enqueued by name, where its workflow was not registered, did not get explicitly:
+the first worker that runs it writes the workflow's declared values and sets it to 0.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ jobs = Table(
     Column("parent_outcome_seq", Integer),
     Column("blocked_by", Integer, nullable=False, server_default=text("0")),
     Column("has_dependants", Boolean, nullable=False, server_default=false()),
+    Column("unresolved_options", Integer, nullable=False, server_default=text("0")),
     sqlite_autoincrement=True,
     postgresql_with={
         "fillfactor": "70",
