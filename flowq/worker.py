@@ -263,7 +263,10 @@ class Worker:
             if len(claimed) == asked:
                 continue
             if until_idle:
-                if not claimed and not self._running:
+                # Idle only if nothing ran meanwhile either: a job that ended during
+                # the claim (its slot freed) may have made a job runnable after the
+                # claim looked (a parent whose child finished first), so look again.
+                if not claimed and not self._running and not self._slot_freed.is_set():
                     return
                 await self._wait(self._slot_freed, math.inf)
                 continue
