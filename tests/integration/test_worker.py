@@ -513,7 +513,8 @@ async def test_a_job_reclaimed_while_its_last_run_ends_does_not_crash_the_worker
 
 
 async def test_a_cancelled_sqlite_claim_leaves_no_lock_behind(sqlite_url: str) -> None:
-    """Cancelling a claim that waits for the SQLite write lock leaves the database usable."""
+    """Cancelling a claim that waits for the SQLite write lock leaves the database usable
+    and claims nothing: the job is still pending for the next claim."""
     import sqlite3
 
     registry = flowq.Registry()
@@ -543,5 +544,6 @@ async def test_a_cancelled_sqlite_claim_leaves_no_lock_behind(sqlite_url: str) -
             await app.store.claim_jobs("w", 10, ["noop"])
         other.execute("ROLLBACK")
         other.close()
-        await app.store.claim_jobs("w", 10, ["noop"])  # completes the shielded rollback path
+        [claimed] = await app.store.claim_jobs("w2", 10, ["noop"])
+        assert claimed.lease.worker_id == "w2"  # the cancelled claim took nothing
         assert writable()

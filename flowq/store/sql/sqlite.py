@@ -1,8 +1,10 @@
 """SQLite through aiosqlite: the :class:`SqliteDialect` and its hot-path statements.
 
 The hot paths run on the aiosqlite driver connection (no SQLAlchemy per statement),
-each one ``BEGIN IMMEDIATE`` transaction of a few plain statements: the same rows and
-events as the general SQLAlchemy path, several times cheaper per call. Values are
+each one ``BEGIN IMMEDIATE`` transaction of a few plain statements run whole in the
+connection's thread (:func:`in_write_transaction`: one hop from the event loop per
+transaction, not one per statement): the same rows and events as the general
+SQLAlchemy path, several times cheaper per call. Values are
 stored as SQLAlchemy stores them on SQLite (UTC datetimes as
 ``YYYY-MM-DD HH:MM:SS.ffffff`` text, tags as a JSON array, booleans as 0/1). The SET
 clauses come from the job state machine (:mod:`flowq.store.transitions`).
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -54,7 +57,7 @@ __all__ = [
     "LOCK_WAIT_SECONDS",
     "PIN_BUSY_TIMEOUT_MS",
     "SqliteDialect",
-    "immediate",
+    "in_write_transaction",
     "read_time",
     "stored_time",
 ]
@@ -229,24 +232,11 @@ class SqliteDialect:
     async def add_plain_jobs(
         self, driver: Any, jobs: Sequence[NewJob], now: datetime
     ) -> list[int] | None:
-        """Jobs without dependencies, with their ``added`` events, in one transaction."""
-        async with immediate(driver, self._writers()):
-            keys = sorted({job.idempotency_key for job in jobs if job.idempotency_key is not None})
-            existing: dict[str | None, int] = {}
-            if keys:
-                existing = dict(await _fetch(driver, _IDS_BY_KEY, [json.dumps(keys)]))
-            count = batch.count_new_jobs(jobs, existing)
-            [(last,)] = await _fetch(driver, _LAST_ID)
-            first = int(last or 0) + 1
-            plan = batch.plan_batch(jobs, existing, {}, {}, range(first, first + count))
-            if plan.rows:
-                values = [
-                    _job_values(rows.new_job_row(job, job_id, now)) for job_id, job in plan.rows
-                ]
-                await driver.executemany(_INSERT_JOB, values)
-                added = [(job_id, EventType.ADDED, None) for job_id, _ in plan.rows]
-                await _events(driver, added, now)
-            return plan.ids
+        """Jobs without dependencies, with their ``added`` events, in one transaction
+        (run whole in the connection's thread: one hop from the event loop)."""
+        async with self._writers():
+            ids: list[int] = await in_write_transaction(driver, _add_plain_jobs, jobs, now)
+            return ids
 
     async def claim_jobs(
         self, driver: Any, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
@@ -259,95 +249,29 @@ class SqliteDialect:
         # never makes writers of other processes wait.
         if not await _fetch(driver, "SELECT 1 FROM flowq_jobs WHERE ready_at <= ? LIMIT 1", [at]):
             return []
-        async with immediate(driver, self._writers()):
-            previous = {
-                job_id: (status, bool(has_history))
-                for job_id, status, has_history in await _fetch(
-                    driver, *_claimable(workflows, at, limit)
-                )
-            }
-            if not previous:
-                return []
-            claim = _CLAIM.format(ids=", ".join(str(int(i)) for i in sorted(previous)))
-            found = [
-                _claimed_row(values) for values in await _fetch(driver, claim, [at, worker_id])
-            ]
-            found.sort(key=lambda row: (-row["priority"], row["id"]))
-            claimed = [
-                ClaimedJob(
-                    rows.header_from_row(row),
-                    Lease(row["id"], row["lease_id"], worker_id),
-                    previous[row["id"]][0] == JobStatus.WAITING.value,
-                    row["payload"],
-                    previous[row["id"]][1],
-                )
-                for row in found
-            ]
-            events = [
-                (c.job.id, EventType.PROCESSING, transitions.processing_metadata(c))
-                for c in claimed
-            ]
-            await _events(driver, events, now)
+        async with self._writers():
+            claimed: list[ClaimedJob] = await in_write_transaction(
+                driver, _claim_jobs, worker_id, limit, workflows, now
+            )
             return claimed
 
     async def complete_jobs(
         self, driver: Any, completions: Sequence[Completion], now: datetime
     ) -> tuple[list[bool], bool]:
         """Complete held jobs; return which were recorded and whether any has dependants."""
-        at = stored_time(now)
-        done: list[bool] = []
-        async with immediate(driver, self._writers()):
-            for completion in completions:
-                lease = completion.lease
-                parameters = [at, completion.output, lease.job_id, lease.lease_id]
-                done.append(await _run(driver, _COMPLETE, parameters) == 1)
-            finished = sorted(c.lease.job_id for c, ok in zip(completions, done, strict=True) if ok)
-            await _events(driver, [(job_id, EventType.COMPLETED, None) for job_id in finished], now)
-            unblocked = False
-            if finished:
-                unblocked = bool(
-                    await _fetch(
-                        driver,
-                        f"SELECT 1 FROM flowq_job_dependencies WHERE depends_on_id IN "
-                        f"({', '.join(str(int(i)) for i in finished)}) LIMIT 1",
-                    )
-                )
-        return done, unblocked
+        async with self._writers():
+            done: tuple[list[bool], bool] = await in_write_transaction(
+                driver, _complete_jobs, completions, now
+            )
+            return done
 
     async def record_calls(
         self, driver: Any, calls: Sequence[tuple[Lease, RecordedCall]]
     ) -> list[RecordedCall | None]:
         """Store recorded calls of held jobs; return each as stored (an earlier success
         wins), None where the lease is stale."""
-        async with immediate(driver, self._writers()):
-            wanted = sorted({lease.job_id for lease, _ in calls})
-            leases = {
-                (job_id, lease_id)
-                for job_id, lease_id in await _fetch(
-                    driver,
-                    f"SELECT id, lease_id FROM flowq_jobs WHERE status = 'processing' AND id IN "
-                    f"({', '.join(str(int(i)) for i in wanted)})",
-                )
-            }
-            values = [
-                (
-                    lease.job_id, call.seq, call.name, call.attempt, call.output, call.error,
-                    stored_time(call.started_at), stored_time(call.completed_at),
-                )
-                for lease, call in calls
-                if (lease.job_id, lease.lease_id) in leases
-            ]  # fmt: skip
-            written: set[tuple[int, int]] = set()
-            for start in range(0, len(values), _RECORD_CHUNK):
-                chunk = values[start : start + _RECORD_CHUNK]
-                sql = _RECORD.format(rows=", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk))
-                found = await _fetch(driver, sql, [value for row in chunk for value in row])
-                written.update((job_id, seq) for job_id, seq in found)
-            held: dict[tuple[int, int], RecordedCall | None] = {}
-            for job_id, seq, *_ in values:
-                held[(job_id, seq)] = (
-                    None if (job_id, seq) in written else await _recorded_call(driver, job_id, seq)
-                )
+        async with self._writers():
+            held = await in_write_transaction(driver, _record_calls, calls)
         return rows.as_stored(calls, held)
 
     async def load_history(self, driver: Any, job_id: int) -> list[RecordedCall]:
@@ -439,6 +363,168 @@ def stored_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+def _add_plain_jobs(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: datetime) -> list[int]:
+    keys = sorted({job.idempotency_key for job in jobs if job.idempotency_key is not None})
+    existing: dict[str | None, int] = {}
+    if keys:
+        existing = dict(conn.execute(_IDS_BY_KEY, [json.dumps(keys)]).fetchall())
+    count = batch.count_new_jobs(jobs, existing)
+    [(last,)] = conn.execute(_LAST_ID).fetchall()
+    first = int(last or 0) + 1
+    plan = batch.plan_batch(jobs, existing, {}, {}, range(first, first + count))
+    if plan.rows:
+        values = [_job_values(rows.new_job_row(job, job_id, now)) for job_id, job in plan.rows]
+        conn.executemany(_INSERT_JOB, values)
+        at = stored_time(now)
+        conn.executemany(
+            _INSERT_EVENT, [(job_id, EventType.ADDED.value, at, None) for job_id, _ in plan.rows]
+        )
+    return plan.ids
+
+
+def _claim_jobs(
+    conn: sqlite3.Connection, worker_id: str, limit: int, workflows: Sequence[str], now: datetime
+) -> list[ClaimedJob]:
+    at = stored_time(now)
+    previous = {
+        job_id: (status, bool(has_history))
+        for job_id, status, has_history in conn.execute(*_claimable(workflows, at, limit))
+    }
+    if not previous:
+        return []
+    claim = _CLAIM.format(ids=", ".join(str(int(i)) for i in sorted(previous)))
+    found = [_claimed_row(values) for values in conn.execute(claim, [at, worker_id]).fetchall()]
+    found.sort(key=lambda row: (-row["priority"], row["id"]))
+    claimed = [
+        ClaimedJob(
+            rows.header_from_row(row),
+            Lease(row["id"], row["lease_id"], worker_id),
+            previous[row["id"]][0] == JobStatus.WAITING.value,
+            row["payload"],
+            previous[row["id"]][1],
+        )
+        for row in found
+    ]
+    conn.executemany(
+        _INSERT_EVENT,
+        [
+            (
+                c.job.id,
+                EventType.PROCESSING.value,
+                at,
+                rows.event_metadata(transitions.processing_metadata(c)),
+            )
+            for c in claimed
+        ],
+    )
+    return claimed
+
+
+def _complete_jobs(
+    conn: sqlite3.Connection, completions: Sequence[Completion], now: datetime
+) -> tuple[list[bool], bool]:
+    at = stored_time(now)
+    done = [
+        conn.execute(_COMPLETE, [at, c.output, c.lease.job_id, c.lease.lease_id]).rowcount == 1
+        for c in completions
+    ]
+    finished = sorted(c.lease.job_id for c, ok in zip(completions, done, strict=True) if ok)
+    if not finished:
+        return done, False
+    conn.executemany(
+        _INSERT_EVENT, [(job_id, EventType.COMPLETED.value, at, None) for job_id in finished]
+    )
+    found = conn.execute(
+        f"SELECT 1 FROM flowq_job_dependencies WHERE depends_on_id IN "
+        f"({', '.join(str(int(i)) for i in finished)}) LIMIT 1"
+    ).fetchall()
+    return done, bool(found)
+
+
+def _record_calls(
+    conn: sqlite3.Connection, calls: Sequence[tuple[Lease, RecordedCall]]
+) -> dict[tuple[int, int], RecordedCall | None]:
+    wanted = sorted({lease.job_id for lease, _ in calls})
+    leases = {
+        (job_id, lease_id)
+        for job_id, lease_id in conn.execute(
+            f"SELECT id, lease_id FROM flowq_jobs WHERE status = 'processing' AND id IN "
+            f"({', '.join(str(int(i)) for i in wanted)})"
+        )
+    }
+    values = [
+        (
+            lease.job_id, call.seq, call.name, call.attempt, call.output, call.error,
+            stored_time(call.started_at), stored_time(call.completed_at),
+        )
+        for lease, call in calls
+        if (lease.job_id, lease.lease_id) in leases
+    ]  # fmt: skip
+    written: set[tuple[int, int]] = set()
+    for start in range(0, len(values), _RECORD_CHUNK):
+        chunk = values[start : start + _RECORD_CHUNK]
+        sql = _RECORD.format(rows=", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk))
+        found = conn.execute(sql, [value for row in chunk for value in row])
+        written.update((job_id, seq) for job_id, seq in found)
+    held: dict[tuple[int, int], RecordedCall | None] = {}
+    for job_id, seq, *_ in values:
+        if (job_id, seq) in written:
+            held[(job_id, seq)] = None
+        else:
+            [row] = conn.execute(_CALL, [job_id, seq]).fetchall()
+            held[(job_id, seq)] = _call(row)
+    return held
+
+
+async def in_write_transaction(db: Any, body: Callable[..., Any], *args: Any) -> Any:
+    """``body(connection, *args)`` in one write transaction, run whole in the thread of
+    the aiosqlite connection ``db`` on its sqlite3 connection: one hop from the event
+    loop per transaction instead of one per statement. (``Connection._execute`` is how
+    every aiosqlite method reaches its thread; aiosqlite is pinned accordingly.)
+
+    If the caller is cancelled, the transaction still ends in its thread: rolled back
+    if it had not begun or its body had not finished, so a cancelled claim claims
+    nothing; committed if the cancellation came after the body.
+    """
+    abandoned = threading.Event()
+    try:
+        return await db._execute(_write, db._conn, abandoned, body, *args)
+    except BaseException:
+        abandoned.set()
+        raise
+
+
+def _write(
+    conn: sqlite3.Connection, abandoned: threading.Event, body: Callable[..., Any], *args: Any
+) -> Any:
+    """``body(conn, *args)`` in a transaction taken at its start (``BEGIN IMMEDIATE``,
+    retried while another process holds the lock, up to :data:`LOCK_WAIT_SECONDS`);
+    rolled back if it raises or its caller gave up. Runs in the connection's thread."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.002
+    while not abandoned.is_set():
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    else:
+        return None
+    try:
+        result = body(conn, *args)
+    except BaseException:
+        conn.rollback()
+        raise
+    if abandoned.is_set():
+        conn.rollback()
+        return None
+    conn.commit()
+    return result
+
+
 def read_time(value: str | None) -> datetime | None:
     """Stored text back to an aware UTC datetime."""
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -477,61 +563,6 @@ def _call(row: Sequence[Any]) -> RecordedCall:
     )
 
 
-async def _recorded_call(db: Any, job_id: int, seq: int) -> RecordedCall:
-    [row] = await _fetch(db, _CALL, [job_id, seq])
-    return _call(row)
-
-
 async def _fetch(db: Any, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
     async with db.execute(sql, parameters) as cursor:
         return list(await cursor.fetchall())
-
-
-async def _run(db: Any, sql: str, parameters: Sequence[Any] = ()) -> int:
-    async with db.execute(sql, parameters) as cursor:
-        return int(cursor.rowcount)
-
-
-async def _events(db: Any, events: Sequence[tuple[int, EventType, Any]], now: datetime) -> None:
-    at = stored_time(now)
-    values = [(job_id, kind.value, at, rows.event_metadata(meta)) for job_id, kind, meta in events]
-    if values:
-        await db.executemany(_INSERT_EVENT, values)
-
-
-@asynccontextmanager
-async def immediate(db: Any, writers: anyio.Lock) -> AsyncIterator[Any]:
-    """A write transaction taken at its start (``BEGIN IMMEDIATE``) on ``db``.
-
-    ``writers`` lines up this process's writers first (SQLite has one writer at a
-    time: waiting in a queue beats polling for the file lock). BEGIN is then retried
-    while another process holds the lock (up to 30 s), sleeping between tries; each
-    try, like COMMIT and ROLLBACK, is shielded from cancellation, so a cancelled
-    caller never leaves the reused connection inside a transaction.
-    """
-    async with writers, _transaction(db):
-        yield db
-
-
-@asynccontextmanager
-async def _transaction(db: Any) -> AsyncIterator[Any]:
-    deadline = anyio.current_time() + LOCK_WAIT_SECONDS
-    delay = 0.002
-    while True:
-        try:
-            with anyio.CancelScope(shield=True):
-                await db.execute("BEGIN IMMEDIATE")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or anyio.current_time() > deadline:
-                raise
-        await anyio.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    try:
-        yield db
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await db.rollback()
-        raise
-    with anyio.CancelScope(shield=True):
-        await db.commit()
