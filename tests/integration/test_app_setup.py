@@ -48,6 +48,7 @@ async def test_migrate_before_or_inside_the_app(tmp_path: Path) -> None:
         "0001_initial",
         "0002_child_outcome_seq",
         "0003_blocked_dependants",
+        "0005_workers",
     ]
     async with app:
         assert await app.migrate() == []
