@@ -20,8 +20,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def _until(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    """Poll the store until ``check`` holds (bounded)."""
     with anyio.fail_after(seconds):
-        while not await check():
+        while True:
+            if await check():
+                return
             await anyio.sleep(0.02)
 
 
