@@ -90,7 +90,7 @@ async def overview(d: Dashboard, request: Request) -> Response:
     return d.render(
         request, "overview.html", title="Overview", page="overview", summary=summary,
         statuses=[s.value for s in JobStatus], peak=peak, sample_size=SAMPLE_SIZE,
-        workers_window=format_duration(WORKERS_WINDOW),
+        workers_window=f"{WORKERS_WINDOW.total_seconds() / 60:g} minutes",
         oldest=None if summary.counts.oldest_due_seconds is None
         else format_duration(timedelta(seconds=summary.counts.oldest_due_seconds)),
         age=_ages(now), note=_note(request),
