@@ -13,7 +13,7 @@ from flowq.errors import ScheduleError
 from flowq.models import CronSchedule
 from flowq.store.report import HealthReport
 
-__all__ = ["problems", "run_cron_command", "run_doctor", "run_tokens_list"]
+__all__ = ["WORKERS_WINDOW", "problems", "run_cron_command", "run_doctor", "run_tokens_list"]
 
 
 async def run_tokens_list(app: App, args: argparse.Namespace) -> str:
@@ -65,8 +65,10 @@ async def run_cron_command(app: App, args: argparse.Namespace) -> str:
 async def run_doctor(app: App, args: argparse.Namespace) -> str:
     """``flowq doctor``: the store's state, and what looks wrong."""
     report = await app.health_report(stuck_minutes=args.stuck_minutes)
+    workers = await app.get_workers(seen_within=WORKERS_WINDOW)
     if args.json:
-        return _json({"report": report, "problems": problems(report, args.stuck_minutes)})
+        found = problems(report, args.stuck_minutes)
+        return _json({"report": report, "workers": workers, "problems": found})
     lines = [
         f"schema version    {_text(report.schema_version)} (this flowq needs "
         f"{_text(report.latest_schema_version)})",
@@ -76,6 +78,9 @@ async def run_doctor(app: App, args: argparse.Namespace) -> str:
         f"oldest due job    {_age(report.oldest_due_seconds)}",
         f"stuck jobs        {report.stuck_jobs} (locked > {args.stuck_minutes:g} min)",
         f"waiting tokens    {report.waiting_tokens}",
+        "workers seen      "
+        + (", ".join(f"{w.worker_id} ({w.host}, pid {w.pid})" for w in workers) or "none")
+        + f" (in the last {WORKERS_WINDOW // 60} min)",
         "schedules         "
         + (", ".join(f"{n} {s}" for s, n in sorted(report.schedules_by_status.items())) or "none"),
     ]
@@ -85,6 +90,10 @@ async def run_doctor(app: App, args: argparse.Namespace) -> str:
     found = problems(report, args.stuck_minutes)
     lines += [f"PROBLEM: {problem}" for problem in found] or ["no problems found"]
     return "\n".join(lines)
+
+
+WORKERS_WINDOW = 120
+"""Seconds within which ``flowq doctor`` lists the workers seen."""
 
 
 def problems(report: HealthReport, stuck_minutes: float) -> list[str]:

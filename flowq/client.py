@@ -32,6 +32,7 @@ from flowq.store import rows
 from flowq.store.base import JobFilter, NewJob, NewToken, RunAtOp, Store
 from flowq.store.report import HealthReport
 from flowq.store.sql import SqlStore
+from flowq.store.workers import WorkerRecord
 from flowq.supervisor import Supervisor, SupervisorOptions
 from flowq.system_clock import SystemClock
 from flowq.worker import Worker, WorkerOptions
@@ -405,6 +406,18 @@ class App(CronJobs):
     async def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or ``None``."""
         return await (await self._ready()).get_job(_job_id(job_id))
+
+    async def get_job_by_key(self, idempotency_key: str) -> Job | None:
+        """The job added with this ``idempotency_key``, or ``None``."""
+        key = validate.text(idempotency_key, "idempotency_key")
+        return await (await self._ready()).get_job_by_key(key)
+
+    async def get_workers(self, *, seen_within: Duration = 60) -> list[WorkerRecord]:
+        """Workers that recorded themselves within ``seen_within`` (seconds or a
+        duration string): running workers do when they start and every heartbeat,
+        and remove themselves when they stop. The most recently seen first."""
+        window = parse_duration(seen_within, name="seen_within")
+        return await (await self._ready()).get_workers(window)
 
     async def get_jobs(
         self,

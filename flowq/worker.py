@@ -34,6 +34,7 @@ from flowq.registry import Registry, Workflow
 from flowq.schedule_ticker import ScheduleTicker
 from flowq.store.base import ClaimedJob, GroupLimits, Release, Store
 from flowq.store.batching import BatchingStore
+from flowq.worker_presence import Presence
 
 __all__ = [
     "HAND_BACK_TIMEOUT",
@@ -148,6 +149,7 @@ class Worker:
         """The store, with group commit of completions and step results."""
         self._engine = Engine(self.store, registry, self.clock, self.hooks)
         self._ticker = ScheduleTicker(self.store, registry, self.clock, self.worker_id)
+        self._presence = Presence(self.store, self.clock, self.worker_id)
         self._running: dict[int, RunningJob] = {}
         self._work_hint = anyio.Event()
         self._slot_freed = anyio.Event()
@@ -203,6 +205,7 @@ class Worker:
         await self.store.open()
         self._interrupted = []
         try:
+            await self._presence.start(self._workflow_names())
             await self._ticker.save_declared(self._workflow_names())
             if until_idle:
                 await self._ticker.enqueue_due()
@@ -222,6 +225,7 @@ class Worker:
             await self._hand_back_interrupted()
             raise
         finally:
+            await self._presence.stop()
             self._active = False
             self._idle_runners.clear()
             self._queued.clear()
@@ -460,6 +464,7 @@ class Worker:
         then take back jobs of workers whose heartbeats stopped."""
         while True:
             await anyio.sleep(self.heartbeat_interval)
+            await self._presence.refresh()
             await self._check_leases(list(self._running.values()))
             await self._reclaim_expired()
 

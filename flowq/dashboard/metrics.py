@@ -27,18 +27,25 @@ def _by_workflow(lines: list[str], name: str, values: dict[tuple[str, str], floa
 
 def render_metrics(summary: Summary, now: datetime) -> str:
     """The text of ``/metrics`` for ``summary`` read at ``now``."""
-    health = summary.health
+    store = summary.counts
     lines: list[str] = []
-    _head(lines, "flowq_jobs", "gauge", "Jobs per status (exact).")
+    exact = store.exact_up_to
+    _head(lines, "flowq_jobs", "gauge", f"Jobs per status (exact up to {exact}, else estimated).")
     for state in JobStatus:
-        count = health.jobs_by_status.get(state.value, 0)
+        count = store.by_status.get(state.value, 0)
         lines.append(f'flowq_jobs{{status="{state.value}"}} {count}')
+    _head(lines, "flowq_jobs_estimated", "gauge", "1 when flowq_jobs of a status is an estimate.")
+    for state in JobStatus:
+        flag = int(state.value in store.estimated)
+        lines.append(f'flowq_jobs_estimated{{status="{state.value}"}} {flag}')
     gauges = [
         ("flowq_oldest_due_job_age_seconds", "How long the longest-waiting due job has waited.",
-         health.oldest_due_seconds or 0),
-        ("flowq_stuck_jobs", "Processing jobs locked longer than ten minutes.", health.stuck_jobs),
-        ("flowq_retrying_jobs", "Failed jobs that will run again.", health.retrying_jobs),
-        ("flowq_waiting_tokens", "Tokens nobody completed yet.", health.waiting_tokens),
+         store.oldest_due_seconds or 0),
+        ("flowq_stuck_jobs", "Processing jobs locked longer than ten minutes.", store.stuck_jobs),
+        ("flowq_retrying_jobs", f"Failed jobs that will run again, among the newest {SAMPLE_SIZE} "
+         "failed jobs.", summary.retrying),
+        ("flowq_waiting_tokens", "Tokens nobody completed yet.", store.waiting_tokens),
+        ("flowq_workers_seen", "Workers seen in the last two minutes.", len(summary.workers)),
         ("flowq_jobs_completed_last_hour", "Jobs completed in the last hour.",
          summary.completed_last_hour),
         ("flowq_jobs_failed_last_hour", "Job failures in the last hour.", summary.failed_last_hour),

@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from flowq.dashboard.metrics import render_metrics
-from flowq.dashboard.summary import SAMPLE_SIZE, summarize
+from flowq.dashboard.summary import SAMPLE_SIZE, WORKERS_WINDOW, summarize
 from flowq.dashboard.timeline import build_timeline, format_duration
 from flowq.errors import ValidationError
 from flowq.models import JobStatus, TagQuery
+from flowq.store.report import EXACT_UP_TO
 
 if TYPE_CHECKING:
     from flowq.dashboard.app import Dashboard
@@ -89,8 +90,9 @@ async def overview(d: Dashboard, request: Request) -> Response:
     return d.render(
         request, "overview.html", title="Overview", page="overview", summary=summary,
         statuses=[s.value for s in JobStatus], peak=peak, sample_size=SAMPLE_SIZE,
-        oldest=None if summary.health.oldest_due_seconds is None
-        else format_duration(timedelta(seconds=summary.health.oldest_due_seconds)),
+        workers_window=f"{WORKERS_WINDOW.total_seconds() / 60:g} minutes",
+        oldest=None if summary.counts.oldest_due_seconds is None
+        else format_duration(timedelta(seconds=summary.counts.oldest_due_seconds)),
         age=_ages(now), note=_note(request),
     )  # fmt: skip
 
@@ -114,12 +116,11 @@ async def jobs(d: Dashboard, request: Request) -> Response:
     query = request.query_params
     search = query.get("q", "").strip()
     if search:
-        job_id = _int(search.lstrip("#"), "the job id searched for")
-        if job_id is None:
-            raise ValidationError(f"the job id searched for must be a whole number, got {search!r}")
-        return RedirectResponse(
-            f"{request.scope.get('root_path', '').rstrip('/')}/jobs/{job_id}", 303
-        )
+        found_id = await _search(d, search)
+        if found_id is not None:
+            return RedirectResponse(
+                f"{request.scope.get('root_path', '').rstrip('/')}/jobs/{found_id}", 303
+            )
     filters = _job_filters(query)
     cursor = _int(query.get("cursor"), "cursor")
     found = await d.app.get_jobs(**filters, limit=PAGE_SIZE, cursor=cursor)
@@ -132,8 +133,24 @@ async def jobs(d: Dashboard, request: Request) -> Response:
         request, "jobs.html", title="Jobs", page="jobs", jobs=found, filters=kept,
         statuses=[s.value for s in JobStatus], next_query=next_query, first_page=cursor is None,
         workflows=sorted(d.app.registry.names()), age=_ages(d.app.clock.now()),
-        live=urlencode(live),
+        live=urlencode(live), search=search, not_found=bool(search),
     )  # fmt: skip
+
+
+async def _search(d: Dashboard, search: str) -> int | None:
+    """The job whose id (``123`` or ``#123``) or idempotency key (exactly) is ``search``.
+
+    The key is looked up through its unique index, as a bound parameter."""
+    digits = search.removeprefix("#")
+    if digits.isdecimal() and len(digits) < 19:
+        found = await d.app.get_job(int(digits))
+        if found is not None:
+            return found.id
+    try:
+        keyed = await d.app.get_job_by_key(search)
+    except ValidationError:
+        return None  # a NUL or lone surrogate: no key can hold it
+    return None if keyed is None else keyed.id
 
 
 async def job(d: Dashboard, request: Request) -> Response:
@@ -264,8 +281,9 @@ async def fingerprint(d: Dashboard, query: Mapping[str, str]) -> Any:
         return [(j.id, j.status, j.progress, j.priority) for j in page]
     if view == "tokens":
         return [t.id for t in await d.app.get_tokens(status="waiting", limit=200)]
-    report = await d.app.health_report()
-    return sorted(report.jobs_by_status.items())
+    await d.app.open()
+    counts = await d.app.store.count_jobs(timedelta(minutes=10), exact_up_to=EXACT_UP_TO)
+    return sorted(counts.by_status.items())
 
 
 PAGES: dict[str, _Handler] = {

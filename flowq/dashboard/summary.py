@@ -1,9 +1,11 @@
-"""What the overview and ``/metrics`` show, read through the App's public API.
+"""What the overview and ``/metrics`` show, each read with bounded work.
 
-Exact counts per status come from ``health_report``. The store has no count per
-workflow or per time window, so those are taken from the newest
-:data:`SAMPLE_SIZE` jobs (and the newest ``SAMPLE_SIZE`` completed and failed jobs),
-and say so.
+Counts per status come from the store's ``count_jobs``: exact up to
+:data:`~flowq.store.report.EXACT_UP_TO` jobs of a status, estimated above on
+PostgreSQL (and marked so). The store has no count per workflow or per time window,
+so those are taken from the newest :data:`SAMPLE_SIZE` jobs (and the newest
+``SAMPLE_SIZE`` completed and failed jobs), and say so; so are the failed jobs that
+will retry.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import anyio
 
 from flowq.client import App
 from flowq.models import Job, JobStatus
-from flowq.store.report import HealthReport
+from flowq.store.report import EXACT_UP_TO, JobCounts
+from flowq.store.workers import WorkerRecord
 
-__all__ = ["DURATION_BUCKETS", "SAMPLE_SIZE", "Summary", "summarize"]
+__all__ = ["DURATION_BUCKETS", "SAMPLE_SIZE", "WORKERS_WINDOW", "Summary", "summarize"]
 
 SAMPLE_SIZE = 1000
+WORKERS_WINDOW = timedelta(minutes=2)
+"""Workers seen within this window are listed on the overview (they record themselves
+every heartbeat, 5 s by default)."""
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 
 
@@ -29,7 +35,9 @@ class Summary:
     """The overview's figures.
 
     Attributes:
-        health: The store's report (exact counts per status, oldest due wait...).
+        counts: The store's bounded counts (per status, exact or estimated; the
+            oldest due wait, stuck jobs, waiting tokens).
+        workers: Workers seen within :data:`WORKERS_WINDOW`, the most recent first.
         recent: The newest jobs (at most ``SAMPLE_SIZE``), newest first.
         by_workflow: ``{workflow: {status: count}}`` over ``recent``.
         completed_last_hour: Jobs completed in the last hour (among the newest
@@ -41,9 +49,12 @@ class Summary:
         stuck: Processing jobs locked longer than ten minutes (newest 200 looked at).
         durations: Run time in seconds of each recent completed job.
         retried: Recent jobs that were retried at least once.
+        retrying: Failed jobs that will run again, among the newest ``SAMPLE_SIZE``
+            failed jobs (``capped`` says there may be more).
     """
 
-    health: HealthReport
+    counts: JobCounts
+    workers: list[WorkerRecord]
     recent: list[Job]
     by_workflow: dict[str, dict[str, int]]
     completed_last_hour: int
@@ -53,27 +64,35 @@ class Summary:
     stuck: list[Job]
     durations: list[float]
     retried: int
+    retrying: int
 
 
 async def summarize(app: App, now: datetime, *, stuck_minutes: float = 10) -> Summary:
-    """Read the overview's figures (five bounded reads, run concurrently)."""
+    """Read the overview's figures (six bounded reads, run concurrently)."""
     found: dict[str, list[Job]] = {}
-    reports: list[HealthReport] = []
+    counted: list[JobCounts] = []
+    seen: list[WorkerRecord] = []
 
     async def jobs(name: str, status: JobStatus | None, limit: int) -> None:
         found[name] = await app.get_jobs(status=status, limit=limit)
 
-    async def health() -> None:
-        reports.append(await app.health_report(stuck_minutes=stuck_minutes))
+    async def counts() -> None:
+        stuck_after = timedelta(minutes=stuck_minutes)
+        counted.append(await app.store.count_jobs(stuck_after, exact_up_to=EXACT_UP_TO))
 
+    async def workers() -> None:
+        seen.extend(await app.get_workers(seen_within=WORKERS_WINDOW))
+
+    await app.open()
     # Independent reads: at once, so the page costs the slowest one, not their sum.
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(health)
+        tasks.start_soon(counts)
+        tasks.start_soon(workers)
         tasks.start_soon(jobs, "recent", None, SAMPLE_SIZE)
         tasks.start_soon(jobs, "completed", JobStatus.COMPLETED, SAMPLE_SIZE)
         tasks.start_soon(jobs, "failed", JobStatus.FAILED, SAMPLE_SIZE)
         tasks.start_soon(jobs, "processing", JobStatus.PROCESSING, 200)
-    [health_report] = reports
+    [job_counts] = counted
     recent, completed, failed = found["recent"], found["completed"], found["failed"]
     processing = found["processing"]
     by_workflow: dict[str, Counter[str]] = {}
@@ -93,7 +112,8 @@ async def summarize(app: App, now: datetime, *, stuck_minutes: float = 10) -> Su
             per_minute[minute] = (pair[0], pair[1])
     stuck_before = now - timedelta(minutes=stuck_minutes)
     return Summary(
-        health=health_report,
+        counts=job_counts,
+        workers=seen,
         recent=recent,
         by_workflow={name: dict(counts) for name, counts in sorted(by_workflow.items())},
         completed_last_hour=len(done_times),
@@ -107,4 +127,5 @@ async def summarize(app: App, now: datetime, *, stuck_minutes: float = 10) -> Su
             if j.completed_at is not None and j.started_at is not None
         ],
         retried=sum(1 for j in recent if j.last_retried_at is not None or j.attempts > 1),
+        retrying=sum(1 for j in failed if j.next_attempt_at is not None),
     )

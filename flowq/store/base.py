@@ -28,8 +28,9 @@ from flowq.models import (
     TokenStatus,
 )
 from flowq.replay import RecordedCall
-from flowq.store.report import HealthReport
+from flowq.store.report import HealthReport, JobCounts
 from flowq.store.schedules import ScheduleVerbs
+from flowq.store.workers import WorkerVerbs
 
 __all__ = [
     "CLEANUP_BATCH_SIZE",
@@ -259,7 +260,7 @@ class GroupLimits:
         return self.per_group.get(group, self.default)
 
 
-class Store(ScheduleVerbs, Protocol):
+class Store(ScheduleVerbs, WorkerVerbs, Protocol):
     """Domain verbs over flowq's tables. Each call is one transaction.
 
     Times are read from :attr:`clock`, never from the database, so a fake clock
@@ -299,6 +300,9 @@ class Store(ScheduleVerbs, Protocol):
 
     async def get_job(self, job_id: int) -> Job | None:
         """The job, or ``None``."""
+
+    async def get_job_by_key(self, idempotency_key: str) -> Job | None:
+        """The job added with this idempotency key, or ``None``."""
 
     async def get_jobs(
         self, where: JobFilter, *, limit: int | None = None, cursor: int | None = None
@@ -450,6 +454,11 @@ class Store(ScheduleVerbs, Protocol):
     async def health_report(self, stuck_after: timedelta) -> HealthReport:
         """The store's state for ``flowq doctor`` (jobs locked longer than
         ``stuck_after`` count as stuck)."""
+
+    async def count_jobs(self, stuck_after: timedelta, *, exact_up_to: int) -> JobCounts:
+        """Jobs per status (exact up to ``exact_up_to`` each, possibly estimated
+        above), the oldest due job's wait, stuck jobs and waiting tokens, each read
+        with bounded work (the dashboard's overview)."""
 
     async def reclaim_stuck_jobs(self, older_than: timedelta) -> int:
         """Return processing jobs locked longer than max(older_than, timeout) to pending."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["HealthReport"]
+__all__ = ["EXACT_UP_TO", "HealthReport", "JobCounts"]
+
+EXACT_UP_TO = 10_000
+"""Above this many jobs of a status, a store may estimate the count (PostgreSQL does)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,3 +38,30 @@ class HealthReport:
     waiting_tokens: int
     schedules_by_status: dict[str, int]
     table_bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCounts:
+    """The cheap figures of a store's state (what the dashboard's overview shows).
+
+    Unlike :class:`HealthReport`, every figure is read with bounded work: a store may
+    count the jobs of a status exactly only up to ``exact_up_to`` and estimate above.
+
+    Attributes:
+        by_status: Jobs per status (statuses without jobs left out).
+        estimated: The statuses of ``by_status`` whose figure is an estimate: more than
+            ``exact_up_to`` jobs have that status, and the figure is the database's
+            statistics (PostgreSQL's planner), never less than ``exact_up_to + 1``.
+        exact_up_to: Where counting stopped.
+        oldest_due_seconds: How long the longest-waiting due pending job has waited
+            past its ready time (None: no due pending job).
+        stuck_jobs: Processing jobs whose lock is older than the threshold asked for.
+        waiting_tokens: Tokens nobody completed yet.
+    """
+
+    by_status: dict[str, int]
+    estimated: frozenset[str]
+    exact_up_to: int
+    oldest_due_seconds: float | None
+    stuck_jobs: int
+    waiting_tokens: int

@@ -28,6 +28,7 @@ from flowq_testing.contract.report import ReportContract
 from flowq_testing.contract.runs import RunVerbsContract
 from flowq_testing.contract.schedules import ScheduleVerbsContract
 from flowq_testing.contract.volume import VolumeContract
+from flowq_testing.contract.workers import WorkerPresenceContract
 
 __all__ = ["StoreContract", "contract_registry"]
 
@@ -38,6 +39,7 @@ class StoreContract(
     DurableVerbsContract,
     ScheduleVerbsContract,
     ReportContract,
+    WorkerPresenceContract,
     VolumeContract,
 ):
     """Behaviours every store must show, checked through :class:`flowq.App`."""

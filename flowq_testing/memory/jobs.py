@@ -82,6 +82,12 @@ class MemoryJobVerbs(MemoryTables):
         row = self._rows.get(job_id)
         return None if row is None else self._job(row)
 
+    async def get_job_by_key(self, idempotency_key: str) -> Job | None:
+        """The job with this idempotency key, or ``None``."""
+        job_id = self._keys.get(idempotency_key)
+        row = None if job_id is None else self._rows.get(job_id)
+        return None if row is None else self._job(row)
+
     async def get_jobs(
         self, where: JobFilter, *, limit: int | None = None, cursor: int | None = None
     ) -> list[Job]:

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 
 from flowq.models import JobStatus, TokenStatus
-from flowq.store.report import HealthReport
+from flowq.store.report import HealthReport, JobCounts
 from flowq_testing.memory.tables import MemoryTables
 
 __all__ = ["MemoryReportVerbs"]
@@ -45,4 +45,16 @@ class MemoryReportVerbs(MemoryTables):
                 row["status"] == TokenStatus.WAITING.value for row in self._tokens.values()
             ),
             schedules_by_status=dict(Counter(row["status"] for row in self._schedules.values())),
+        )
+
+    async def count_jobs(self, stuck_after: timedelta, *, exact_up_to: int) -> JobCounts:
+        """Exact counts (see :class:`flowq.store.report.JobCounts`)."""
+        report = await self.health_report(stuck_after)
+        return JobCounts(
+            by_status=report.jobs_by_status,
+            estimated=frozenset(),
+            exact_up_to=exact_up_to,
+            oldest_due_seconds=report.oldest_due_seconds,
+            stuck_jobs=report.stuck_jobs,
+            waiting_tokens=report.waiting_tokens,
         )

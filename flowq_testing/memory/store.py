@@ -27,11 +27,14 @@ from flowq_testing.memory.durable import MemoryDurableVerbs
 from flowq_testing.memory.report import MemoryReportVerbs
 from flowq_testing.memory.runs import MemoryRunVerbs
 from flowq_testing.memory.schedules import MemoryScheduleVerbs
+from flowq_testing.memory.workers import MemoryWorkerVerbs
 
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore(MemoryScheduleVerbs, MemoryRunVerbs, MemoryDurableVerbs, MemoryReportVerbs):
+class InMemoryStore(
+    MemoryScheduleVerbs, MemoryRunVerbs, MemoryDurableVerbs, MemoryReportVerbs, MemoryWorkerVerbs
+):
     """flowq's tables as Python dicts: a :class:`flowq.store.base.Store` for tests.
 
     It behaves like the SQL store (ids from 1, never reused; the same events and

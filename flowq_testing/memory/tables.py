@@ -22,6 +22,7 @@ from flowq.models import EventType, Job, JobEvent, JobStatus, TagQuery
 from flowq.store import rows, transitions
 from flowq.store.base import JobFilter, Lease
 from flowq.store.wakeups import LocalWakeups
+from flowq.store.workers import WorkerRecord
 
 __all__ = [
     "EventRow",
@@ -81,6 +82,7 @@ class MemoryTables:
         self._steps: dict[int, dict[int, dict[str, Any]]] = {}  # job id -> seq -> call row
         self._tokens: dict[str, dict[str, Any]] = {}  # token id -> token row
         self._schedules: dict[int, dict[str, Any]] = {}  # schedule id -> schedule row
+        self._workers: dict[str, WorkerRecord] = {}  # worker id -> its row
         self._last_schedule_id = 0
         self._last_job_id = 0  # like AUTOINCREMENT: ids are never reused
         self._last_event_id = 0

@@ -387,11 +387,13 @@ def test_tokens_cron_and_doctor_commands(tmp_path: Path) -> None:
     doctor = _flowq("doctor", *db, cwd=tmp_path)
     assert doctor.returncode == 0, doctor.stderr
     assert "PROBLEM: a due job has waited" in doctor.stdout
+    assert "workers seen      none (in the last 2 min)" in doctor.stdout
     report = json.loads(_flowq("doctor", "--json", *db, cwd=tmp_path).stdout)
     assert report["report"]["schema_version"] == report["report"]["latest_schema_version"]
     assert report["report"]["jobs_by_status"] == {"pending": 2}
     assert report["report"]["waiting_tokens"] == 1
     assert report["report"]["table_bytes"]["database"] > 0
     assert len(report["problems"]) == 1
+    assert report["workers"] == []
     assert _flowq("cron", "remove", "hourly-tick", *db, cwd=tmp_path).returncode == 0
     assert json.loads(_flowq("cron", "list", "--json", *db, cwd=tmp_path).stdout) == []

@@ -108,8 +108,9 @@ def _alert(browser: WebDriver) -> Any:
 
 
 def test_overview_filters_timeline_and_escaping(browser: WebDriver, postgres_url: str) -> None:
-    """Overview counts, filtering the jobs list, a job's timeline with a step and a
-    wait, and a hostile payload shown as text (no script runs)."""
+    """Overview counts and the worker seen, filtering the jobs list, a job's timeline
+    with a step and a wait, and a hostile payload and its error's traceback shown as
+    text (no script runs)."""
 
     async def seed(app: flowq.App, w: Workloads) -> dict[str, int]:
         ids = {"onboarding": await app.start(w.onboarding, {"user_id": 7}, tags=["signup"])}
@@ -128,6 +129,8 @@ def test_overview_filters_timeline_and_escaping(browser: WebDriver, postgres_url
         browser.get(base + "/")
         assert text(browser, '[data-status="failed"]') == "1"
         assert "onboarding" in text(browser, "#per-workflow")
+        assert text(browser, "#workers-count") == "1"  # the server's worker, seen
+        assert "No worker seen" not in text(browser, "#workers")
         screenshot(browser, "overview")
 
         browser.get(base + "/jobs")
@@ -154,6 +157,9 @@ def test_overview_filters_timeline_and_escaping(browser: WebDriver, postgres_url
         assert _alert(browser) is None  # the payload's script did not run
         assert "<script>alert(1)</script>" in text(browser, "#payload")
         assert "<script>alert(1)</script>" in text(browser, "#errors")
+        traceback = text(browser, "#errors details.traceback pre")  # the newest: unfolded
+        assert "Traceback (most recent call last)" in traceback
+        assert "RuntimeError: <script>alert(1)</script>" in traceback
 
 
 def test_token_completion_updates_the_job_page_without_reload(

@@ -74,14 +74,31 @@ async def test_jobs_list_filters_and_pages(
     assert re.findall(r'data-job="(\d+)"', none_mode.text) == [str(tagged)]
 
 
-async def test_going_to_a_job_by_id(client: httpx.AsyncClient) -> None:
-    """The id box redirects to the job's page; a bad id is a plain 400 page."""
-    moved = await client.get("/jobs", params={"q": "#12"})
-    assert moved.status_code == 303 and moved.headers["location"] == "/jobs/12"
-    bad = await client.get("/jobs", params={"q": "nope"})
-    assert bad.status_code == 400 and "the job id searched for must be a whole number" in bad.text
-    hash_only = await client.get("/jobs", params={"q": "#"})
-    assert hash_only.status_code == 400
+async def test_search_opens_a_job_by_id_or_idempotency_key(
+    app: flowq.App, client: httpx.AsyncClient, workloads: Workloads
+) -> None:
+    """The search box opens a job by its id (``12`` or ``#12``) or its idempotency key
+    (exactly, any characters); anything else leaves the list with an escaped note."""
+    by_id = await app.start(workloads.child, 1)
+    odd_key = "<b>order</b>' OR '1'='1"
+    keyed = await app.start(workloads.child, 2, idempotency_key=odd_key)
+    numeric_key = await app.start(workloads.child, 3, idempotency_key="9000001")
+    for query, expected in [
+        (str(by_id), by_id),
+        (f"#{by_id}", by_id),
+        (odd_key, keyed),
+        (f"  {odd_key} ", keyed),
+        ("9000001", numeric_key),  # no job has that id: the key is looked up
+    ]:
+        moved = await client.get("/jobs", params={"q": query})
+        assert moved.status_code == 303, query
+        assert moved.headers["location"] == f"/jobs/{expected}", query
+    for query in ["<b>order</b>", "#", "99999999999999999999", "key\x00"]:
+        missed = await client.get("/jobs", params={"q": query})
+        assert missed.status_code == 200, query
+        assert 'id="not-found"' in missed.text, query
+    missed = await client.get("/jobs", params={"q": "<b>order</b>"})
+    assert "&lt;b&gt;order&lt;/b&gt;" in missed.text and "<b>order</b>" not in missed.text
 
 
 async def test_job_page_shows_steps_a_wait_and_the_timeline(

@@ -47,11 +47,12 @@ async def test_migrate_before_or_inside_the_app(tmp_path: Path) -> None:
     """migrate() works before entering the App and again inside it (applying nothing)."""
     app = flowq.App(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     shipped = sorted(path.stem for path in (MIGRATIONS / "sqlite").glob("*.sql"))
-    assert shipped[:4] == [
+    assert shipped[:5] == [
         "0001_initial",
         "0002_child_outcome_seq",
         "0003_blocked_dependants",
         "0004_unresolved_options",
+        "0005_workers",
     ]
     assert await app.migrate() == shipped
     async with app:

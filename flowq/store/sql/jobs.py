@@ -157,6 +157,11 @@ class SqlJobVerbs(SqlBase):
         found = await self._select_jobs(jobs.c.id == job_id, limit=1)
         return found[0] if found else None
 
+    async def get_job_by_key(self, idempotency_key: str) -> Job | None:
+        """The job with this idempotency key (its unique index), or ``None``."""
+        found = await self._select_jobs(jobs.c.idempotency_key == idempotency_key, limit=1)
+        return found[0] if found else None
+
     async def get_jobs(
         self, where: JobFilter, *, limit: int | None = None, cursor: int | None = None
     ) -> list[Job]:

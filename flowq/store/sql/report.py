@@ -1,13 +1,15 @@
-"""``flowq doctor``'s look at a SQL store (one read transaction)."""
+"""``flowq doctor``'s look at a SQL store, and the dashboard's cheaper one (one read
+transaction each)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowq.models import JobStatus, TokenStatus
-from flowq.store.report import HealthReport
+from flowq.store.report import HealthReport, JobCounts
 from flowq.store.sql import migrate
 from flowq.store.sql.base import SqlBase
 from flowq.store.sql.schema import cron_schedules, jobs, tokens
@@ -59,3 +61,82 @@ class SqlReportVerbs(SqlBase):
                 schedules_by_status={str(s): int(count) for s, count in schedules.all()},
                 table_bytes=await self.dialect.table_bytes(conn),
             )
+
+    async def count_jobs(self, stuck_after: timedelta, *, exact_up_to: int) -> JobCounts:
+        """Bounded counts (see :class:`flowq.store.report.JobCounts`).
+
+        On PostgreSQL each status is counted through ``ix_flowq_jobs_status_id`` up to
+        ``exact_up_to + 1`` rows (an index-only scan), and a status with more is
+        estimated from the planner's statistics (``pg_class.reltuples`` times the
+        status' frequency in ``pg_stats``). SQLite counts exactly.
+        """
+        async with self._transaction() as conn:
+            now = self.clock.now()
+            if self.dialect.name == "postgresql":
+                by_status, estimated = await _capped_counts(conn, exact_up_to)
+            else:
+                statuses = await conn.execute(
+                    select(jobs.c.status, func.count()).group_by(jobs.c.status)
+                )
+                by_status = {str(status): int(count) for status, count in statuses.all()}
+                estimated = frozenset()
+            oldest = await conn.execute(
+                select(func.min(jobs.c.ready_at)).where(
+                    jobs.c.status == JobStatus.PENDING.value, jobs.c.ready_at <= now
+                )
+            )
+            stuck = await conn.execute(
+                select(func.count()).where(
+                    jobs.c.status == JobStatus.PROCESSING.value,
+                    jobs.c.locked_at < now - stuck_after,
+                )
+            )
+            waiting = await conn.execute(
+                select(func.count()).where(tokens.c.status == TokenStatus.WAITING.value)
+            )
+            oldest_at = oldest.scalar()
+            return JobCounts(
+                by_status=by_status,
+                estimated=estimated,
+                exact_up_to=exact_up_to,
+                oldest_due_seconds=None if oldest_at is None else (now - oldest_at).total_seconds(),
+                stuck_jobs=int(stuck.scalar() or 0),
+                waiting_tokens=int(waiting.scalar() or 0),
+            )
+
+
+_STATUS_STATISTICS = text(
+    "SELECT c.reltuples, s.most_common_vals::text::text[], s.most_common_freqs "
+    "FROM pg_class c LEFT JOIN pg_stats s ON s.schemaname = c.relnamespace::regnamespace::text "
+    "AND s.tablename = c.relname AND s.attname = 'status' "
+    "WHERE c.oid = to_regclass('flowq_jobs')"
+)
+
+
+async def _capped_counts(
+    conn: AsyncConnection, exact_up_to: int
+) -> tuple[dict[str, int], frozenset[str]]:
+    """PostgreSQL: each status counted up to ``exact_up_to + 1``, estimated above."""
+    capped = [
+        select(literal(status.value), func.count()).select_from(
+            select(literal(1))
+            .select_from(jobs)
+            .where(jobs.c.status == status.value)
+            .limit(exact_up_to + 1)
+            .subquery()
+        )
+        for status in JobStatus
+    ]
+    counted = await conn.execute(capped[0].union_all(*capped[1:]))
+    by_status = {str(status): int(count) for status, count in counted.all() if count}
+    over = frozenset(s for s, count in by_status.items() if count > exact_up_to)
+    if not over:
+        return by_status, over
+    statistics = (await conn.execute(_STATUS_STATISTICS)).first()
+    if statistics is not None and statistics[1] is not None and statistics[0] > 0:
+        total, values, frequencies = statistics
+        share = dict(zip(values, frequencies, strict=False))
+        for status in over:
+            guess = round(float(total) * float(share.get(status, 0)))
+            by_status[status] = max(guess, exact_up_to + 1)
+    return by_status, over

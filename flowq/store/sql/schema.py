@@ -78,6 +78,7 @@ __all__ = [
     "schema_version",
     "steps",
     "tokens",
+    "workers",
 ]
 
 
@@ -380,6 +381,19 @@ Index(
     postgresql_where=text("status = 'waiting'"),
     sqlite_where=text("status = 'waiting'"),
 )
+
+workers = Table(
+    "flowq_workers",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("workflows", TagList, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+)
+# One row per running worker (a few rows): written when a worker starts and on its
+# heartbeat cadence, deleted when it stops; read by the dashboard and flowq doctor.
 
 cron_schedules = Table(
     "flowq_cron_schedules",

@@ -6,11 +6,12 @@ from flowq.store.sql.durable import SqlDurableVerbs
 from flowq.store.sql.report import SqlReportVerbs
 from flowq.store.sql.runs import SqlRunVerbs
 from flowq.store.sql.schedules import SqlScheduleVerbs
+from flowq.store.sql.workers import SqlWorkerVerbs
 
 __all__ = ["SqlStore"]
 
 
-class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs, SqlReportVerbs):
+class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs, SqlReportVerbs, SqlWorkerVerbs):
     """flowq's tables in PostgreSQL (asyncpg) or SQLite (aiosqlite).
 
     The verbs are grouped by topic as the contract suite is: jobs (adding, reading,
@@ -18,7 +19,8 @@ class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs, SqlReportVerbs):
     completing, failing, maintenance; :class:`~flowq.store.sql.runs.SqlRunVerbs`),
     durable calls (recorded calls, tokens, waits;
     :class:`~flowq.store.sql.durable.SqlDurableVerbs`) and cron schedules
-    (:class:`~flowq.store.sql.schedules.SqlScheduleVerbs`, over the job verbs). What
+    (:class:`~flowq.store.sql.schedules.SqlScheduleVerbs`, over the job verbs), and
+    worker presence (:class:`~flowq.store.sql.workers.SqlWorkerVerbs`). What
     differs between the databases is the dialect's (:attr:`dialect`, a
     :class:`~flowq.store.sql.dialect.SqlDialect`).
 
