@@ -141,9 +141,15 @@ class NewJob:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobFilter:
-    """Which jobs a query or bulk verb touches; empty fields match everything."""
+    """Which jobs a query or bulk verb touches; empty fields match everything.
+
+    ``will_retry`` matches jobs whose :attr:`flowq.Job.will_retry` equals it: True,
+    failed jobs with a next attempt scheduled; False, every other job (with
+    ``statuses=(FAILED,)``: the failed jobs that gave up).
+    """
 
     statuses: tuple[JobStatus, ...] = ()
+    will_retry: bool | None = None
     workflow: str | None = None
     tags: TagQuery | None = None
     priority: int | None = None
