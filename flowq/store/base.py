@@ -373,9 +373,13 @@ class Store(ScheduleVerbs, Protocol):
         polling, e.g. behind a transaction-pooling PgBouncer).
         """
 
-    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
-        """Set ``pending_reason`` on due jobs of workflows other than ``workflows``
-        that have none; return how many were marked."""
+    async def mark_unclaimed(
+        self, workflows: Collection[str], reason: Callable[[str], str]
+    ) -> dict[str, int]:
+        """Set ``pending_reason`` to ``reason(workflow)`` on due pending jobs of
+        workflows other than ``workflows`` that have none (the lowest ids first, at
+        most :data:`UNCLAIMED_BATCH_SIZE`); return how many were marked per workflow
+        (workflows with none marked left out)."""
 
     async def resolve_options(self, lease: Lease, values: Mapping[str, Any]) -> bool:
         """Write the declared values of a running job's unresolved options (fields of
