@@ -145,15 +145,14 @@ def status_text(job: Job) -> str:
 
 def _retry_filter(args: argparse.Namespace) -> tuple[str | None, bool | None]:
     """The ``status`` and ``will_retry`` filters of ``jobs list``."""
-    if args.retrying:
-        return args.status, True
-    if not args.gave_up:
+    if not (args.retrying or args.gave_up):
         return args.status, None
+    option = "--retrying" if args.retrying else "--gave-up"
     if args.status not in (None, JobStatus.FAILED.value):
         raise ValidationError(
-            f"--gave-up lists failed jobs; leave out --status {args.status} or use --status failed"
+            f"{option} lists failed jobs; leave out --status {args.status} or use --status failed"
         )
-    return JobStatus.FAILED.value, False
+    return JobStatus.FAILED.value, bool(args.retrying)
 
 
 def _show(job: Job) -> str:

@@ -83,6 +83,8 @@ def test_jobs_list_show_and_doctor_tell_retrying_from_gave_up(
 
     assert cli.main(["jobs", "list", "--gave-up", "--status", "pending", *db]) == 1
     assert "--gave-up lists failed jobs" in capsys.readouterr().err
+    assert cli.main(["jobs", "list", "--retrying", "--status", "completed", *db]) == 1
+    assert "--retrying lists failed jobs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["jobs", "list", "--gave-up", "--retrying", *db])
     capsys.readouterr()
