@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing = _database_command(jobs, "list", "jobs, newest first", json=True)
     listing.add_argument("--status", help="pending, processing, waiting, completed, ...")
+    retrying = listing.add_mutually_exclusive_group()
+    retrying.add_argument(
+        "--retrying", action="store_true", help="only failed jobs with a next attempt scheduled"
+    )
+    retrying.add_argument(
+        "--gave-up", action="store_true", help="only failed jobs that will not run again"
+    )
     listing.add_argument("--workflow", help="a workflow name")
     listing.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     listing.add_argument("--tag-mode", default="all", choices=["all", "any", "exact", "none"])

@@ -18,9 +18,9 @@ import msgspec
 from flowq import codec
 from flowq.client import App
 from flowq.errors import ValidationError
-from flowq.models import Job, TagQuery
+from flowq.models import Job, JobStatus, TagQuery
 
-__all__ = ["migrate_sql", "run_jobs_command", "run_maintenance", "table"]
+__all__ = ["migrate_sql", "run_jobs_command", "run_maintenance", "status_text", "table"]
 
 _LIST_COLUMNS = ("id", "workflow", "status", "attempts", "run_at", "tags")
 
@@ -30,13 +30,18 @@ async def run_jobs_command(app: App, args: argparse.Namespace) -> str:
     command = args.jobs_command
     if command == "list":
         tags = None if not args.tag else TagQuery(args.tag, args.tag_mode)
+        status, will_retry = _retry_filter(args)
         jobs = await app.get_jobs(
-            status=args.status, workflow=args.workflow, tags=tags, limit=args.limit,
-            cursor=args.cursor,
+            status=status, will_retry=will_retry, workflow=args.workflow, tags=tags,
+            limit=args.limit, cursor=args.cursor,
         )  # fmt: skip
         if args.json:
             return _json(jobs)
-        rows = [[_cell(getattr(job, column)) for column in _LIST_COLUMNS] for job in jobs]
+        rows = [
+            [status_text(job) if column == "status" else _cell(getattr(job, column))
+             for column in _LIST_COLUMNS]
+            for job in jobs
+        ]  # fmt: skip
         more = f"\nmore: flowq jobs list --cursor {jobs[-1].id}" if len(jobs) == args.limit else ""
         return table(_LIST_COLUMNS, rows) + more
     if command == "export":
@@ -128,8 +133,30 @@ def _changed(changed: bool, verb: str, args: argparse.Namespace) -> str:
     return f"job {args.job_id} {verb}" if changed else f"job {args.job_id} unchanged"
 
 
+def status_text(job: Job) -> str:
+    """A job's status for people: a failed job says whether it will run again
+    (``failed (retries at 2026-01-02 03:04:05+00:00)``) or not (``failed (gave up)``)."""
+    if job.status is not JobStatus.FAILED:
+        return job.status.value
+    if job.will_retry:
+        return f"failed (retries at {_cell(job.next_attempt_at)})"
+    return "failed (gave up)"
+
+
+def _retry_filter(args: argparse.Namespace) -> tuple[str | None, bool | None]:
+    """The ``status`` and ``will_retry`` filters of ``jobs list``."""
+    if not (args.retrying or args.gave_up):
+        return args.status, None
+    option = "--retrying" if args.retrying else "--gave-up"
+    if args.status not in (None, JobStatus.FAILED.value):
+        raise ValidationError(
+            f"{option} lists failed jobs; leave out --status {args.status} or use --status failed"
+        )
+    return JobStatus.FAILED.value, bool(args.retrying)
+
+
 def _show(job: Job) -> str:
-    fields = msgspec.to_builtins(job)
+    fields = msgspec.to_builtins(job) | {"status": status_text(job)}
     width = max(len(name) for name in fields)
     return "\n".join(f"{name.ljust(width)}  {_cell(value)}" for name, value in fields.items())
 

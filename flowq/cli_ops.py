@@ -74,7 +74,7 @@ async def run_doctor(app: App, args: argparse.Namespace) -> str:
         f"{_text(report.latest_schema_version)})",
         "jobs              "
         + (", ".join(f"{n} {s}" for s, n in sorted(report.jobs_by_status.items())) or "none"),
-        f"retrying          {report.retrying_jobs}",
+        f"failed            {report.retrying_jobs} retrying, {report.gave_up_jobs} gave up",
         f"oldest due job    {_age(report.oldest_due_seconds)}",
         f"stuck jobs        {report.stuck_jobs} (locked > {args.stuck_minutes:g} min)",
         f"waiting tokens    {report.waiting_tokens}",

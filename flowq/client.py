@@ -423,6 +423,7 @@ class App(CronJobs):
         self,
         *,
         status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        will_retry: bool | None = None,
         workflow: Workflow[Any, Any] | str | None = None,
         tags: TagQuery | Sequence[str] | None = None,
         priority: int | None = None,
@@ -434,6 +435,9 @@ class App(CronJobs):
 
         Args:
             status: One status or several.
+            will_retry: True: failed jobs with a next attempt scheduled; False: every
+                other job (with ``status="failed"``: the failed jobs that gave up).
+                See :attr:`Job.will_retry`.
             workflow: A workflow object or name.
             tags: A :class:`TagQuery`; a plain list means ``TagQuery(list, "all")``.
             priority: Exact priority.
@@ -443,7 +447,11 @@ class App(CronJobs):
         """
         if limit is not None:
             validate.integer(limit, "limit", minimum=1)
-        where = _filter(workflow, tags, priority, run_at, statuses=_statuses(status))
+        if will_retry is not None:
+            validate.flag(will_retry, "will_retry")
+        where = _filter(
+            workflow, tags, priority, run_at, statuses=_statuses(status), will_retry=will_retry
+        )
         return await (await self._ready()).get_jobs(
             where, limit=limit, cursor=None if cursor is None else _job_id(cursor)
         )
@@ -626,6 +634,7 @@ def _filter(
     run_at: datetime | Mapping[str, datetime] | None,
     *,
     statuses: tuple[JobStatus, ...] = (),
+    will_retry: bool | None = None,
 ) -> JobFilter:
     name = workflow.name if isinstance(workflow, Workflow) else workflow
     if name is not None and not isinstance(name, str):
@@ -649,5 +658,10 @@ def _filter(
                 raise ValidationError(f"run_at filter keys are gt, gte, lt, lte; got {op!r}")
             comparisons.append((op, to_utc(value, name=f"run_at[{op!r}]")))
     return JobFilter(
-        statuses=statuses, workflow=name, tags=tags, priority=priority, run_at=tuple(comparisons)
+        statuses=statuses,
+        will_retry=will_retry,
+        workflow=name,
+        tags=tags,
+        priority=priority,
+        run_at=tuple(comparisons),
     )

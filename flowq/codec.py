@@ -18,6 +18,7 @@ __all__ = [
     "encode",
     "encode_input",
     "encode_payload",
+    "encode_result",
 ]
 
 MAX_VALUE_BYTES = 16 * 1024 * 1024
@@ -76,14 +77,33 @@ def encode_input(value: Any, *, what: str) -> str:
     Raises:
         SerializationError: naming ``what`` and the rule.
     """
-    text = encode(value, what=what)
+    text = encode_result(value, what=what)
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise SerializationError(f"{what} contains a NUL character, which flowq does not store")
-    if "null" in text and not _all_finite(value):
-        raise SerializationError(
-            f"{what} contains NaN or an infinite number, which JSON cannot hold "
-            "(it would be stored as null)"
-        )
+    return text
+
+
+def encode_result(value: Any, *, what: str) -> str:
+    """Encode a value a handler produces (a step's result, a job's output) with
+    :func:`encode`'s rules, and no NaN or infinite numbers: msgspec writes them as
+    ``null``, so the value read back would not be the one given.
+
+    The check costs nothing unless the JSON holds a ``null``; then one MessagePack
+    encoding (in C) looks for such floats, and only when it finds one is the value
+    walked, to name where it is.
+
+    Raises:
+        SerializationError: naming ``what`` and, for NaN or infinity, where it is
+            (``['prices'][2]``).
+    """
+    text = encode(value, what=what)
+    if "null" in text:
+        path = _non_finite_path(value)
+        if path is not None:
+            raise SerializationError(
+                f"{what} contains NaN or an infinite number at {path or 'the top level'}, "
+                "which JSON cannot hold (it would be stored as null)"
+            )
     return text
 
 
@@ -109,25 +129,26 @@ def _nesting_over(data: bytes, limit: int) -> bool:
     return True
 
 
-def _all_finite(value: Any) -> bool:
-    """Whether no float in ``value`` is NaN or infinite (a fast look at its MessagePack
-    form, where such floats have a telltale prefix; a walk when it might have one)."""
+def _non_finite_path(value: Any) -> str | None:
+    """Where the first NaN or infinite float of ``value`` is (``""``: ``value``
+    itself), or None when it has none: a fast look at its MessagePack form, where
+    such floats have a telltale prefix, and a walk only when it might have one."""
     try:
         if not _FLOAT_NOT_FINITE.search(msgspec.msgpack.encode(value)):
-            return True
+            return None
     except (TypeError, ValueError, OverflowError):
         pass
-    stack = [msgspec.to_builtins(value)]
+    stack: list[tuple[Any, str]] = [(msgspec.to_builtins(value, str_keys=True), "")]
     while stack:
-        item = stack.pop()
+        item, path = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
-                return False
+                return path
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            stack.extend((v, f"{path}[{k!r}]") for k, v in reversed(item.items()))
         elif isinstance(item, list):
-            stack.extend(item)
-    return True
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def encode_payload(payload: Any, payload_type: Any, *, workflow: str) -> str:

@@ -150,16 +150,17 @@ class Context:
         """Store ``value`` as the job's output now (a non-None return value wins later).
 
         Raises:
-            SerializationError: ``value`` cannot be encoded as JSON.
+            SerializationError: ``value`` cannot be encoded as JSON, or holds NaN
+                or an infinite number (JSON has none).
         """
-        text = codec.encode(value, what=f"output of job {self.job.id}")
+        text = codec.encode_result(value, what=f"output of job {self.job.id}")
         await self._store.record_output(self._lease, text)
         self._output, self._has_output = text, True
 
     def output_for(self, returned: Any) -> str | None:
         """The output to store at completion: the return value unless it is None."""
         if returned is not None:
-            return codec.encode(returned, what=f"output of job {self.job.id}")
+            return codec.encode_result(returned, what=f"output of job {self.job.id}")
         return self._output if self._has_output else None
 
     # -- timeouts -------------------------------------------------------------------
@@ -214,7 +215,9 @@ class Context:
         async def execute(_started: datetime) -> Done | Failed:
             try:
                 return Done(
-                    codec.encode(await step_tries.run_with_retries(step, args, kwargs), what=what)
+                    codec.encode_result(
+                        await step_tries.run_with_retries(step, args, kwargs), what=what
+                    )
                 )
             except Exception as exc:
                 return Failed(failures.error_json(exc), exc)

@@ -117,7 +117,7 @@ def _run_here(
                 result = anyio.run(wait_for, result)
         finally:
             current.reset(token)
-        return ("ok", codec.encode(result, what=f"output of job {info.id}"))
+        return ("ok", codec.encode_result(result, what=f"output of job {info.id}"))
     except Exception as exc:
         kind = "final" if isinstance(exc, NonRetryableError) else "error"
         return (kind, exception_name(exc), exception_message(exc), traceback.format_exc())

@@ -206,6 +206,11 @@ class Job:
     ``payload`` and ``output`` are the decoded JSON values (dicts, lists, strings,
     numbers); ``next_attempt_at`` is set while a failed job waits for its next attempt
     and ``None`` once it failed permanently.
+
+    ``will_retry`` is derived, not stored: True for a ``failed`` job that has a next
+    attempt scheduled (it retries at ``next_attempt_at``), False for every other job.
+    A ``failed`` job with ``will_retry`` False has given up: it runs again only if
+    someone calls ``retry_job``. ``get_jobs(will_retry=...)`` filters on it.
     """
 
     id: int
@@ -247,6 +252,11 @@ class Job:
     (``timeout``, ``max_attempts``, ``retry``, ``dead_letter``,
     ``force_kill_on_timeout``): the job was enqueued by name where the workflow is not
     registered, without them. Empty for every other job, and once a worker ran it."""
+    will_retry: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        will_retry = self.status == JobStatus.FAILED and self.next_attempt_at is not None
+        object.__setattr__(self, "will_retry", will_retry)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -157,6 +157,8 @@ class Worker:
         self._idle_until: datetime | None = None
         self._active = False
         self._failures = 0
+        self._unknown_warned: set[str] = set()
+        """Workflows this worker has warned about (no worker here knows them)."""
         self._idle_runners: list[_Runner] = []
         self._executing: set[int] = set()
         self._queued: collections.deque[RunningJob] = collections.deque()
@@ -537,15 +539,44 @@ class Worker:
             checks.discard(entry.claimed.job.id)
 
     async def _explain_unclaimed(self, workflows: Collection[str]) -> None:
-        names = ", ".join(sorted(workflows)[:10]) or "none"
-        reason = f"no worker has claimed it; worker {self.worker_id} runs only: {names}"
+        """Give due jobs of workflows this worker does not know a ``pending_reason``,
+        and warn once per such workflow (not at every look)."""
+        runs = _some_names(workflows)
+
+        def reason(workflow: str) -> str:
+            return (
+                f"no running worker knows workflow {workflow!r} (worker {self.worker_id} "
+                f"runs only: {runs}); start a worker that registers it"
+            )
+
         try:
-            await self.store.mark_unclaimed(workflows, reason)
+            marked = await self.store.mark_unclaimed(workflows, reason)
         except Exception as exc:
             log.warning("flowq: could not mark unclaimed jobs: %s", exc)
+            return
+        for workflow, count in sorted(marked.items()):
+            if workflow in self._unknown_warned:
+                continue
+            self._unknown_warned.add(workflow)
+            log.warning(
+                "flowq: worker %s: %d due job(s) of workflow %r wait: no running worker "
+                "knows it (this worker runs only: %s); start a worker that registers it "
+                "(logged once per workflow; the jobs' pending_reason says so too)",
+                self.worker_id, count, workflow, runs,
+                extra={"workflow": workflow, "worker_id": self.worker_id, "due_jobs": count},
+            )  # fmt: skip
 
     def _workflow_names(self) -> list[str]:
         return self._only if self._only is not None else self.registry.names()
+
+
+def _some_names(names: Collection[str], shown: int = 10) -> str:
+    """Up to ``shown`` names, sorted, and how many more there are."""
+    ordered = sorted(names)
+    if not ordered:
+        return "none"
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return ", ".join(ordered[:shown]) + more
 
 
 class _Runner:

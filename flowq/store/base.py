@@ -142,9 +142,15 @@ class NewJob:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobFilter:
-    """Which jobs a query or bulk verb touches; empty fields match everything."""
+    """Which jobs a query or bulk verb touches; empty fields match everything.
+
+    ``will_retry`` matches jobs whose :attr:`flowq.Job.will_retry` equals it: True,
+    failed jobs with a next attempt scheduled; False, every other job (with
+    ``statuses=(FAILED,)``: the failed jobs that gave up).
+    """
 
     statuses: tuple[JobStatus, ...] = ()
+    will_retry: bool | None = None
     workflow: str | None = None
     tags: TagQuery | None = None
     priority: int | None = None
@@ -371,9 +377,13 @@ class Store(ScheduleVerbs, WorkerVerbs, Protocol):
         polling, e.g. behind a transaction-pooling PgBouncer).
         """
 
-    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
-        """Set ``pending_reason`` on due jobs of workflows other than ``workflows``
-        that have none; return how many were marked."""
+    async def mark_unclaimed(
+        self, workflows: Collection[str], reason: Callable[[str], str]
+    ) -> dict[str, int]:
+        """Set ``pending_reason`` to ``reason(workflow)`` on due pending jobs of
+        workflows other than ``workflows`` that have none (the lowest ids first, at
+        most :data:`UNCLAIMED_BATCH_SIZE`); return how many were marked per workflow
+        (workflows with none marked left out)."""
 
     async def resolve_options(self, lease: Lease, values: Mapping[str, Any]) -> bool:
         """Write the declared values of a running job's unresolved options (fields of

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flowq.models import JobStatus
+
 __all__ = ["EXACT_UP_TO", "HealthReport", "JobCounts"]
 
 EXACT_UP_TO = 10_000
@@ -20,6 +22,8 @@ class HealthReport:
         latest_schema_version: The version this flowq needs (None: no schema).
         jobs_by_status: Job counts by status (statuses without jobs left out).
         retrying_jobs: Failed jobs that will run again (``next_attempt_at`` set).
+        gave_up_jobs: Failed jobs that will not run again unless retried by hand
+            (derived: the failed count less ``retrying_jobs``).
         oldest_due_seconds: How long the longest-waiting due pending job has waited
             past its ready time (None: no due pending job).
         stuck_jobs: Processing jobs whose lock is older than the report's threshold.
@@ -38,6 +42,11 @@ class HealthReport:
     waiting_tokens: int
     schedules_by_status: dict[str, int]
     table_bytes: dict[str, int] = field(default_factory=dict)
+    gave_up_jobs: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        failed = self.jobs_by_status.get(JobStatus.FAILED.value, 0)
+        object.__setattr__(self, "gave_up_jobs", failed - self.retrying_jobs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -256,6 +256,46 @@ class JobVerbsContract(ContractBase):
         assert ids(await app.get_jobs(run_at=clock.now() + timedelta(hours=1))) == [b]
         assert ids(await app.get_jobs(workflow=echo, priority=5)) == [b]
 
+    async def test_failed_jobs_say_whether_they_will_retry(
+        self, app: flowq.App, clock: FakeClock
+    ) -> None:
+        """will_retry tells a failed job due to retry from one that gave up, on the
+        record and as a get_jobs filter; retrying a job that gave up clears it."""
+        retrying = await app.start(echo, {"n": "retrying"}, max_attempts=3)
+        gave_up = await app.start(echo, {"n": "gave up"}, max_attempts=1)
+        pending = await app.start(signup, Signup(1, "x@example.com"), delay=3600)
+        for claimed in await self.claim(app, workflows=["contract.echo"]):
+            await self.fail(app, claimed, retry_in=timedelta(minutes=5))
+
+        def ids(jobs: list[flowq.Job]) -> list[int]:
+            return [job.id for job in jobs]
+
+        first, second, third = [await app.get_job(i) for i in (retrying, gave_up, pending)]
+        assert first is not None and second is not None and third is not None
+        assert (first.status, first.will_retry) == (JobStatus.FAILED, True)
+        assert first.next_attempt_at == clock.now() + timedelta(minutes=5)
+        assert (second.status, second.will_retry) == (JobStatus.FAILED, False)
+        assert third.will_retry is False
+        assert ids(await app.get_jobs(will_retry=True)) == [retrying]
+        assert ids(await app.get_jobs(will_retry=False)) == [pending, gave_up]
+        assert ids(await app.get_jobs(status="failed", will_retry=False)) == [gave_up]
+        assert ids(await app.get_jobs(status="pending", will_retry=True)) == []
+        assert ids(await app.get_jobs(status="failed", will_retry=True, workflow=echo)) == [
+            retrying
+        ]
+        # Due but not claimed yet, the job still will retry; claimed, it is running.
+        clock.advance(timedelta(minutes=5))
+        assert ids(await app.get_jobs(will_retry=True)) == [retrying]
+        [again] = await self.claim(app, workflows=["contract.echo"])
+        assert again.job.id == retrying
+        assert await app.get_jobs(will_retry=True) == []
+        assert await app.retry_job(gave_up) is True
+        after = await app.get_job(gave_up)
+        assert after is not None and after.status is JobStatus.PENDING
+        assert after.will_retry is False
+        with pytest.raises(flowq.ValidationError, match="will_retry"):
+            await app.get_jobs(will_retry="yes")  # type: ignore[arg-type]
+
     async def test_get_jobs_pages_with_a_cursor(self, app: flowq.App) -> None:
         """limit + cursor (the last id of the previous page) walk every job once."""
         ids = await app.add_jobs([flowq.JobSpec(echo, {"n": n}) for n in range(7)])

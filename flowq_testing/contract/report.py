@@ -37,8 +37,11 @@ class ReportContract(ContractBase):
     async def test_the_health_report_counts_what_an_operator_needs(
         self, app: flowq.App, clock: FakeClock
     ) -> None:
-        """Jobs per status, retrying jobs, the oldest due job's wait, stuck jobs,
-        waiting tokens and schedules."""
+        """Jobs per status, failed jobs split into retrying and gave up, the oldest due
+        job's wait, stuck jobs, waiting tokens and schedules."""
+        await app.start(echo, {}, max_attempts=1, priority=9)
+        [first] = await self.claim(app, limit=1)
+        await self.fail(app, first, retry_in=timedelta(minutes=5))
         for _ in range(3):
             await app.start(echo, {})
         await app.create_token()
@@ -48,8 +51,8 @@ class ReportContract(ContractBase):
         [running] = await self.claim(app, limit=1)
         clock.advance(timedelta(minutes=20))
         report = await app.health_report(stuck_minutes=15)
-        assert report.jobs_by_status == {"pending": 1, "failed": 1, "processing": 1}
-        assert report.retrying_jobs == 1
+        assert report.jobs_by_status == {"pending": 1, "failed": 2, "processing": 1}
+        assert (report.retrying_jobs, report.gave_up_jobs) == (1, 1)
         assert report.oldest_due_seconds == 20 * 60
         assert report.stuck_jobs == 1
         assert report.waiting_tokens == 1

@@ -169,7 +169,9 @@ class RunVerbsContract(ContractBase):
         assert await app.store.next_ready_at(after=clock.now() - timedelta(hours=1)) == (
             clock.now()
         )
-        assert await app.store.mark_unclaimed(["contract.other"], "nobody") == 3
+        assert await app.store.mark_unclaimed(["contract.other"], lambda name: "nobody") == {
+            "contract.echo": 3
+        }
         claimed = {c.job.id: c for c in await self.claim(app)}
         assert set(claimed) == {earlier, tagged, ids[0]}
         for prerequisite in (earlier, tagged):
@@ -475,20 +477,40 @@ class RunVerbsContract(ContractBase):
         # A worker that claimed before the clock moved still learns of the job due at 30 s.
         assert await app.store.next_ready_at(after=before) == before + timedelta(seconds=30)
 
-    async def test_unclaimed_jobs_say_why(self, app: flowq.App) -> None:
-        """Due jobs of workflows no worker here handles get a pending_reason once."""
+    async def test_unclaimed_jobs_say_why(self, app: flowq.App, clock: FakeClock) -> None:
+        """Due jobs of workflows no worker here handles get a pending_reason naming
+        their workflow, once; the store says how many it marked per workflow."""
         mine = await app.start(echo, {})
         theirs = await app.start(signup, Signup(1, "u@example.com"))
-        reason = "no worker here handles it"
-        assert await app.store.mark_unclaimed(["contract.echo"], reason) == 1
-        assert await app.store.mark_unclaimed(["contract.echo"], reason) == 0
-        job = await app.get_job(theirs)
-        assert job is not None and job.pending_reason == reason
-        other = await app.get_job(mine)
-        assert other is not None and other.pending_reason is None
-        [claimed] = await self.claim(app, workflows=["contract.signup"])
-        claimed_job = await app.get_job(claimed.job.id)
-        assert claimed_job is not None and claimed_job.pending_reason is None
+        also_theirs = await app.start(signup, Signup(2, "v@example.com"))
+        unknown = await app.start(dead_letters, {"n": 1})
+        later = await app.start(signup, Signup(3, "w@example.com"), delay=60)
+
+        def reason(workflow: str) -> str:
+            return f"nobody here runs {workflow}"
+
+        assert await app.store.mark_unclaimed(["contract.echo"], reason) == {
+            "contract.signup": 2,
+            "contract.dead_letters": 1,
+        }
+        assert await app.store.mark_unclaimed(["contract.echo"], reason) == {}
+        for job_id, workflow in [
+            (theirs, "contract.signup"),
+            (also_theirs, "contract.signup"),
+            (unknown, "contract.dead_letters"),
+        ]:
+            job = await app.get_job(job_id)
+            assert job is not None and job.pending_reason == f"nobody here runs {workflow}"
+        for job_id in (mine, later):
+            other = await app.get_job(job_id)
+            assert other is not None and other.pending_reason is None
+        clock.advance(timedelta(seconds=60))
+        assert await app.store.mark_unclaimed(["contract.echo"], reason) == {"contract.signup": 1}
+        claimed = await self.claim(app, workflows=["contract.signup"])
+        assert {c.job.id for c in claimed} == {theirs, also_theirs, later}
+        for one in claimed:
+            claimed_job = await app.get_job(one.job.id)
+            assert claimed_job is not None and claimed_job.pending_reason is None
 
     async def test_group_limit_counts_running_jobs_of_every_worker(self, app: flowq.App) -> None:
         """With a group limit of 1: A1 and B run together; A2 only after A1 finished."""

@@ -7,7 +7,7 @@ events, lease fencing and wake-ups).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -202,10 +202,13 @@ class MemoryRunVerbs(MemoryTables):
             default=None,
         )
 
-    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
-        """Set ``pending_reason`` on due pending jobs of workflows other than
-        ``workflows`` that have none (lowest ids first, a batch at most); return the
-        count. As the SQL store: no event, ``updated_at`` stays."""
+    async def mark_unclaimed(
+        self, workflows: Collection[str], reason: Callable[[str], str]
+    ) -> dict[str, int]:
+        """Set ``pending_reason`` to ``reason(workflow)`` on due pending jobs of
+        workflows other than ``workflows`` that have none (lowest ids first, a batch
+        at most); return the count per workflow. As the SQL store: no event,
+        ``updated_at`` stays."""
         now = self._now()
         ids = [
             job_id
@@ -216,9 +219,13 @@ class MemoryRunVerbs(MemoryTables):
             and row["pending_reason"] is None
             and row["workflow"] not in workflows
         ][:UNCLAIMED_BATCH_SIZE]
+        marked: dict[str, int] = {}
         for job_id in ids:
-            self._apply(transitions.MARK_UNCLAIMED, self._rows[job_id], now, reason=reason)
-        return len(ids)
+            workflow = self._rows[job_id]["workflow"]
+            reason_text = reason(workflow)
+            self._apply(transitions.MARK_UNCLAIMED, self._rows[job_id], now, reason=reason_text)
+            marked[workflow] = marked.get(workflow, 0) + 1
+        return marked
 
     async def fail_job(
         self, lease: Lease, error: ErrorEntry, *, reason: FailureReason, retry_at: datetime | None

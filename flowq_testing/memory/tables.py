@@ -276,6 +276,10 @@ def matches(row: Mapping[str, Any], where: JobFilter) -> bool:
     """Whether a ``flowq_jobs`` row satisfies every field of ``where``."""
     if where.statuses and row["status"] not in where.statuses:
         return False
+    if where.will_retry is not None and where.will_retry != (
+        row["status"] == JobStatus.FAILED and row["next_attempt_at"] is not None
+    ):
+        return False
     if where.workflow is not None and row["workflow"] != where.workflow:
         return False
     if where.tags is not None and not tags_match(row["tags"], where.tags):

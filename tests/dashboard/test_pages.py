@@ -141,6 +141,30 @@ async def test_job_page_links_children_and_shows_errors(
     assert "RuntimeError" in errors and "disk full" in errors
 
 
+async def test_failed_jobs_say_whether_they_retry(
+    app: flowq.App, client: httpx.AsyncClient, workloads: Workloads, clock: FakeClock
+) -> None:
+    """A failed job shows when it retries, or that it gave up, in the list and on its page."""
+    retrying = await app.start(
+        workloads.broken, {}, max_attempts=2, retry_delay="10m", retry_backoff=False
+    )
+    gave_up = await app.start(workloads.broken, {})
+    await app.create_worker().run_until_idle()
+    retry_at = (clock.now() + timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    listed = await client.get("/jobs", params={"status": "failed"})
+    rows = {
+        int(job_id): row
+        for job_id, row in re.findall(r'<tr data-job="(\d+)">(.*?)</tr>', listed.text, re.S)
+    }
+    assert f"retries {retry_at}" in rows[retrying] and "gave up" not in rows[retrying]
+    assert "gave up" in rows[gave_up] and "retries" not in rows[gave_up]
+    page = await client.get(f"/jobs/{retrying}")
+    heading = page.text.split("<h1>")[1].split("</h1>")[0]
+    assert f"retries {retry_at}" in heading
+    page = await client.get(f"/jobs/{gave_up}")
+    assert "gave up" in page.text.split("<h1>")[1].split("</h1>")[0]
+
+
 async def test_unknown_job_is_a_404_page(client: httpx.AsyncClient) -> None:
     """A missing job answers 404 with a page, not a traceback."""
     page = await client.get("/jobs/999999")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ import anyio
 import pytest
 
 import flowq
+import flowq.worker
 from flowq import JobStatus
 from flowq_testing import FakeClock, InMemoryStore
 
@@ -482,6 +484,62 @@ async def test_jobs_no_worker_runs_say_why(app: flowq.App, registry: flowq.Regis
             await worker.stop()
     assert "w-here" in job.pending_reason and "here" in job.pending_reason
     assert job.status is JobStatus.PENDING
+
+
+async def test_a_workflow_no_worker_knows_is_logged_once_per_worker(
+    app: flowq.App,
+    registry: flowq.Registry,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that finds due jobs of workflows it does not know warns once per such
+    workflow (naming it, the due jobs and what it runs), however often it looks; each
+    job's pending_reason names its workflow."""
+    monkeypatch.setattr(flowq.worker, "UNCLAIMED_CHECK_EVERY", 0.0)  # look at every poll
+
+    @registry.workflow(name="here")
+    async def here(payload: dict[str, Any]) -> None:
+        """Runs here."""
+
+    @registry.workflow(name="elsewhere")
+    async def elsewhere(payload: dict[str, Any]) -> None:
+        """Runs in another service."""
+
+    first = [await app.start(elsewhere, {"n": n}) for n in range(2)]
+    await app.add_job("away", {})  # registered nowhere in this process
+
+    async def explained(job_id: int) -> str:
+        while True:
+            job = await app.get_job(job_id)
+            assert job is not None
+            if job.pending_reason:
+                return job.pending_reason
+            await anyio.sleep(0.01)
+
+    worker = app.create_worker(workflows=["here"], worker_id="w-here", poll_interval=0.01)
+    with caplog.at_level(logging.WARNING, logger="flowq.worker"), anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            reason = await explained(first[0])
+            # A job added later is explained by a later look, which must not warn again.
+            later = await app.start(elsewhere, {"n": 2})
+            assert await explained(later) == reason
+            await worker.stop()
+    assert reason == (
+        "no running worker knows workflow 'elsewhere' (worker w-here runs only: here); "
+        "start a worker that registers it"
+    )
+    warnings = [r for r in caplog.records if r.name == "flowq.worker" and "knows" in r.getMessage()]
+    assert sorted(getattr(r, "workflow", None) for r in warnings) == ["away", "elsewhere"]
+    [about_elsewhere] = [r for r in warnings if getattr(r, "workflow", None) == "elsewhere"]
+    assert about_elsewhere.levelno == logging.WARNING
+    assert about_elsewhere.getMessage().startswith(
+        "flowq: worker w-here: 2 due job(s) of workflow 'elsewhere' wait: no running worker "
+        "knows it (this worker runs only: here)"
+    )
+    for job_id in first:
+        job = await app.get_job(job_id)
+        assert job is not None and job.status is JobStatus.PENDING and job.pending_reason == reason
 
 
 async def test_a_job_reclaimed_while_its_last_run_ends_does_not_crash_the_worker(

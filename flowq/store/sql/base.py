@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Row, and_, event, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, and_, event, func, insert, not_, select, tuple_, update
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -364,6 +364,11 @@ class SqlBase:
         parts: list[ColumnElement[bool]] = []
         if where.statuses:
             parts.append(jobs.c.status.in_([status.value for status in where.statuses]))
+        if where.will_retry is not None:
+            retrying = and_(
+                jobs.c.status == JobStatus.FAILED.value, jobs.c.next_attempt_at.is_not(None)
+            )
+            parts.append(retrying if where.will_retry else not_(retrying))
         if where.workflow is not None:
             parts.append(jobs.c.workflow == where.workflow)
         if where.tags is not None:

@@ -4,7 +4,7 @@ hand-backs, and the maintenance verbs (reclaim, cleanup)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -250,27 +250,42 @@ class SqlRunVerbs(SqlBase):
             found: datetime | None = (await conn.execute(query)).scalar()
             return found
 
-    async def mark_unclaimed(self, workflows: Collection[str], reason: str) -> int:
-        """Explain, on due pending jobs no worker here handles, why they wait."""
+    async def mark_unclaimed(
+        self, workflows: Collection[str], reason: Callable[[str], str]
+    ) -> dict[str, int]:
+        """Explain, on due pending jobs no worker here handles, why they wait; the
+        count marked per workflow."""
         async with self._transaction() as conn:
             now = self.clock.now()
-            ids = (
-                select(jobs.c.id)
+            found = await conn.execute(
+                select(jobs.c.id, jobs.c.workflow)
                 .where(
                     jobs.c.ready_at <= now,
                     jobs.c.status == JobStatus.PENDING.value,
                     jobs.c.pending_reason.is_(None),
                     jobs.c.workflow.not_in(sorted(workflows)),
                 )
+                .order_by(jobs.c.id)
                 .limit(UNCLAIMED_BATCH_SIZE)
-                .scalar_subquery()
             )
-            result = await conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(ids))
-                .values(render.values(transitions.MARK_UNCLAIMED, now, reason=reason))
-            )
-            return int(result.rowcount or 0)
+            by_workflow: dict[str, list[int]] = {}
+            for job_id, workflow in found:
+                by_workflow.setdefault(workflow, []).append(job_id)
+            marked: dict[str, int] = {}
+            for workflow, ids in sorted(by_workflow.items()):
+                # Claimed or explained by another worker since the look: left alone.
+                result = await conn.execute(
+                    update(jobs)
+                    .where(
+                        self.dialect.one_of(jobs.c.id, ids),
+                        jobs.c.status == JobStatus.PENDING.value,
+                        jobs.c.pending_reason.is_(None),
+                    )
+                    .values(render.values(transitions.MARK_UNCLAIMED, now, reason=reason(workflow)))
+                )
+                if result.rowcount:
+                    marked[workflow] = int(result.rowcount)
+            return marked
 
     async def resolve_options(self, lease: Lease, values: Mapping[str, Any]) -> bool:
         """Write a running job's declared option values; mark its options resolved."""
