@@ -86,9 +86,12 @@ async def apply_migrations(
     """Apply missing migrations inside the caller's transaction; return their names.
 
     The dialect serializes concurrent runs first (on PostgreSQL, a transaction-level
-    advisory lock).
+    advisory lock), then creates the store's schema if it has one that is missing;
+    each statement is run as the dialect renders it (a schema's own notification
+    channel).
     """
     await dialect.lock_migrations(connection)
+    await dialect.create_schema(connection)
     await connection.execute(CreateTable(schema.schema_version, if_not_exists=True))
     current = await applied_version(connection)
     applied = []
@@ -96,7 +99,7 @@ async def apply_migrations(
         if migration.version <= current:
             continue
         for statement in migration.statements:
-            await connection.exec_driver_sql(statement)
+            await connection.exec_driver_sql(dialect.migration_statement(statement))
         await connection.execute(
             schema.schema_version.insert().values(
                 version=migration.version, name=migration.name, applied_at=now
