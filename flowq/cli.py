@@ -383,11 +383,9 @@ def _dispatch(args: argparse.Namespace) -> str | None:
             from flowq.dashboard.serve import serve
         except ImportError as exc:
             raise ValidationError(str(exc)) from None
+        schema = args.schema or None
         asyncio.run(
-            serve(
-                url, host=args.host, port=args.port, read_only=args.read_only,
-                schema=args.schema or None,
-            )  # fmt: skip
+            serve(url, host=args.host, port=args.port, read_only=args.read_only, schema=schema)
         )
         return None
     if args.command == "migrate":

@@ -114,8 +114,7 @@ def migrate_sql(dialect: str, pg_schema: str | None = None) -> str:
     parts = [f"{header}\n{version_table};"]
     for migration in migrate.load_migrations(dialect):
         statements = "\n\n".join(
-            f"{store_dialect.migration_statement(statement)};"
-            for statement in migration.statements
+            f"{store_dialect.migration_statement(statement)};" for statement in migration.statements
         )
         record = schema.schema_version.insert().values(
             version=migration.version, name=migration.name, applied_at=func.current_timestamp()

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 import flowq
 from flowq.store.sql import SqlStore
 from flowq.store.sql.migrate import latest_version
-from flowq.store.sql.pg_schema import channel_for, quote_identifier
+from flowq.store.sql.pg_schema import quote_identifier
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -127,7 +127,7 @@ async def test_notifications_stay_in_their_schema(
 ) -> None:
     """A job added in B wakes B's listener and not A's: A's listener then receives a
     marker sent on A's channel after B's job was committed, and nothing before it."""
-    app_a, app_b, _runs = apps
+    _app_a, app_b, _runs = apps
     heard: dict[str, list[str]] = {"a": [], "b": []}
     connected = {"a": anyio.Event(), "b": anyio.Event()}
     got = {"a": anyio.Event(), "b": anyio.Event()}

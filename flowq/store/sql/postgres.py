@@ -296,7 +296,8 @@ class PostgresDialect:
             try:
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(
-                    self.channel, lambda _c, _pid, channel, payload: _deliver(on_wake, payload, channel)
+                    self.channel,
+                    lambda _c, _pid, channel, payload: _deliver(on_wake, payload, channel),
                 )
                 backoff = 0.1
                 on_wake("jobs")
