@@ -10,6 +10,7 @@ import anyio
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import flowq
 from flowq.store.sql import SqlStore
@@ -180,3 +181,27 @@ async def test_locks_are_per_schema(apps: tuple[flowq.App, flowq.App, list[str]]
             await app_a.create_worker(notify=False, group_concurrency=1).run_until_idle()
             assert await app_a.result(job_id, timeout=5) == "a"
     assert runs == ["a:3"]
+
+
+async def test_connection_must_search_the_schema(
+    two_schemas: str, apps: tuple[flowq.App, flowq.App, list[str]]
+) -> None:
+    """start(connection=) on a schema's App: a connection that finds flowq's tables in
+    public is refused with ValidationError naming both; one whose search_path starts
+    with the schema adds the job in the caller's transaction."""
+    app_a, _app_b, _runs = apps
+    plain = create_async_engine(app_a.store.url)  # type: ignore[attr-defined]
+    searching = create_async_engine(
+        app_a.store.url,  # type: ignore[attr-defined]
+        connect_args={"server_settings": {"search_path": f"{SCHEMA_A}, public"}},
+    )
+    try:
+        async with plain.begin() as connection:
+            with pytest.raises(flowq.ValidationError, match=f"'public'.*'{SCHEMA_A}'"):
+                await app_a.add_job("shared.name", {"n": 1}, connection=connection)
+        async with searching.begin() as connection:
+            job_id = await app_a.add_job("shared.name", {"n": 2}, connection=connection)
+    finally:
+        await plain.dispose()
+        await searching.dispose()
+    assert [job.id for job in await app_a.get_jobs()] == [job_id]

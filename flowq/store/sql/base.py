@@ -263,6 +263,9 @@ class SqlBase:
                 if isinstance(connection, AsyncSession):
                     connection = await connection.connection()
                 self._check_connection(connection)
+                problem = await self.dialect.schema_problem(connection)
+                if problem is not None:
+                    raise ValidationError(f"connection= cannot be used: {problem}")
                 yield connection
                 return
             async with self.engine.begin() as conn:

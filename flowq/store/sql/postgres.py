@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -65,8 +64,6 @@ __all__ = [
 CHANNEL: Final = pg_schema.DEFAULT_CHANNEL
 """The notification channel workers LISTEN on (a store with a schema has its own:
 :func:`flowq.store.sql.pg_schema.channel_for`)."""
-_PLAIN_NAME: Final = re.compile(r"[a-z_][a-z0-9_]*")
-"""A schema name that means itself unquoted (in a role's ``search_path``, say)."""
 _MIGRATION_LOCK: Final = 4711020250
 _GROUP_CLAIM_LOCK: Final = 4711020251
 log = logging.getLogger("flowq")
@@ -175,19 +172,22 @@ class PostgresDialect:
         return pg_schema.with_channel(statement, self.channel)
 
     async def schema_problem(self, connection: AsyncConnection) -> str | None:
-        """With a schema: what is wrong when the connection does not search it alone
-        (a PgBouncer that dropped the ``search_path`` startup parameter), else None."""
+        """With a schema: what is wrong when the connection's first schema is another
+        one (a PgBouncer that dropped the ``search_path`` startup parameter, a caller's
+        connection), else None. A schema not created yet is no problem here: the
+        tables are missing, which the caller reports."""
         if self.schema is None:
             return None
-        found = await connection.exec_driver_sql("SELECT current_setting('search_path')")
-        path = str(found.scalar())
-        wanted = pg_schema.search_path(self.schema)
-        if path == wanted or (path == self.schema and _PLAIN_NAME.fullmatch(path)):
+        found = await connection.exec_driver_sql(
+            "SELECT current_schema(), current_setting('search_path')"
+        )
+        first, path = found.one()
+        if first is None or first == self.schema:
             return None
         return (
-            f"its connections search {path!r} instead of the schema {self.schema!r} alone "
-            "(a PgBouncer drops or refuses the search_path startup parameter: see "
-            "'PostgreSQL schemas' in docs/operations.md)"
+            f"the connection's search_path is {path!r}, which finds flowq's tables in "
+            f"{first!r}, not in the schema {self.schema!r} (see 'PostgreSQL schemas' in "
+            "docs/operations.md)"
         )
 
     def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
