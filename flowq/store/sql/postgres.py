@@ -181,7 +181,8 @@ class PostgresDialect:
         found = await connection.exec_driver_sql(
             "SELECT current_schema(), current_setting('search_path')"
         )
-        first, path = found.one()
+        row: Any = found.one()
+        first, path = row[0], row[1]
         if first is None or first == self.schema:
             return None
         return (
