@@ -1,4 +1,11 @@
-"""Versioned SQL migrations: find them, apply the missing ones in one transaction."""
+"""Versioned SQL migrations: find them, apply the missing ones in one transaction.
+
+Rules for migration files, so that they also work in a PostgreSQL schema of the
+user's choosing (``App(schema=)``): name no schema (the connection's ``search_path``
+is the schema), and notify with the literal ``pg_notify('flowq_jobs', ...)``, which
+the dialect rewrites to the schema's channel. Advisory locks belong in the dialect,
+whose keys are per schema, not in the files.
+"""
 
 from __future__ import annotations
 
