@@ -6,7 +6,8 @@
 Every option can also come from a ``FLOWQ_<OPTION>`` environment variable (``--drain-timeout``:
 ``FLOWQ_DRAIN_TIMEOUT``); the command line wins. Commands that use a database need
 its URL (``--database-url`` or ``FLOWQ_DATABASE_URL``), or ``--embedded`` for the
-embedded SQLite default ``./flowq.db``: none is chosen silently.
+embedded SQLite default ``./flowq.db``: none is chosen silently. On PostgreSQL,
+``--schema`` (``FLOWQ_SCHEMA``) names the schema that holds flowq's tables.
 """
 
 from __future__ import annotations
@@ -149,6 +150,11 @@ def _database_command(
     command: argparse.ArgumentParser = commands.add_parser(name, help=text)
     command.add_argument("--database-url", help="the database (default: $FLOWQ_DATABASE_URL)")
     command.add_argument(
+        "--schema",
+        help="PostgreSQL: the schema holding flowq's tables (default: $FLOWQ_SCHEMA, else "
+        "the connection's search_path, usually public)",
+    )
+    command.add_argument(
         "--embedded", action="store_true",
         help=f"use the embedded SQLite database {DEFAULT_DATABASE_URL} when no URL is given",
     )  # fmt: skip
@@ -254,7 +260,7 @@ def _version() -> str:
 async def _run_database_command(args: argparse.Namespace, url: str) -> str | None:
     from flowq import cli_jobs, cli_ops, codec
 
-    async with App(url) as app:
+    async with App(url, schema=args.schema or None) as app:
         if args.command == "supervisor":
             return await _supervise(app, args)
         if args.command == "jobs":
@@ -303,8 +309,8 @@ async def _supervise(app: App, args: argparse.Namespace) -> str | None:
     return None
 
 
-async def _migrate(url: str) -> str:
-    app = App(url)
+async def _migrate(url: str, schema: str | None) -> str:
+    app = App(url, schema=schema)
     try:
         applied = await app.migrate()
     finally:
@@ -366,7 +372,8 @@ def _dispatch(args: argparse.Namespace) -> str | None:
         url = args.database_url or (DEFAULT_DATABASE_URL if args.embedded else None)
         if url is None:
             raise ValidationError(f"{_NO_URL}; --sql needs it to know the kind of database")
-        return migrate_sql("postgresql" if url.startswith("postgres") else "sqlite")
+        kind = "postgresql" if url.startswith("postgres") else "sqlite"
+        return migrate_sql(kind, args.schema or None)
     if args.command == "worker":
         from flowq import worker_command
 
@@ -383,10 +390,13 @@ def _dispatch(args: argparse.Namespace) -> str | None:
             from flowq.dashboard.serve import serve
         except ImportError as exc:
             raise ValidationError(str(exc)) from None
-        asyncio.run(serve(url, host=args.host, port=args.port, read_only=args.read_only))
+        schema = args.schema or None
+        asyncio.run(
+            serve(url, host=args.host, port=args.port, read_only=args.read_only, schema=schema)
+        )
         return None
     if args.command == "migrate":
-        return asyncio.run(_migrate(url))
+        return asyncio.run(_migrate(url, args.schema or None))
     return asyncio.run(_run_database_command(args, url))
 
 

@@ -83,23 +83,44 @@ async def run_maintenance(app: App, args: argparse.Namespace) -> str:
     return ", ".join(f"{name.replace('_', ' ')}: {count}" for name, count in done.items())
 
 
-def migrate_sql(dialect: str) -> str:
+def migrate_sql(dialect: str, pg_schema: str | None = None) -> str:
     """Every migration of ``dialect`` as SQL (``flowq migrate --sql``), for teams that
     apply migrations with their own tool: the version table, then each migration's
-    statements and the row that records it, so that flowq finds the schema current."""
+    statements and the row that records it, so that flowq finds the schema current.
+
+    With ``pg_schema`` (PostgreSQL only), the SQL first creates that schema if it is
+    missing and sets the session's ``search_path`` to it, and the functions notify on
+    the schema's own channel.
+
+    Raises:
+        ValidationError: ``pg_schema`` is not a usable name, or the database is SQLite.
+    """
     from sqlalchemy import func
     from sqlalchemy.dialects import postgresql, sqlite
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Dialect, make_url
     from sqlalchemy.schema import CreateTable
 
     from flowq.store.sql import migrate, schema
+    from flowq.store.sql.base import dialect_for_url
 
     kind = postgresql if dialect == "postgresql" else sqlite
     compiler: Dialect = kind.dialect()
+    store_dialect = dialect_for_url(make_url(f"{dialect}://"), pg_schema)
     version_table = CreateTable(schema.schema_version, if_not_exists=True).compile(dialect=compiler)
-    parts = [f"-- flowq schema for {dialect}: apply in one transaction\n{version_table};"]
+    header = f"-- flowq schema for {dialect}: apply in one transaction"
+    if pg_schema is not None:
+        from flowq.store.sql.pg_schema import quote_identifier, search_path
+
+        header += (
+            f"\n-- in the schema {pg_schema!r} (SET search_path lasts for the session)\n"
+            f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(pg_schema)};\n"
+            f"SET search_path TO {search_path(pg_schema)};"
+        )
+    parts = [f"{header}\n{version_table};"]
     for migration in migrate.load_migrations(dialect):
-        statements = "\n\n".join(f"{statement};" for statement in migration.statements)
+        statements = "\n\n".join(
+            f"{store_dialect.migration_statement(statement)};" for statement in migration.statements
+        )
         record = schema.schema_version.insert().values(
             version=migration.version, name=migration.name, applied_at=func.current_timestamp()
         )

@@ -63,6 +63,11 @@ class App(CronJobs):
         store: A ready store instead of a URL (e.g. ``flowq_testing.InMemoryStore()``).
         auto_migrate: Apply missing migrations when the App opens, instead of raising
             ``SchemaError``.
+        schema: PostgreSQL only: the schema holding flowq's tables (created by
+            ``migrate``). ``None`` reads ``FLOWQ_SCHEMA`` when the URL comes from
+            ``FLOWQ_DATABASE_URL`` too, else uses the connection's ``search_path``
+            (usually ``public``). Raises ``ValidationError`` for a name PostgreSQL
+            cannot use and on SQLite.
 
     Example:
         >>> async def main() -> None:
@@ -78,13 +83,18 @@ class App(CronJobs):
         clock: Clock | None = None,
         store: Store | None = None,
         auto_migrate: bool = False,
+        schema: str | None = None,
     ) -> None:
         if store is not None and database_url is not None:
             raise ValidationError("pass database_url or store, not both")
+        if store is not None and schema is not None:
+            raise ValidationError("pass schema with database_url, not with store")
         if store is None:
             self.clock: Clock = clock or SystemClock()
             url = database_url or os.environ.get("FLOWQ_DATABASE_URL") or DEFAULT_DATABASE_URL
-            self.store: Store = SqlStore(url, clock=self.clock)
+            if schema is None and database_url is None:
+                schema = os.environ.get("FLOWQ_SCHEMA") or None
+            self.store: Store = SqlStore(url, clock=self.clock, schema=schema)
         else:
             self.clock = _shared_clock(store, clock)
             self.store = store

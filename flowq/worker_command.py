@@ -41,25 +41,35 @@ def _import(module_name: str) -> Any:
         raise ValidationError(f"cannot import {module_name!r}: {exc}") from exc
 
 
-def load_target(target: str, database_url: str | None) -> App:
+def load_target(target: str, database_url: str | None, schema: str | None = None) -> App:
     """Import ``MODULE[:ATTR]`` and return the App to run.
 
     ``ATTR`` may name a :class:`flowq.App` (used as is, unless ``database_url`` is
     given) or a :class:`flowq.Registry`; without it, the module's ``@flowq.workflow``
-    functions on ``flowq.default_registry`` are run.
+    functions on ``flowq.default_registry`` are run. ``schema`` goes with
+    ``database_url`` (a PostgreSQL schema).
 
     Raises:
-        ValidationError: The module or attribute cannot be found or is of another kind.
+        ValidationError: The module or attribute cannot be found or is of another kind,
+            or ``schema`` differs from the schema of the App used as is.
     """
     module_name, _, attribute = target.partition(":")
     module = _import(module_name)
     if not attribute:
-        return App(database_url, registry=default_registry)
+        return App(database_url, registry=default_registry, schema=schema)
     found: Any = getattr(module, attribute, None)
     if isinstance(found, App):
-        return found if database_url is None else App(database_url, registry=found.registry)
+        if database_url is not None:
+            return App(database_url, registry=found.registry, schema=schema)
+        own = getattr(found.store, "schema", None)
+        if schema is not None and schema != own:
+            raise ValidationError(
+                f"--schema {schema!r}, but the App {target!r} uses schema {own!r}; "
+                "pass --database-url too to run it on another database or schema"
+            )
+        return found
     if isinstance(found, Registry):
-        return App(database_url, registry=found)
+        return App(database_url, registry=found, schema=schema)
     raise ValidationError(
         f"{target!r} should name a flowq.App or flowq.Registry, found {type(found).__name__}"
     )
@@ -78,7 +88,7 @@ def supervisor_of(app: App, args: argparse.Namespace) -> Supervisor:
 
 async def run_worker(args: argparse.Namespace) -> None:
     """Run one worker until SIGINT/SIGTERM (or until idle with ``--until-idle``)."""
-    app = load_target(args.target, args.database_url)
+    app = load_target(args.target, args.database_url, args.schema or None)
     if not len(app.registry):
         raise ValidationError(f"{args.target!r} registers no workflows")
     worker = app.create_worker(

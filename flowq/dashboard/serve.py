@@ -46,8 +46,11 @@ def auth_from_environment(host: str, environ: Mapping[str, str] | None = None) -
     return None
 
 
-async def serve(url: str, *, host: str, port: int, read_only: bool) -> None:
-    """Serve the dashboard of the database at ``url`` until interrupted."""
+async def serve(
+    url: str, *, host: str, port: int, read_only: bool, schema: str | None = None
+) -> None:
+    """Serve the dashboard of the database at ``url`` (flowq's tables in the
+    PostgreSQL ``schema``, if given) until interrupted."""
     auth = auth_from_environment(host)
     try:
         import uvicorn
@@ -55,7 +58,7 @@ async def serve(url: str, *, host: str, port: int, read_only: bool) -> None:
         raise ValidationError(
             "flowq dashboard needs uvicorn: pip install 'flowq-durable[dashboard]'"
         ) from None
-    async with App(url) as app:
+    async with App(url, schema=schema) as app:
         dashboard = create_app(app, read_only=read_only, auth=auth)
         config = uvicorn.Config(
             dashboard, host=host, port=port, log_level="info", lifespan="off",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -38,6 +40,19 @@ def _free_port() -> int:
 @pytest.fixture
 def pgbouncer(postgres_url: str) -> Iterator[str]:
     """A PgBouncer (transaction pooling) in front of the test database; its URL."""
+    with _pgbouncer(postgres_url, ignored="extra_float_digits,options") as url:
+        yield url
+
+
+@pytest.fixture
+def pgbouncer_ignoring_search_path(postgres_url: str) -> Iterator[str]:
+    """A PgBouncer that drops the search_path startup parameter instead of refusing it."""
+    with _pgbouncer(postgres_url, ignored="extra_float_digits,options,search_path") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _pgbouncer(postgres_url: str, *, ignored: str) -> Iterator[str]:
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not Path(binary).exists():
         reason = "pgbouncer is not installed (.ci/run installs it)"
@@ -55,7 +70,7 @@ def pgbouncer(postgres_url: str) -> Iterator[str]:
         f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
         f"auth_file = {folder / 'users.txt'}\npool_mode = transaction\n"
         f"default_pool_size = 10\nmax_client_conn = 100\n"
-        f"ignore_startup_parameters = extra_float_digits,options\n"
+        f"ignore_startup_parameters = {ignored}\n"
     )
     command = [binary, str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root
@@ -95,3 +110,68 @@ async def test_polling_worker_behind_transaction_pooling(pgbouncer: str) -> None
         jobs: list[Any] = [await app.get_job(job_id) for job_id in ids]
         assert [job.output for job in jobs] == [2 * n for n in range(120)]
         assert all(job.progress == 50 for job in jobs)
+
+
+SCHEMA = "bounced_jobs"
+
+
+async def _on_the_server(postgres_url: str, *statements: str) -> None:
+    dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def test_a_schema_refused_by_pgbouncer_is_a_clear_error(pgbouncer: str) -> None:
+    """PgBouncer (before 1.20, or without track_extra_parameters = search_path) refuses
+    the search_path startup parameter: the App says so, it does not use public."""
+    app = flowq.App(pgbouncer, schema=SCHEMA, registry=registry)
+    with pytest.raises(flowq.DatabaseUnavailableError, match="search_path"):
+        await app.open()
+
+
+async def test_a_dropped_search_path_is_refused(
+    pgbouncer_ignoring_search_path: str, postgres_url: str
+) -> None:
+    """A PgBouncer that ignores search_path would send flowq to public's tables: opening
+    the App raises SchemaError naming the schema instead."""
+    async with flowq.App(postgres_url, schema=SCHEMA, auto_migrate=True):
+        pass
+    try:
+        app = flowq.App(pgbouncer_ignoring_search_path, schema=SCHEMA, registry=registry)
+        with pytest.raises(flowq.SchemaError, match=SCHEMA):
+            await app.open()
+    finally:
+        await _on_the_server(postgres_url, f"DROP SCHEMA {SCHEMA} CASCADE")
+
+
+async def test_a_schema_behind_pgbouncer_from_the_database_default(
+    pgbouncer_ignoring_search_path: str, postgres_url: str
+) -> None:
+    """With the search_path set on the server (ALTER DATABASE/ROLE ... SET search_path)
+    and ignored by PgBouncer, a polling worker runs jobs in the schema; public's tables
+    stay empty."""
+    async with flowq.App(postgres_url, schema=SCHEMA, auto_migrate=True):
+        pass
+    database = make_url(postgres_url).database
+    await _on_the_server(postgres_url, f'ALTER DATABASE "{database}" SET search_path = {SCHEMA}')
+    try:
+        async with flowq.App(
+            pgbouncer_ignoring_search_path, schema=SCHEMA, registry=registry
+        ) as app:
+            ids = await app.add_jobs([flowq.JobSpec(double, {"n": n}) for n in range(20)])
+            await app.create_worker(notify=False, concurrency=5).run_until_idle()
+            assert [await app.result(job_id, timeout=5) for job_id in ids] == [
+                2 * n for n in range(20)
+            ]
+        async with flowq.App(postgres_url, schema="public") as public:
+            assert await public.get_jobs() == []
+    finally:
+        await _on_the_server(
+            postgres_url,
+            f'ALTER DATABASE "{database}" RESET search_path',
+            f"DROP SCHEMA {SCHEMA} CASCADE",
+        )

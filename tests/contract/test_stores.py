@@ -57,3 +57,38 @@ class TestPostgresStore(StoreContract):
         """A connection on the same database."""
         assert isinstance(store, SqlStore)
         return store.engine.connect()
+
+
+@pytest.mark.postgres
+class TestPostgresSchemaStore(StoreContract):
+    """PostgreSQL with flowq's tables in a schema of their own (``schema=``), beside
+    the migrated tables in ``public``; the fast paths, where the SQL is flowq's own."""
+
+    @pytest.fixture(autouse=True)
+    def _no_volume_tests(self, request: pytest.FixtureRequest) -> None:
+        """The volume tests (``slow``) measure statements, not schemas: they run on
+        the store above."""
+        if request.node.get_closest_marker("slow") is not None:
+            pytest.skip("volume tests run on TestPostgresStore")
+
+    @pytest.fixture(params=["fast"], name="paths")
+    def paths_fixture(self, request: pytest.FixtureRequest) -> str:
+        """The one-statement hot paths only: the general ones are SQLAlchemy's, on the
+        same connections (and group-limited claims in a schema are checked by
+        tests/integration/test_pg_schemas.py)."""
+        self.paths = str(request.param)
+        return self.paths
+
+    @pytest.fixture
+    async def store(self, clock: FakeClock, postgres_url: str, paths: str) -> AsyncIterator[Store]:
+        """A schema created and migrated in a fresh database."""
+        store = SqlStore(postgres_url, clock=clock, schema="flowq contract")
+        store.fast_paths = paths == "fast"
+        await store.migrate()
+        yield store
+        await store.close()
+
+    def connection(self, store: Store) -> AbstractAsyncContextManager[Any] | None:
+        """A connection of the store's engine (its search_path is the schema)."""
+        assert isinstance(store, SqlStore)
+        return store.engine.connect()

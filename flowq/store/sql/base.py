@@ -4,6 +4,7 @@ and helpers every SQL verb shares."""
 from __future__ import annotations
 
 import importlib
+import shlex
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -87,12 +88,19 @@ def normalize_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver)
 
 
-def dialect_for_url(url: URL) -> SqlDialect:
-    """A new dialect object for a normalized URL.
+def dialect_for_url(url: URL, schema: str | None = None) -> SqlDialect:
+    """A new dialect object for a normalized URL (and a PostgreSQL schema).
 
     Raises:
         DatabaseError: The database's driver is not installed (the message names it).
+        ValidationError: A schema that PostgreSQL cannot use, or any schema on SQLite.
     """
+    if schema is not None and url.get_backend_name() != "postgresql":
+        raise ValidationError(
+            f"schema {schema!r} given for the {url.get_backend_name()} database "
+            f"{safe_url(url)!r}: schemas are PostgreSQL's; a SQLite file is one "
+            "namespace (use another file to keep two installations apart)"
+        )
     module_name, class_name, driver = _DIALECTS[url.get_backend_name()]
     try:
         module = importlib.import_module(module_name)
@@ -104,7 +112,8 @@ def dialect_for_url(url: URL) -> SqlDialect:
             f"pip install {driver} (flowq-durable depends on it; was it installed with "
             "--no-deps?)"
         ) from exc
-    dialect: SqlDialect = getattr(module, class_name)()
+    kind = getattr(module, class_name)
+    dialect: SqlDialect = kind() if schema is None else kind(schema)
     return dialect
 
 
@@ -114,6 +123,8 @@ class SqlBase:
     Args:
         url: A database URL; ``postgresql://`` and ``sqlite:///`` pick flowq's drivers.
         clock: Where "now" comes from (the system clock by default).
+        schema: PostgreSQL only: the schema holding flowq's tables (None: wherever
+            the connection's ``search_path`` leads, usually ``public``).
     """
 
     fast_paths: bool = True
@@ -121,15 +132,20 @@ class SqlBase:
     the dialect's one-round-trip statements (the default) or the general SQLAlchemy
     statements. Both do the same; the contract suite runs both."""
 
-    def __init__(self, url: str | URL, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, url: str | URL, *, clock: Clock | None = None, schema: str | None = None
+    ) -> None:
         self.url = normalize_url(url)
         self.clock: Clock = clock or SystemClock()
-        self.dialect: SqlDialect = dialect_for_url(self.url)
+        self.dialect: SqlDialect = dialect_for_url(self.url, schema)
+        self.schema = schema
         self._engine: AsyncEngine | None = None
         self._pins: dict[str, _Pin] = {}
         self.wakeups = LocalWakeups()
 
     def __repr__(self) -> str:
+        if self.schema is not None:
+            return f"SqlStore({safe_url(self.url)!r}, schema={self.schema!r})"
         return f"SqlStore({safe_url(self.url)!r})"
 
     @property
@@ -162,16 +178,19 @@ class SqlBase:
             SchemaError: The schema is missing or of another version.
         """
         async with self._transaction() as connection:
+            problem = await self.dialect.schema_problem(connection)
+            if problem is not None:
+                raise SchemaError(f"cannot use {self._where()}: {problem}")
             found = await migrate.applied_version(connection)
         wanted = migrate.latest_version(self.dialect.name)
         if found < wanted:
             raise SchemaError(
-                f"the flowq schema in {self._safe_url()} is at version {found}, this flowq needs "
-                f"{wanted}: run `flowq migrate --database-url {self._safe_url()}`"
+                f"the flowq schema in {self._where()} is at version {found}, this flowq needs "
+                f"{wanted}: run `{self._migrate_command()}`"
             )
         if found > wanted:
             raise SchemaError(
-                f"the flowq schema in {self._safe_url()} is at version {found}, newer than this "
+                f"the flowq schema in {self._where()} is at version {found}, newer than this "
                 f"flowq knows ({wanted}): upgrade flowq"
             )
 
@@ -215,10 +234,22 @@ class SqlBase:
     def _safe_url(self) -> str:
         return safe_url(self.url)
 
+    def _where(self) -> str:
+        """The database, and the schema if the store has one."""
+        if self.schema is None:
+            return self._safe_url()
+        return f"{self._safe_url()} (schema {self.schema!r})"
+
+    def _migrate_command(self) -> str:
+        command = f"flowq migrate --database-url {self._safe_url()}"
+        if self.schema is None:
+            return command
+        return f"{command} --schema {shlex.quote(self.schema)}"
+
     def _schema_missing(self) -> SchemaError:
         return SchemaError(
-            f"{self._safe_url()} has no flowq tables: run "
-            f"`flowq migrate --database-url {self._safe_url()}` (or `await app.migrate()`)"
+            f"{self._where()} has no flowq tables: run `{self._migrate_command()}` "
+            "(or `await app.migrate()`)"
         )
 
     @asynccontextmanager
@@ -232,6 +263,9 @@ class SqlBase:
                 if isinstance(connection, AsyncSession):
                     connection = await connection.connection()
                 self._check_connection(connection)
+                problem = await self.dialect.schema_problem(connection)
+                if problem is not None:
+                    raise ValidationError(f"connection= cannot be used: {problem}")
                 yield connection
                 return
             async with self.engine.begin() as conn:

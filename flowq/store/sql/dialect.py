@@ -62,6 +62,16 @@ class SqlDialect(Protocol):
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """Serialize concurrent migration runs until this transaction ends."""
 
+    async def create_schema(self, connection: AsyncConnection) -> None:
+        """Create the namespace the migrations go into, if the store has one of its
+        own that is missing (a PostgreSQL schema)."""
+
+    def migration_statement(self, statement: str) -> str:
+        """A statement of a migration file as this store applies it."""
+
+    async def schema_problem(self, connection: AsyncConnection) -> str | None:
+        """Why the connection does not reach the store's own namespace, or None."""
+
     def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
         """Whether a driver error means a missing table, an unreachable database,
         a lock held too long, or something else (None)."""

@@ -1,4 +1,11 @@
-"""Versioned SQL migrations: find them, apply the missing ones in one transaction."""
+"""Versioned SQL migrations: find them, apply the missing ones in one transaction.
+
+Rules for migration files, so that they also work in a PostgreSQL schema of the
+user's choosing (``App(schema=)``): name no schema (the connection's ``search_path``
+is the schema), and notify with the literal ``pg_notify('flowq_jobs', ...)``, which
+the dialect rewrites to the schema's channel. Advisory locks belong in the dialect,
+whose keys are per schema, not in the files.
+"""
 
 from __future__ import annotations
 
@@ -86,9 +93,12 @@ async def apply_migrations(
     """Apply missing migrations inside the caller's transaction; return their names.
 
     The dialect serializes concurrent runs first (on PostgreSQL, a transaction-level
-    advisory lock).
+    advisory lock), then creates the store's schema if it has one that is missing;
+    each statement is run as the dialect renders it (a schema's own notification
+    channel).
     """
     await dialect.lock_migrations(connection)
+    await dialect.create_schema(connection)
     await connection.execute(CreateTable(schema.schema_version, if_not_exists=True))
     current = await applied_version(connection)
     applied = []
@@ -96,7 +106,7 @@ async def apply_migrations(
         if migration.version <= current:
             continue
         for statement in migration.statements:
-            await connection.exec_driver_sql(statement)
+            await connection.exec_driver_sql(dialect.migration_statement(statement))
         await connection.execute(
             schema.schema_version.insert().values(
                 version=migration.version, name=migration.name, applied_at=now

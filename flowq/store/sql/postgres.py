@@ -42,6 +42,7 @@ from flowq.models import JobStatus, TagQuery
 from flowq.replay import RecordedCall
 from flowq.store import rows, transitions
 from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabilities
+from flowq.store.sql import pg_schema
 from flowq.store.sql.dialect import ErrorKind
 from flowq.store.sql.render import set_clause
 from flowq.store.sql.schema import jobs
@@ -60,8 +61,11 @@ __all__ = [
     "claim_statement",
 ]
 
-CHANNEL: Final = "flowq_jobs"
-"""The notification channel workers LISTEN on."""
+CHANNEL: Final = pg_schema.DEFAULT_CHANNEL
+"""The notification channel workers LISTEN on (a store with a schema has its own:
+:func:`flowq.store.sql.pg_schema.channel_for`)."""
+_MIGRATION_LOCK: Final = 4711020250
+_GROUP_CLAIM_LOCK: Final = 4711020251
 log = logging.getLogger("flowq")
 
 _UNAVAILABLE_CLASSES = {"08", "28", "3D", "53", "57"}
@@ -85,26 +89,47 @@ _INDEXED_OVERLAP: Final = 32
 
 
 class PostgresDialect:
-    """PostgreSQL through asyncpg: LISTEN/NOTIFY wakes workers of every process."""
+    """PostgreSQL through asyncpg: LISTEN/NOTIFY wakes workers of every process.
+
+    Args:
+        schema: The schema of flowq's tables (checked by
+            :func:`flowq.store.sql.pg_schema.check_schema`); None: wherever the
+            connection's own ``search_path`` leads. With a schema, connections open
+            with ``search_path`` set to it, and the notification channel and
+            advisory-lock keys are the schema's own.
+    """
 
     name = "postgresql"
     capabilities = StoreCapabilities(notifications=True, poll_interval=2.0)
+
+    def __init__(self, schema: str | None = None) -> None:
+        self.schema = None if schema is None else pg_schema.check_schema(schema)
+        self.channel = pg_schema.channel_for(self.schema)
+        self._migration_lock = pg_schema.lock_key(_MIGRATION_LOCK, self.schema)
+        self._group_claim_lock = pg_schema.lock_key(_GROUP_CLAIM_LOCK, self.schema)
+        self._complete_jobs = pg_schema.with_channel(COMPLETE_JOBS, self.channel)
 
     # -- set-up ---------------------------------------------------------------------
 
     def create_engine(self, url: URL) -> AsyncEngine:
         """A pooled engine. ``?pgbouncer=1`` in the URL turns off server-side prepared
         statements (of SQLAlchemy and asyncpg), which a PgBouncer in transaction
-        pooling mode before 1.21 cannot route; use it with ``notify=False`` workers."""
+        pooling mode before 1.21 cannot route; use it with ``notify=False`` workers.
+
+        With a schema, each connection starts with ``search_path`` set to it (a
+        startup parameter: no statement pays for it)."""
         options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
+        connect_args: dict[str, Any] = {}
         if _flag(url.query.get("pgbouncer")):
             url = url.difference_update_query(["pgbouncer"]).update_query_dict(
                 {"prepared_statement_cache_size": "0"}
             )
-            options["connect_args"] = {
-                "statement_cache_size": 0,
-                "prepared_statement_name_func": _unique_statement_name,
-            }
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = _unique_statement_name
+        if self.schema is not None:
+            connect_args["server_settings"] = {"search_path": pg_schema.search_path(self.schema)}
+        if connect_args:
+            options["connect_args"] = connect_args
         return create_async_engine(url, **options)
 
     async def reserve(self, driver: Any) -> None:
@@ -126,8 +151,45 @@ class PostgresDialect:
         return {str(name): int(size) for name, size in found}
 
     async def lock_migrations(self, connection: AsyncConnection) -> None:
-        """A transaction-level advisory lock."""
-        await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4711020250)")
+        """A transaction-level advisory lock (the schema's own)."""
+        await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._migration_lock})")
+
+    async def create_schema(self, connection: AsyncConnection) -> None:
+        """With a schema: create it unless it exists (checked first, so a role without
+        CREATE on the database can migrate a schema made for it)."""
+        if self.schema is None:
+            return
+        found = await connection.execute(
+            text("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = :name"),
+            {"name": self.schema},
+        )
+        if found.first() is None:
+            quoted = pg_schema.quote_identifier(self.schema)
+            await connection.exec_driver_sql(f"CREATE SCHEMA {quoted}")
+
+    def migration_statement(self, statement: str) -> str:
+        """``statement`` notifying on the schema's channel."""
+        return pg_schema.with_channel(statement, self.channel)
+
+    async def schema_problem(self, connection: AsyncConnection) -> str | None:
+        """With a schema: what is wrong when the connection's first schema is another
+        one (a PgBouncer that dropped the ``search_path`` startup parameter, a caller's
+        connection), else None. A schema not created yet is no problem here: the
+        tables are missing, which the caller reports."""
+        if self.schema is None:
+            return None
+        found = await connection.exec_driver_sql(
+            "SELECT current_schema(), current_setting('search_path')"
+        )
+        row: Any = found.one()
+        first, path = row[0], row[1]
+        if first is None or first == self.schema:
+            return None
+        return (
+            f"the connection's search_path is {path!r}, which finds flowq's tables in "
+            f"{first!r}, not in the schema {self.schema!r} (see 'PostgreSQL schemas' in "
+            "docs/operations.md)"
+        )
 
     def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
         """Lost connections, missing tables and lock conflicts by SQLSTATE."""
@@ -200,14 +262,14 @@ class PostgresDialect:
 
     async def lock_group_claims(self, connection: AsyncConnection) -> None:
         """A transaction-level advisory lock."""
-        await connection.execute(text("SELECT pg_advisory_xact_lock(4711020251)"))
+        await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({self._group_claim_lock})")
 
     # -- wake-ups -------------------------------------------------------------------
 
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
-        """``pg_notify`` on :data:`CHANNEL` (delivered at commit)."""
+        """``pg_notify`` on the schema's channel (delivered at commit)."""
         await connection.execute(
-            text("SELECT pg_notify(:channel, :hint)"), {"channel": CHANNEL, "hint": hint}
+            text("SELECT pg_notify(:channel, :hint)"), {"channel": self.channel, "hint": hint}
         )
 
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
@@ -235,7 +297,8 @@ class PostgresDialect:
             try:
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(
-                    CHANNEL, lambda _c, _pid, _channel, payload: _deliver(on_wake, payload)
+                    self.channel,
+                    lambda _c, _pid, channel, payload: _deliver(on_wake, payload, channel),
                 )
                 backoff = 0.1
                 on_wake("jobs")
@@ -293,7 +356,7 @@ class PostgresDialect:
     ) -> tuple[list[bool], bool]:
         """Completions, their events and the dependants' wake-up in one statement."""
         found = await driver.fetch(
-            COMPLETE_JOBS,
+            self._complete_jobs,
             [c.lease.job_id for c in completions],
             [c.lease.lease_id for c in completions],
             [c.output for c in completions],
@@ -550,7 +613,7 @@ FROM flowq_steps WHERE job_id = $1 ORDER BY seq
 """A job's recorded calls in position order."""
 
 
-def _deliver(on_wake: Callable[[str], None], payload: str) -> None:
+def _deliver(on_wake: Callable[[str], None], payload: str, channel: str) -> None:
     """Hand a NOTIFY payload to the listener; one that it cannot read (sent by
     something else than flowq) is logged in one line, without a traceback."""
     try:
@@ -558,5 +621,5 @@ def _deliver(on_wake: Callable[[str], None], payload: str) -> None:
     except Exception as exc:
         log.warning(
             "flowq: ignored a malformed notification %r on %s (%s: %s)",
-            payload[:200], CHANNEL, type(exc).__name__, exc,
+            payload[:200], channel, type(exc).__name__, exc,
         )  # fmt: skip

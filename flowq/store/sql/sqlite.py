@@ -148,6 +148,17 @@ class SqliteDialect:
     async def lock_migrations(self, connection: AsyncConnection) -> None:
         """BEGIN IMMEDIATE already serializes every writer."""
 
+    async def create_schema(self, connection: AsyncConnection) -> None:
+        """A SQLite file has one namespace: nothing to create."""
+
+    def migration_statement(self, statement: str) -> str:
+        """The statement as the file has it."""
+        return statement
+
+    async def schema_problem(self, connection: AsyncConnection) -> str | None:
+        """Never a problem: a SQLite file has one namespace."""
+        return None
+
     def classify(self, error: BaseException | None, *, invalidated: bool) -> ErrorKind:
         """Lost files, missing tables and locks by the driver's message."""
         if isinstance(error, OSError | TimeoutError):

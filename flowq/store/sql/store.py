@@ -27,4 +27,6 @@ class SqlStore(SqlScheduleVerbs, SqlRunVerbs, SqlDurableVerbs, SqlReportVerbs, S
     Args:
         url: A database URL; ``postgresql://`` and ``sqlite:///`` pick flowq's drivers.
         clock: Where "now" comes from (the system clock by default).
+        schema: PostgreSQL only: the schema holding flowq's tables (None: wherever
+            the connection's ``search_path`` leads, usually ``public``).
     """
