@@ -281,6 +281,6 @@ def figures(admin_dsn: str, jobs: int, samples: int) -> dict[str, Any]:
 
 def describe() -> dict[str, Any]:
     """Version and the knobs used, for the results file."""
-    import pgqueuer
+    from importlib.metadata import version
 
-    return {"version": pgqueuer.__version__, **SETTINGS}
+    return {"version": version("pgqueuer"), **SETTINGS}

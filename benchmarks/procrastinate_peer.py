@@ -9,17 +9,18 @@ Same harness shape as ``benchmarks/peers.py`` (pgqueuer). procrastinate (``pip i
   --apply`` runs);
 - one task, ``@app.task(name="bench_noop")``, a no-op coroutine taking ``n``;
 - ``task.defer_async(n=n)`` for one job, ``task.batch_defer_async(*[{"n": n}, ...])``
-  for a batch (one ``INSERT`` of every job);
+  for a batch (one query: its ``procrastinate_defer_jobs_v1`` function given every job);
 - ``app.run_worker_async(concurrency=c, wait=False, install_signal_handlers=False)``
   to consume: ``wait=False`` makes the worker return once it has caught up with the
   queue, after the jobs' statuses are written (as flowq's ``run_until_idle`` does).
-  procrastinate's knob is the worker's ``concurrency`` (number of jobs run at once, one
-  fetch per free slot). The connection pool is sized ``max_size = concurrency + 2``
-  (the fetch/finish queries of every slot, the LISTEN connection and the heartbeat),
-  because psycopg_pool's default of 4 connections caps c50 far below what
-  procrastinate can do; ``min_size`` is 2. Other worker options are procrastinate
-  3.10.0's defaults (``listen_notify=True``, ``delete_jobs="never"``, polling every
-  5 s as a fallback).
+  procrastinate's knob is the worker's ``concurrency`` (number of jobs run at once);
+  its worker fetches one job per round trip, one fetch at a time, whenever a slot is
+  free, so its throughput is bounded by the fetch round trip whatever the concurrency.
+  The connection pool is sized ``max_size = concurrency + 2`` (a connection for every
+  slot's queries, the LISTEN connection and the heartbeat) so that no slot waits for a
+  connection (psycopg_pool's default is 4); ``min_size`` is 2. Other worker options are
+  procrastinate 3.10.0's defaults (``listen_notify=True``, ``delete_jobs="never"``,
+  polling every 5 s as a fallback).
 
 Figures (same counts, payload ``{"n": n}``, timing boundaries as flowq's):
 
