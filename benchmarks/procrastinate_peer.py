@@ -125,9 +125,11 @@ async def process(dsn: str, jobs: int, concurrency: int) -> float:
 
 
 OTHER_PROCESS_WORKER = """
-import asyncio, sys, time
+import asyncio, logging, sys, time
 import procrastinate
 
+# Quiet its warning that the App lives in __main__ (true here, and harmless).
+logging.getLogger("procrastinate").setLevel(logging.ERROR)
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=sys.argv[1]))
 
 @app.task(name=sys.argv[2])
