@@ -1,11 +1,12 @@
 """Peer measurements: pgqueuer on the same PostgreSQL, measured like ``benchmarks/run.py``.
 
-``benchmarks/run.py`` calls :func:`pgqueuer_bench` after flowq's PostgreSQL figures so
-flowq's numbers can be reported as ratios against a peer measured in the same run, on
-the same server. pgqueuer (``pip install -e ".[bench]"``) is used only as a library,
-through its public API: ``Queries(AsyncpgDriver(connection)).install()`` (what
-``pgq install`` runs) on a fresh database per figure, ``Queries.enqueue`` for one job or
-for lists, and a ``QueueManager`` with ``@qm.entrypoint(...)`` for consuming.
+``benchmarks/run.py`` measures each of :func:`figures` interleaved with flowq's figure
+of the same name (``benchmarks/compare.py``) so flowq's numbers can be reported as
+ratios against a peer measured in the same run, on the same server. pgqueuer (``pip
+install -e ".[bench]"``) is used only as a library, through its public API:
+``Queries(AsyncpgDriver(connection)).install()`` (what ``pgq install`` runs) on a fresh
+database per figure, ``Queries.enqueue`` for one job or for lists, and a ``QueueManager``
+with ``@qm.entrypoint(...)`` for consuming.
 
 Every figure mirrors the flowq one of the same name (same job counts, same payload
 ``{"n": n}``, same timing boundaries):
@@ -19,10 +20,9 @@ Every figure mirrors the flowq one of the same name (same job counts, same paylo
   as flowq's worker claims ``concurrency`` jobs per round trip by default: 10 for c10
   (pgqueuer's default anyway), 50 for c50 (pgqueuer's default of 10 is markedly slower
   there).
-- ``process_c10_worker_cap``: the other knob pgqueuer has, ``max_concurrent_tasks=10`` on
-  ``QueueManager.run`` (a cap on this worker's picked jobs), which requires
-  ``batch_size <= max_concurrent_tasks / 2``, so 5. Reported for completeness.
-- ``process_unlimited``: pgqueuer's defaults, no concurrency limit, ``batch_size`` 10.
+- Not measured by the runner any more (``process`` still takes the knobs): pgqueuer's
+  other cap, ``max_concurrent_tasks=10`` on ``QueueManager.run`` (which requires
+  ``batch_size <= max_concurrent_tasks / 2``), and its defaults without any limit.
 - ``latency_other_process``: ms from ``enqueue`` returning to the handler starting in an
   idle ``QueueManager`` running in another process (p50 / p95 / max of 50).
 
@@ -51,8 +51,6 @@ from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 
 from benchmarks.run import summary
 
-JOBS = 5000
-LATENCY_SAMPLES = 50
 ENTRYPOINT = "bench_noop"
 DEFAULT_BATCH_SIZE = 10
 """``QueueManager.run``'s default ``batch_size`` in pgqueuer 1.6.0."""
@@ -249,54 +247,40 @@ async def latency_other_process(dsn: str, samples: int) -> dict[str, float]:
         consumer.wait(timeout=30)
 
 
-async def pgqueuer_bench(
-    admin_dsn: str, *, jobs: int = JOBS, samples: int = LATENCY_SAMPLES
-) -> dict[str, Any]:
-    """pgqueuer's figures, each on a fresh database created from ``admin_dsn``.
+SETTINGS = {
+    "driver": "AsyncpgDriver (one asyncpg connection per Queries / QueueManager)",
+    "process_c10": "@qm.entrypoint(concurrency_limit=10), run(batch_size=10)",
+    "process_c50": "@qm.entrypoint(concurrency_limit=50), run(batch_size=50)",
+    "latency_other_process": "QueueManager defaults in a child process",
+}
 
-    Returns ``{figure: value}`` like flowq's results (jobs/s, or a latency summary in
-    ms), plus ``details`` (the clock stopped at the last handler for the processing
-    figures) and ``settings`` (how each figure was configured).
+
+def figures(admin_dsn: str, jobs: int, samples: int) -> dict[str, Any]:
+    """pgqueuer's figures as ``{name: coroutine function}``, each on a fresh database.
+
+    The processing figures return jobs/s with the clock stopped when ``qm.run`` has
+    returned (see the module docstring).
     """
-    import pgqueuer
 
-    results: dict[str, Any] = {}
-    details: dict[str, Any] = {}
-    settings = {
-        "version": pgqueuer.__version__,
-        "driver": "AsyncpgDriver (one asyncpg connection per Queries / QueueManager)",
-        "process_c10": "@qm.entrypoint(concurrency_limit=10), run(batch_size=10)",
-        "process_c50": "@qm.entrypoint(concurrency_limit=50), run(batch_size=50)",
-        "process_c10_worker_cap": "run(max_concurrent_tasks=10, batch_size=5)",
-        "process_unlimited": f"no limit, run(batch_size={DEFAULT_BATCH_SIZE})",
-        "latency_other_process": "QueueManager defaults in a child process",
-    }
-    processing = {
-        "process_c10": {"concurrency_limit": 10, "batch_size": 10},
-        "process_c50": {"concurrency_limit": 50, "batch_size": 50},
-        "process_c10_worker_cap": {"max_concurrent_tasks": 10, "batch_size": 5},
-        "process_unlimited": {},
-    }
-    async with fresh_database(admin_dsn) as dsn:
-        results["enqueue_single"] = await enqueue_single(dsn, jobs)
-    _report("enqueue_single", results)
-    async with fresh_database(admin_dsn) as dsn:
-        results["enqueue_batch"] = await enqueue_batch(dsn, jobs)
-    _report("enqueue_batch", results)
-    for name, options in processing.items():
+    async def on_fresh(measure: Any) -> Any:
         async with fresh_database(admin_dsn) as dsn:
-            measured = await process(dsn, jobs, **options)
-        results[name] = measured["jobs_per_s"]
-        details[name] = {"handlers_done_jobs_per_s": measured["handlers_done_jobs_per_s"]}
-        _report(name, results)
-    async with fresh_database(admin_dsn) as dsn:
-        results["latency_other_process"] = await latency_other_process(dsn, samples)
-    _report("latency_other_process", results)
-    results["details"] = details
-    results["settings"] = settings
-    return results
+            return await measure(dsn)
+
+    async def processed(dsn: str, limit: int) -> float:
+        measured = await process(dsn, jobs, concurrency_limit=limit, batch_size=limit)
+        return measured["jobs_per_s"]
+
+    return {
+        "enqueue_single": lambda: on_fresh(lambda dsn: enqueue_single(dsn, jobs)),
+        "enqueue_batch": lambda: on_fresh(lambda dsn: enqueue_batch(dsn, jobs)),
+        "process_c10": lambda: on_fresh(lambda dsn: processed(dsn, 10)),
+        "process_c50": lambda: on_fresh(lambda dsn: processed(dsn, 50)),
+        "latency_other_process": lambda: on_fresh(lambda dsn: latency_other_process(dsn, samples)),
+    }
 
 
-def _report(name: str, results: dict[str, Any]) -> None:
-    """Progress line in the style of ``run.py``."""
-    print(f"  pgqueuer {name}: {results[name]}", flush=True)
+def describe() -> dict[str, Any]:
+    """Version and the knobs used, for the results file."""
+    from importlib.metadata import version
+
+    return {"version": version("pgqueuer"), **SETTINGS}

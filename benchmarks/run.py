@@ -1,7 +1,25 @@
-"""flowq's throughput and latency benchmarks (issue: the worker).
+"""flowq's throughput and latency benchmarks, interleaved with its peers' (issue 13).
 
 Run: ``python -m benchmarks.run`` (both databases) or ``--db postgres`` / ``--db sqlite``.
-Prints a table and writes ``benchmarks/results/latest.json``.
+Prints the machine facts, a comparison table per database and the figures against the
+raw commit rate, and writes ``benchmarks/results/latest.json``.
+
+Options: ``--pairs N`` (default 3): how many interleaved runs of flowq and each peer per
+figure; ``--jobs N`` (default 5,000) and ``--samples N`` (default 50) shrink the figures
+for a quick check; ``--peers`` picks peers (``auto``: every installed one); ``--suite``
+picks figures.
+
+How it compares (``benchmarks/compare.py``): for each figure, flowq and every peer that
+measures it run once per pair, each on a fresh database, the order reversed every other
+pair (flowq, pgqueuer, procrastinate; procrastinate, pgqueuer, flowq; ...) so a drift
+of the machine falls on both sides. Reported: each one's median, and per peer the median
+of the per-pair ratios with min-max (above 1: flowq better; flowq / peer for rates,
+peer / flowq for times). Figures without a peer are measured the same way (median of
+the pairs). The machine facts (``benchmarks/machine.py``): CPU count, load average at
+start and end, CPU steal over the run (``/proc/stat``), PostgreSQL's version and
+``synchronous_commit``, ``fsync``, ``wal_sync_method``, ``full_page_writes``,
+``shared_buffers``, ``max_connections``; SQLite's version and journal / synchronous
+mode.
 
 Measured, with no-op handlers and one worker process:
 
@@ -16,26 +34,27 @@ Measured, with no-op handlers and one worker process:
   connection (asyncpg / sqlite3), the floor every figure is compared with.
 - The replay engine (``--suite steps``, see ``benchmarks/steps.py``): ms per step,
   the replay of 1,000 recorded steps, 3-step workflows per second at concurrency 10.
-- Cron (``--suite schedules``, see ``benchmarks/schedules.py``): a look at 10,000
-  schedules none of which is due, and enqueuing 1,000 due ticks.
-- ``force_kill_on_timeout`` (``--suite isolated``, see ``benchmarks/isolated.py``):
-  the per-job cost of running handlers in a process of their own.
-- Claims behind jobs that cannot run (``--suite blocked``, see
+- Measured once, without peers: cron (``--suite schedules``, see
+  ``benchmarks/schedules.py``): a look at 10,000 schedules none of which is due, and
+  enqueuing 1,000 due ticks; ``force_kill_on_timeout`` (``--suite isolated``, see
+  ``benchmarks/isolated.py``): the per-job cost of running handlers in a process of
+  their own; claims behind jobs that cannot run (``--suite blocked``, see
   ``benchmarks/blocked.py``): claim latency and throughput of unrelated jobs next to
-  100,000 blocked dependants or 100,000 jobs of a workflow no worker runs.
-- The dashboard (``--suite dashboard``, see ``benchmarks/dashboard.py``): its pages
-  over 1,000,000 jobs in PostgreSQL.
+  100,000 blocked dependants or 100,000 jobs of a workflow no worker runs; the dashboard
+  (``--suite dashboard``, see ``benchmarks/dashboard.py``): its pages over 1,000,000
+  jobs in PostgreSQL.
 
-Peers: when PostgreSQL is benchmarked and pgqueuer is installed (``pip install -e
-".[bench]"``), the same figures are measured for pgqueuer right after flowq's, on the
-same server (``benchmarks/peers.py``), stored under ``results["postgres_peers"]`` and
-printed with flowq/pgqueuer ratios. ``--peers none`` skips them.
+Peers (PostgreSQL only, ``pip install -e ".[bench]"``, versions pinned there): pgqueuer
+(``benchmarks/peers.py``) and procrastinate (``benchmarks/procrastinate_peer.py``) for
+the ``jobs`` figures but ``latency_same_process``; DBOS (``benchmarks/dbos_peer.py``)
+for ``step_ms`` and ``workflows_3step_c10``. ``--peers none`` skips them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import json
 import os
@@ -53,6 +72,7 @@ import asyncpg
 
 import flowq
 from benchmarks import blocked as blocked_bench
+from benchmarks import compare, machine
 from benchmarks import dashboard as dashboard_bench
 from benchmarks import isolated as isolated_bench
 from benchmarks import schedules as schedule_bench
@@ -229,46 +249,114 @@ async def fresh_database(kind: str) -> tuple[str, Any]:
     return url, cleanup
 
 
-async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    steps = [
-        ("enqueue_single", enqueue_single),
-        ("enqueue_batch", enqueue_batch),
-        ("process_c10", lambda app: process(app, 10)),
-        ("process_c50", lambda app: process(app, 50)),
-        ("latency_same_process", latency_same_process),
-    ]
-    url, cleanup = await fresh_database(kind)
-    try:
-        results["raw_commit"] = await raw_commit_rate(kind, url)
-    finally:
-        await cleanup()
-    runs = [(name, step, registry) for name, step in steps if "jobs" in suites]
-    runs += [
-        (name, step, step_bench.registry) for name, step in step_bench.FIGURES if "steps" in suites
-    ]
-    runs += [
-        (name, step, schedule_bench.registry)
-        for name, step in schedule_bench.FIGURES
-        if "schedules" in suites
-    ]
-    runs += [
-        (name, step, isolated_bench.registry)
-        for name, step in isolated_bench.FIGURES
-        if "isolated" in suites
-    ]
-    runs += [
-        (n, s, dashboard_bench.registry)
-        for n, s in dashboard_bench.FIGURES
-        if "dashboard" in suites
-    ]
-    for name, step, figure_registry in runs:
+def flowq_measure(kind: str, step: Any, figure_registry: flowq.Registry) -> compare.Measure:
+    """One run of a flowq figure ``step(app, url)`` on a fresh database."""
+
+    async def measure() -> Any:
         url, cleanup = await fresh_database(kind)
         try:
             async with flowq.App(url, registry=figure_registry) as app:
-                results[name] = await step(app)
+                return await step(app, url)
         finally:
             await cleanup()
+
+    return measure
+
+
+def raw_commit_measure(kind: str) -> compare.Measure:
+    """One run of ``raw_commit`` on a fresh database."""
+
+    async def measure() -> float:
+        url, cleanup = await fresh_database(kind)
+        try:
+            return await raw_commit_rate(kind, url)
+        finally:
+            await cleanup()
+
+    return measure
+
+
+JOB_FIGURES: list[tuple[str, Any]] = [
+    ("enqueue_single", lambda app, url: enqueue_single(app)),
+    ("enqueue_batch", lambda app, url: enqueue_batch(app)),
+    ("process_c10", lambda app, url: process(app, 10)),
+    ("process_c50", lambda app, url: process(app, 50)),
+    ("latency_same_process", lambda app, url: latency_same_process(app)),
+    ("latency_other_process", latency_other_process),
+]
+"""The ``jobs`` suite: flowq figures measured in interleaved pairs."""
+
+PEERS = ("pgqueuer", "procrastinate", "dbos")
+"""Peers known to the runner (PostgreSQL only), in the order they are measured."""
+
+
+def peer_figures(peers: list[str]) -> dict[str, dict[str, compare.Measure]]:
+    """``{peer: {figure: measure}}`` for the wanted peers, sized like flowq's figures."""
+    out: dict[str, dict[str, compare.Measure]] = {}
+    if "pgqueuer" in peers:
+        from benchmarks import peers as pgqueuer_peer
+
+        out["pgqueuer"] = pgqueuer_peer.figures(PG_ADMIN, JOBS, LATENCY_SAMPLES)
+    if "procrastinate" in peers:
+        from benchmarks import procrastinate_peer
+
+        out["procrastinate"] = procrastinate_peer.figures(PG_ADMIN, JOBS, LATENCY_SAMPLES)
+    if "dbos" in peers:
+        from benchmarks import dbos_peer
+
+        out["dbos"] = dbos_peer.figures(PG_ADMIN, step_bench.WORKFLOWS)
+    return out
+
+
+def peer_settings(peers: list[str]) -> dict[str, Any]:
+    """Each peer's version and the knobs its figures use (for the results file)."""
+    modules = {
+        "pgqueuer": "benchmarks.peers",
+        "procrastinate": "benchmarks.procrastinate_peer",
+        "dbos": "benchmarks.dbos_peer",
+    }
+    return {peer: importlib.import_module(modules[peer]).describe() for peer in peers}
+
+
+async def bench(
+    kind: str, suites: set[str], peers: list[str], pairs: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """flowq's figures on ``kind`` (and the peers' on PostgreSQL).
+
+    Returns the flowq medians (``{figure: value}``) and the interleaved comparison
+    (``{figure: compare.interleave(...)}``).
+    """
+    interleaved: list[tuple[str, compare.Measure]] = [("raw_commit", raw_commit_measure(kind))]
+    if "jobs" in suites:
+        interleaved += [(name, flowq_measure(kind, step, registry)) for name, step in JOB_FIGURES]
+    if "steps" in suites:
+        interleaved += [
+            (name, flowq_measure(kind, lambda app, url, step=step: step(app), step_bench.registry))
+            for name, step in step_bench.FIGURES
+        ]
+    others = peer_figures(peers) if kind == "postgres" else {}
+    results: dict[str, Any] = {}
+    comparison: dict[str, Any] = {}
+    for name, measure in interleaved:
+        contestants = {"flowq": measure}
+        contestants.update(
+            {peer: figures[name] for peer, figures in others.items() if name in figures}
+        )
+        comparison[name] = await compare.interleave(name, contestants, pairs, f"{kind} ")
+        results[name] = comparison[name]["flowq"]["median"]
+    once = [
+        (name, step, suite.registry)
+        for suite, key in (
+            (schedule_bench, "schedules"),
+            (isolated_bench, "isolated"),
+            (dashboard_bench, "dashboard"),
+        )
+        if key in suites
+        for name, step in suite.FIGURES
+    ]
+    for name, step, figure_registry in once:
+        measure = flowq_measure(kind, lambda app, url, step=step: step(app), figure_registry)
+        results[name] = await measure()
         print(f"  {kind} {name}: {results[name]}", flush=True)
     if "blocked" in suites:
         databases = [await fresh_database(kind) for _ in blocked_bench.SHAPES]
@@ -280,16 +368,7 @@ async def bench(kind: str, suites: set[str]) -> dict[str, Any]:
         for shape, figures in shapes.items():
             print(f"  {kind} blocked/{shape}: {figures}", flush=True)
         results["blocked"] = blocked_bench.with_ratios(shapes)
-    if "jobs" not in suites:
-        return results
-    url, cleanup = await fresh_database(kind)
-    try:
-        async with flowq.App(url, registry=registry) as app:
-            results["latency_other_process"] = await latency_other_process(app, url)
-    finally:
-        await cleanup()
-    print(f"  {kind} latency_other_process: {results['latency_other_process']}", flush=True)
-    return results
+    return results, comparison
 
 
 def table(all_results: dict[str, dict[str, Any]]) -> str:
@@ -329,67 +408,61 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-PEER_FIGURES = [
-    # (peer figure, flowq figure it is compared with, or None)
-    ("enqueue_single", "enqueue_single"),
-    ("enqueue_batch", "enqueue_batch"),
-    ("process_c10", "process_c10"),
-    ("process_c50", "process_c50"),
-    ("process_c10_worker_cap", "process_c10"),
-    ("process_unlimited", None),
-]
-
-
-def peer_table(flowq_results: dict[str, Any], peers: dict[str, dict[str, Any]]) -> str:
-    """Each peer's figures next to flowq's PostgreSQL ones, as ratios (>1: flowq better).
-
-    Throughput: flowq / peer. Latency: peer / flowq (a peer p50 twice flowq's reads 2.00).
-    """
-    lines = []
-    for peer, results in peers.items():
-        lines.append("")
-        lines.append(f"peer: {peer}, same run, same PostgreSQL (ratio > 1 means flowq is better)")
-        lines.append(f"{'figure':<34}{peer:>12}{'flowq':>12}{'ratio':>10}  compared with")
-        for name, ours in PEER_FIGURES:
-            value = results[name]
-            if ours is None:
-                lines.append(f"{name + ' (jobs/s)':<34}{value:>12,.0f}{'':>12}{'':>10}")
-                continue
-            flowq_value = flowq_results[ours]
-            lines.append(
-                f"{name + ' (jobs/s)':<34}{value:>12,.0f}{flowq_value:>12,.0f}"
-                f"{flowq_value / value:>10.2f}  flowq {ours}"
-            )
-        for stat in ("p50_ms", "p95_ms"):
-            value = results["latency_other_process"][stat]
-            flowq_value = flowq_results["latency_other_process"][stat]
-            label = f"latency_other_process {stat[:3]} (ms)"
-            lines.append(
-                f"{label:<34}{value:>12.2f}{flowq_value:>12.2f}{value / flowq_value:>10.2f}"
-                f"  flowq latency_other_process"
-            )
-    return "\n".join(lines)
-
-
-def _wanted_peers(option: str, kinds: list[str]) -> list[str]:
-    """Peers to measure: ``auto`` means pgqueuer when PostgreSQL is benchmarked and
-    pgqueuer is importable; ``none`` means none; ``pgqueuer`` insists on it."""
+def wanted_peers(option: str, kinds: list[str]) -> list[str]:
+    """Peers to measure from ``--peers``: ``auto`` means every known peer that is
+    importable, ``none`` none, otherwise a comma-separated list (each must be
+    importable). Peers are measured on PostgreSQL only."""
     if option == "none" or "postgres" not in kinds:
         return []
     if option == "auto":
-        return ["pgqueuer"] if importlib.util.find_spec("pgqueuer") else []
-    if option != "pgqueuer":
-        raise SystemExit(f"unknown peer {option!r}: use pgqueuer, auto or none")
-    return ["pgqueuer"]
+        return [peer for peer in PEERS if importlib.util.find_spec(peer)]
+    asked = [peer.strip() for peer in option.split(",") if peer.strip()]
+    for peer in asked:
+        if peer not in PEERS:
+            raise SystemExit(f"unknown peer {peer!r}: use {', '.join(PEERS)}, auto or none")
+        if not importlib.util.find_spec(peer):
+            raise SystemExit(f"peer {peer!r} is not installed: pip install -e '.[bench]'")
+    return [peer for peer in PEERS if peer in asked]
 
 
-async def main() -> None:
+async def database_facts(kind: str) -> dict[str, Any]:
+    """The version and durability settings of the database ``kind`` (see machine.py)."""
+    if kind == "postgres":
+        return await machine.postgres(PG_ADMIN)
+    url, cleanup = await fresh_database("sqlite")
+    try:
+        return machine.sqlite(url.split("///", 1)[1])
+    finally:
+        await cleanup()
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="postgres,sqlite", help="postgres, sqlite or both")
     parser.add_argument(
         "--peers",
         default="auto",
-        help="pgqueuer, none, or auto (default: pgqueuer if importable and --db has postgres)",
+        help=f"comma-separated among {', '.join(PEERS)}; none; or auto (default: every "
+        "installed peer, when --db has postgres)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="interleaved runs of flowq and each peer per figure (default 3)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=JOBS,
+        help=f"jobs per throughput figure (default {JOBS:,}); the 3-step workflow figure "
+        "uses 2/5 of it. Shrink it for a quick check",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=LATENCY_SAMPLES,
+        help=f"latency samples per run (default {LATENCY_SAMPLES})",
     )
     parser.add_argument(
         "--suite",
@@ -399,33 +472,57 @@ async def main() -> None:
         "jobs)",
     )
     args = parser.parse_args()
+    if args.pairs < 1 or args.jobs < 1 or args.samples < 2:
+        parser.error("--pairs and --jobs must be at least 1, --samples at least 2")
+    return args
+
+
+async def main() -> None:
+    global JOBS, LATENCY_SAMPLES
+    args = parse_arguments()
+    JOBS, LATENCY_SAMPLES = args.jobs, args.samples
+    step_bench.WORKFLOWS = max(1, args.jobs * 2 // 5)
     suites = {suite.strip() for suite in args.suite.split(",")}
     kinds = [kind.strip() for kind in args.db.split(",")]
-    peers = _wanted_peers(args.peers, kinds)
-    all_results: dict[str, Any] = {}
+    peers = wanted_peers(args.peers, kinds)
+    facts = machine.start()
     for kind in kinds:
-        print(f"benchmarking {kind} ...", flush=True)
-        all_results[kind] = await bench(kind, suites)
-        if kind == "postgres" and peers and "jobs" in suites:
-            from benchmarks.peers import pgqueuer_bench
-
-            print("benchmarking peer pgqueuer on postgres ...", flush=True)
-            all_results["postgres_peers"] = {
-                "pgqueuer": await pgqueuer_bench(PG_ADMIN, jobs=JOBS, samples=LATENCY_SAMPLES)
-            }
+        facts[kind] = await database_facts(kind)
+    all_results: dict[str, Any] = {}
+    comparison: dict[str, Any] = {}
+    for kind in kinds:
+        print(f"benchmarking {kind} ({args.pairs} pair(s), peers: {peers or 'none'}) ...")
+        all_results[kind], comparison[kind] = await bench(kind, suites, peers, args.pairs)
+    machine.finish(facts)
+    print()
+    print("\n".join(machine.lines(facts)))
+    for kind, figures in comparison.items():
+        print()
+        print(compare.table(kind, figures, args.pairs))
     print()
     print(table(all_results))
     for kind, results in all_results.items():
         if "blocked" in results:
             print()
             print(blocked_bench.table(kind, results["blocked"]))
-    if "postgres_peers" in all_results:
-        print(peer_table(all_results["postgres"], all_results["postgres_peers"]))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
-    out.write_text(
-        json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": all_results}, indent=2)
-    )
+    document = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": facts,
+        "options": {
+            "db": kinds,
+            "suites": sorted(suites),
+            "pairs": args.pairs,
+            "jobs": JOBS,
+            "workflows": step_bench.WORKFLOWS,
+            "latency_samples": LATENCY_SAMPLES,
+        },
+        "peers": peer_settings(peers),
+        "results": all_results,
+        "comparison": comparison,
+    }
+    out.write_text(json.dumps(document, indent=2))
     print(f"\nwrote {out}")
 
 
