@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -25,7 +24,16 @@ from flowq.durations import (
 )
 from flowq.errors import JobFailedError, TokenError, ValidationError
 from flowq.hooks import HookCallback, Hooks
-from flowq.models import Job, JobEvent, JobStatus, StepRecord, TagQuery, Token, TokenStatus
+from flowq.models import (
+    Job,
+    JobEvent,
+    JobStatus,
+    StepRecord,
+    TagQuery,
+    Token,
+    TokenStatus,
+    new_token_id,
+)
 from flowq.options import JobOptions, JobSpec
 from flowq.registry import Registry, Workflow, default_registry
 from flowq.store import rows
@@ -228,7 +236,7 @@ class App(CronJobs):
         limit = parse_optional_duration(timeout, name="token timeout")
         now = self.clock.now()
         new = NewToken(
-            id=secrets.token_urlsafe(24),
+            id=new_token_id(),
             tags=validate.tags(tags),
             timeout_at=None if limit is None else now + limit,
         )
@@ -376,16 +384,22 @@ class App(CronJobs):
         """
         if isinstance(jobs, str | bytes) or not isinstance(jobs, Sequence):
             raise ValidationError(f"add_jobs takes a list of JobSpec or dicts, got {jobs!r}")
-        new_jobs = []
+        items = []
         for item in jobs:
             if not isinstance(item, JobSpec | Mapping):
                 raise ValidationError(
                     f"add_jobs takes a list of JobSpec or dicts, got an item {item!r}"
                 )
             spec = item if isinstance(item, JobSpec) else job_options.spec_from_dict(dict(item))
-            new_jobs.append(
-                self._new_job(self._declaration(spec.workflow), spec.payload, spec.options)
-            )
+            items.append((self._declaration(spec.workflow), spec.payload, spec.options))
+        new_jobs = job_options.build_new_jobs(items, self.clock.now())
+        known = {definition.name for definition, _, _ in items if isinstance(definition, Workflow)}
+        for letter in {
+            job.dead_letter
+            for job in new_jobs
+            if job.dead_letter is not None and job.workflow in known
+        }:
+            self.registry.require(letter)  # where the workflow is known, a typo check
         return await (await self._ready(connection)).add_jobs(new_jobs, connection=connection)
 
     def _declaration(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random as random_module
-import secrets
 import uuid as uuid_module
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from flowq.deadline import Deadline, TimeoutCallback
 from flowq.durable import Calls, Done, Failed, LeaseLost, Wait
 from flowq.durations import Duration, parse_duration, parse_optional_duration, to_utc, wake_time
 from flowq.errors import ContextError, FlowqError, JobFailedError, TokenError, ValidationError
-from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus
+from flowq.models import Job, JobStatus, Token, TokenResult, TokenStatus, new_token_id
 from flowq.replay import RecordedCall, Reservation
 from flowq.steps import Step
 from flowq.store.base import Lease, NewToken, Store
@@ -350,7 +349,7 @@ class Context:
 
         async def create(now: datetime) -> Done:
             new = NewToken(
-                id=secrets.token_urlsafe(24),
+                id=new_token_id(),
                 tags=labels,
                 timeout_at=None if limit is None else now + limit,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ __all__ = [
     "TokenResult",
     "TokenStatus",
     "batch_dep_ref",
+    "new_token_id",
 ]
 
 
@@ -276,6 +278,15 @@ class TokenStatus(enum.StrEnum):
     WAITING = "waiting"
     COMPLETED = "completed"
     TIMED_OUT = "timed_out"
+
+
+def new_token_id() -> str:
+    """A new token's id: 192 random bits, URL-safe, never starting with ``-`` (so that
+    a command line never takes it for an option)."""
+    while True:
+        token_id = secrets.token_urlsafe(24)
+        if not token_id.startswith("-"):
+            return token_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ __all__ = [
     "JobSpec",
     "build_child_job",
     "build_new_job",
+    "build_new_jobs",
     "check_change_names",
     "check_changes",
     "check_option_names",
@@ -146,6 +147,45 @@ def build_new_job(
     if job.force_kill_on_timeout and isinstance(definition, Workflow):
         check_importable(definition)
     return job
+
+
+def build_new_jobs(
+    items: Sequence[tuple[Workflow[Any, Any] | WorkflowRef[Any, Any], Any, JobOptions]],
+    now: datetime,
+) -> list[NewJob]:
+    """:func:`build_new_job` for each ``(definition, payload, options)`` of a batch.
+
+    Items of one workflow with equal options share the checked options of the first
+    such item: only their payloads are encoded again (a bulk load of similar jobs
+    costs little more than encoding its payloads).
+    """
+    built: dict[Any, NewJob] = {}
+    jobs = []
+    for definition, payload, options in items:
+        key = _options_key(definition, options)
+        template = built.get(key) if key is not None else None
+        if template is None:
+            job = build_new_job(definition, payload, options, now)
+            if key is not None:
+                built[key] = job
+        else:
+            text = codec.encode_payload(payload, definition.payload_type, workflow=definition.name)
+            job = dataclasses.replace(template, payload=text)
+        jobs.append(job)
+    return jobs
+
+
+def _options_key(
+    definition: Workflow[Any, Any] | WorkflowRef[Any, Any], options: JobOptions
+) -> Any:
+    """What makes two items' checked options equal (None: options that cannot be
+    compared cheaply, such as lists: each such item is checked on its own)."""
+    key = (definition, *options.items())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def declared_values(definition: Workflow[Any, Any], names: Sequence[str]) -> dict[str, Any]:

@@ -98,3 +98,14 @@ def test_a_fixed_delay_is_exact_unless_jitter_is_asked_for() -> None:
     assert RetryPolicy(10, backoff=False).wait_after(3, 0.0) == timedelta(seconds=10)
     assert RetryPolicy(10, backoff=False, jitter=True).wait_after(3, 0.0) == timedelta(seconds=5)
     assert RetryPolicy(10).jitter is True
+
+
+def test_token_ids_are_unguessable_and_never_look_like_options() -> None:
+    """192 random bits (32 URL-safe characters), none alike, none starting with '-'
+    (``flowq tokens complete ID`` would take such an id for an option)."""
+    from flowq.models import new_token_id
+
+    ids = [new_token_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(token_id) == 32 for token_id in ids)
+    assert not [token_id for token_id in ids if token_id.startswith("-")]

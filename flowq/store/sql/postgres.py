@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowq import codec
-from flowq.models import JobStatus, TagQuery
+from flowq.models import JobStatus, RetryPolicy, TagQuery
 from flowq.replay import RecordedCall
 from flowq.store import rows, transitions
 from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabilities
@@ -391,18 +391,25 @@ class PostgresDialect:
 def _add_arguments(jobs: Sequence[NewJob], now: datetime) -> list[Any]:
     """The 14 parameters of :data:`ADD_JOBS` (arrays of column values, now, then the
     ``unresolved_options`` array)."""
+    tags: dict[tuple[str, ...], str] = {}  # jobs of a batch mostly share these
+    retries: dict[RetryPolicy, str] = {}
+    for job in jobs:
+        if job.tags not in tags:
+            tags[job.tags] = codec.encode(list(job.tags), what="tags")
+        if job.retry not in retries:
+            retries[job.retry] = rows.encode_retry(job.retry)
     return [
         [job.workflow for job in jobs],
         [job.payload for job in jobs],
         [job.priority for job in jobs],
         [job.max_attempts for job in jobs],
         [job.run_at for job in jobs],
-        [codec.encode(list(job.tags), what="tags") for job in jobs],
+        [tags[job.tags] for job in jobs],
         [job.idempotency_key for job in jobs],
         [job.group for job in jobs],
         [rows.to_ms(job.timeout) for job in jobs],
         [job.force_kill_on_timeout for job in jobs],
-        [rows.encode_retry(job.retry) for job in jobs],
+        [retries[job.retry] for job in jobs],
         [job.dead_letter for job in jobs],
         now,
         [rows.options_mask(job.unresolved_options) for job in jobs],
@@ -438,7 +445,9 @@ WITH input AS MATERIALIZED (
     SELECT
         id, workflow, payload, 'pending', priority, 0, max_attempts,
         COALESCE(run_at, $13), COALESCE(run_at, $13),
-        ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), idempotency_key, group_name,
+        CASE WHEN tags = '[]' THEN '{}'::text[]
+            ELSE ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)) END,
+        idempotency_key, group_name,
         timeout_ms, force_kill_on_timeout, retry, dead_letter, unresolved_options, '[]', 0,
         $13, $13
     FROM input
