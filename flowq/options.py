@@ -159,18 +159,18 @@ def build_new_jobs(
     such item: only their payloads are encoded again (a bulk load of similar jobs
     costs little more than encoding its payloads).
     """
-    built: dict[Any, NewJob] = {}
+    built: dict[Any, dict[str, Any]] = {}  # options key -> the fields of its first job
     jobs = []
     for definition, payload, options in items:
         key = _options_key(definition, options)
-        template = built.get(key) if key is not None else None
-        if template is None:
+        fields = built.get(key) if key is not None else None
+        if fields is None:
             job = build_new_job(definition, payload, options, now)
             if key is not None:
-                built[key] = job
+                built[key] = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
         else:
             text = codec.encode_payload(payload, definition.payload_type, workflow=definition.name)
-            job = dataclasses.replace(template, payload=text)
+            job = NewJob(**{**fields, "payload": text})
         jobs.append(job)
     return jobs
 
