@@ -86,7 +86,7 @@ class Worker:
         concurrency: Jobs run at once.
         batch_size: Most jobs claimed per round trip (default: ``concurrency``).
         poll_interval: Longest sleep between looks for work when no wake-up
-            arrives (default 0.1 s on SQLite and in memory, 2 s on PostgreSQL).
+            arrives (default 0.5 s on SQLite, 0.1 s in memory, 2 s on PostgreSQL).
         workflows: Workflow objects or names to run (default: every workflow of the
             registry, read at each claim).
         worker_id: Name in locks and events (default ``<hostname>-<8 hex digits>``).

@@ -605,3 +605,26 @@ async def test_a_cancelled_sqlite_claim_leaves_no_lock_behind(sqlite_url: str) -
         [claimed] = await app.store.claim_jobs("w2", 10, ["noop"])
         assert claimed.lease.worker_id == "w2"  # the cancelled claim took nothing
         assert writable()
+
+
+async def test_a_sqlite_worker_wakes_on_another_process_commit(sqlite_url: str) -> None:
+    """A worker that would poll only once a minute runs a job added through another
+    connection pool (as another process would) at once: it watches the WAL file."""
+    registry = flowq.Registry()
+    ran = anyio.Event()
+
+    @registry.workflow(name="wake")
+    async def wake(payload: dict[str, Any]) -> None:
+        ran.set()
+
+    async with (
+        flowq.App(sqlite_url, registry=registry, auto_migrate=True) as app,
+        flowq.App(sqlite_url, registry=flowq.Registry()) as other,
+    ):
+        worker = app.create_worker(poll_interval=60)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await other.add_job("wake", {})  # a pool of its own: no in-process wake-up
+            with anyio.fail_after(10):
+                await ran.wait()
+            await worker.stop()

@@ -150,7 +150,7 @@ class SqlBase:
 
     @property
     def capabilities(self) -> StoreCapabilities:
-        """Its dialect's: notifications and a 2 s poll on PostgreSQL, 0.1 s on SQLite."""
+        """Its dialect's: notifications, and a 2 s poll on PostgreSQL, 0.5 s on SQLite."""
         return self.dialect.capabilities
 
     # -- connection and schema ------------------------------------------------------

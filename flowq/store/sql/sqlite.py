@@ -13,6 +13,7 @@ clauses come from the job state machine (:mod:`flowq.store.transitions`).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -56,6 +57,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "LOCK_WAIT_SECONDS",
     "PIN_BUSY_TIMEOUT_MS",
+    "WAL_WATCH_SECONDS",
     "SqliteDialect",
     "in_write_transaction",
     "read_time",
@@ -67,6 +69,8 @@ BUSY_TIMEOUT_MS: Final = 30000
 PIN_BUSY_TIMEOUT_MS: Final = 50
 """The same for the hot paths' reserved connections, which retry in Python."""
 LOCK_WAIT_SECONDS: Final = 30.0
+WAL_WATCH_SECONDS: Final = 0.01
+"""How often a listening worker looks at the WAL file for other processes' commits."""
 """How long the hot paths wait for the write lock (in short, cancellable tries)."""
 _UNAVAILABLE = ("unable to open", "disk I/O error", "not a database", "readonly database")
 _REFUSED = (
@@ -87,11 +91,11 @@ class SqliteDialect:
 
     Every transaction takes the write lock at its start, so the read-then-write
     sequences of the store never meet a concurrent writer half way. SQLite has no
-    notifications: other processes' work is found by polling.
+    notifications: other processes' commits are noticed by watching the WAL file.
     """
 
     name = "sqlite"
-    capabilities = StoreCapabilities(notifications=False, poll_interval=0.1)
+    capabilities = StoreCapabilities(notifications=True, poll_interval=0.5)
 
     def __init__(self) -> None:
         self._writer_queue: anyio.Lock | None = None
@@ -226,11 +230,25 @@ class SqliteDialect:
     # -- wake-ups -------------------------------------------------------------------
 
     async def notify(self, connection: AsyncConnection, hint: str) -> None:
-        """SQLite has no notifications: other processes poll."""
+        """Nothing to send: other processes notice the commit in the WAL file."""
 
     async def listen(self, url: URL, on_wake: Callable[[str], None]) -> None:
-        """Nothing to listen to: other processes' work is found by polling."""
-        await anyio.sleep_forever()
+        """Wake on other processes' commits: every commit appends to the database's
+        WAL file, so a change of its size or modification time (looked at every
+        :data:`WAL_WATCH_SECONDS`, one ``stat`` call) means work may be waiting. Own
+        commits wake too (a claim then finds nothing new: harmless). An in-memory
+        database has no file and no other process: nothing to watch."""
+        if url.database is None or url.database in ("", ":memory:"):
+            await anyio.sleep_forever()
+            return
+        wal = _wal_file(url.database)
+        seen = _file_state(wal)
+        while True:
+            await anyio.sleep(WAL_WATCH_SECONDS)
+            state = _file_state(wal)
+            if state != seen:
+                seen = state
+                on_wake("jobs")
 
     # -- hot paths ------------------------------------------------------------------
 
@@ -534,6 +552,20 @@ def _write(
         return None
     conn.commit()
     return result
+
+
+def _wal_file(database: str) -> Path:
+    """The WAL file of the SQLite database file ``database``."""
+    return Path(f"{Path(database).expanduser().absolute()}-wal")
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is written (None: there is no such file)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
 
 
 def read_time(value: str | None) -> datetime | None:
