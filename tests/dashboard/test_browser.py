@@ -21,7 +21,10 @@ from tests.dashboard.server import running_server
 from tests.dashboard.workloads import Workloads, register
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoAlertPresentException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -55,10 +58,16 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait_for(check: Callable[[], T], what: str, timeout: float = 20) -> T:
-    """``check()``'s first truthy value, looking again until ``timeout`` seconds pass."""
+    """``check()``'s first truthy value, looking again until ``timeout`` seconds pass.
+
+    An element replaced while ``check`` reads it (a live update swapping the part of
+    the page it belongs to: what these tests wait for) counts as "not yet"."""
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
