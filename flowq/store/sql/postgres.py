@@ -282,7 +282,12 @@ class PostgresDialect:
         backoff = 0.1
         while True:
             try:
-                connection = await asyncpg.connect(dsn, timeout=10)
+                # Shielded (at most its timeout): a connect cancelled midway leaves
+                # asyncpg a future nobody reads ("Future exception was never retrieved:
+                # unexpected connection_lost() call"). A cancellation meanwhile is
+                # delivered at the next await, and the connection closed below.
+                with anyio.CancelScope(shield=True):
+                    connection = await asyncpg.connect(dsn, timeout=10)
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 log.warning(
                     "flowq: cannot LISTEN on %s (%s); retrying in %.1fs",
