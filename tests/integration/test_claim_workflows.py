@@ -58,3 +58,49 @@ async def test_claims_take_listed_workflows_in_claim_order(url: str, names: list
             assert job is not None and job.status is flowq.JobStatus.PENDING
     finally:
         await store.close()
+
+
+async def _plan_cache_modes(store: SqlStore) -> tuple[str, str]:
+    """The setting on the claim connection, and on a connection from the pool."""
+    async with store._driver("claim") as claim_driver:
+        on_claim = await claim_driver.fetchval("SHOW plan_cache_mode")
+        async with store._driver() as pooled:
+            on_pool = await pooled.fetchval("SHOW plan_cache_mode")
+    return str(on_claim), str(on_pool)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("limit", [1, 7, 40])
+async def test_postgres_claims_plan_once_and_keep_it_to_the_claim_connection(
+    postgres_url: str, limit: int
+) -> None:
+    """The claim connection runs generic plans (re-planning cost more than a claim),
+    with the limit in the statement, so each limit claims exactly that many; the
+    pool's other connections keep PostgreSQL's default."""
+    store = SqlStore(postgres_url)
+    await store.migrate()
+    try:
+        async with flowq.App(store=store, registry=registry) as app:
+            await app.add_jobs([flowq.JobSpec("other", {}) for _ in range(3 * limit)])
+            for _ in range(3):  # past the planner's five custom plans in all
+                assert len(await store.claim_jobs("w", limit, ["other"])) == limit
+            assert await _plan_cache_modes(store) == ("force_generic_plan", "auto")
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_behind_pgbouncer_the_claim_connection_keeps_the_default_plans(
+    postgres_url: str,
+) -> None:
+    """With ``?pgbouncer=1`` nothing is set on a session (it would reach other clients
+    of the pooler): claims still work."""
+    store = SqlStore(postgres_url + "?pgbouncer=1")
+    await store.migrate()
+    try:
+        async with flowq.App(store=store, registry=registry) as app:
+            await app.add_jobs([flowq.JobSpec("other", {}) for _ in range(2)])
+            assert len(await store.claim_jobs("w", 2, ["other"])) == 2
+            assert await _plan_cache_modes(store) == ("auto", "auto")
+    finally:
+        await store.close()

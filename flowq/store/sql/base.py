@@ -217,11 +217,10 @@ class SqlBase:
         """Dispose of the connection pool."""
         pins, self._pins = self._pins, {}
         self.dialect.reset()
-        for pin in pins.values():
+        for purpose, pin in pins.items():
             if pin.connection is not None:
                 async with pin.lock:
-                    await self.dialect.release(pin.driver)
-                    await pin.connection.close()
+                    await self._unpin(pin.connection, pin.driver, purpose)
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -282,7 +281,7 @@ class SqlBase:
         pooled connection is checked out for this one use.
         """
         pin = self._pins.setdefault(purpose, _Pin()) if purpose is not None else None
-        if pin is None or pin.lock.locked():
+        if purpose is None or pin is None or pin.lock.locked():
             async with self._readable_errors(), self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 try:
@@ -295,14 +294,25 @@ class SqlBase:
             if pin.connection is None:
                 pin.connection = await self.engine.connect()
                 pin.driver = (await pin.connection.get_raw_connection()).driver_connection
-                await self.dialect.reserve(pin.driver)
+                await self.dialect.reserve(pin.driver, purpose)
             try:
                 yield pin.driver
             except Exception as exc:
-                connection, pin.connection, pin.driver = pin.connection, None, None
+                connection, driver = pin.connection, pin.driver
+                pin.connection, pin.driver = None, None
                 if not await self._after_driver_error(exc, connection):
-                    await connection.close()
+                    await self._unpin(connection, driver, purpose)
                 raise
+
+    async def _unpin(self, connection: AsyncConnection, driver: Any, purpose: str) -> None:
+        """Give a pinned connection back to the pool as :meth:`dialect.reserve` found it;
+        one that cannot be set back is dropped instead."""
+        try:
+            await self.dialect.release(driver, purpose)
+        except Exception:  # it must not go back half set up
+            await connection.invalidate()
+        else:
+            await connection.close()
 
     async def _after_driver_error(self, error: Exception, connection: AsyncConnection) -> bool:
         """On a lost connection, drop it and renew the pool; True if it was dropped."""

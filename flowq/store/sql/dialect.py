@@ -50,10 +50,11 @@ class SqlDialect(Protocol):
     def create_engine(self, url: URL) -> AsyncEngine:
         """An engine configured for flowq's transactions."""
 
-    async def reserve(self, driver: Any) -> None:
-        """Prepare a driver connection kept checked out for the hot paths."""
+    async def reserve(self, driver: Any, purpose: str) -> None:
+        """Prepare a driver connection kept checked out for one hot path (``purpose``:
+        ``"claim"``, ``"add"``, ``"record"`` or ``"complete"``)."""
 
-    async def release(self, driver: Any) -> None:
+    async def release(self, driver: Any, purpose: str) -> None:
         """Undo :meth:`reserve` before the connection goes back to the pool."""
 
     def reset(self) -> None:

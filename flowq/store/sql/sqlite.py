@@ -131,11 +131,11 @@ class SqliteDialect:
 
         return engine
 
-    async def reserve(self, driver: Any) -> None:
+    async def reserve(self, driver: Any, purpose: str) -> None:
         """A short busy timeout: the hot paths wait for the lock in Python instead."""
         await driver.execute(f"PRAGMA busy_timeout = {PIN_BUSY_TIMEOUT_MS}")
 
-    async def release(self, driver: Any) -> None:
+    async def release(self, driver: Any, purpose: str) -> None:
         """Back to the pool's busy timeout."""
         await driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
