@@ -18,7 +18,6 @@ from signal import Signals
 import anyio
 import anyio.abc
 import pytest
-from sqlalchemy.engine import make_url
 
 import flowq
 from flowq import JobStatus
@@ -186,12 +185,6 @@ async def status_counts(app: flowq.App) -> dict[str, int]:
         if found:
             counts[status.value] = found
     return counts
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """The plain ``postgresql://`` form of a flowq PostgreSQL URL, for asyncpg."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 def read_lines(path: Path) -> list[str]:

@@ -24,7 +24,6 @@ from tests.acceptance import replay_workloads
 from tests.acceptance.processes import (
     UNFINISHED,
     Workers,
-    asyncpg_dsn,
     events_of,
     eventually,
     job_of,
@@ -32,6 +31,7 @@ from tests.acceptance.processes import (
     status_counts,
 )
 from tests.acceptance.replay_workloads import TARGET
+from tests.pg_server import asyncpg_dsn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -25,7 +25,6 @@ from tests.acceptance.processes import (
     UNFINISHED,
     WorkerProcess,
     Workers,
-    asyncpg_dsn,
     child_environment,
     events_of,
     eventually,
@@ -33,6 +32,7 @@ from tests.acceptance.processes import (
     read_lines,
     status_counts,
 )
+from tests.pg_server import asyncpg_dsn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
