@@ -1,6 +1,6 @@
 """For tests that talk to the test PostgreSQL server directly (asyncpg), beside flowq:
-statements run on a connection of their own, and schemas a test creates dropped after
-it."""
+statements run on a connection of their own, schemas a test creates dropped after it,
+and the count of LISTENing sessions."""
 
 from __future__ import annotations
 
@@ -39,3 +39,12 @@ def dropping_schemas(database_url: str, *schemas: str) -> Iterator[str]:
     finally:
         drops = (f"DROP SCHEMA IF EXISTS {quote_identifier(s)} CASCADE" for s in schemas)
         asyncio.run(on_the_server(database_url, *drops))
+
+
+async def listening_sessions(admin: asyncpg.Connection) -> int:
+    """How many sessions of ``admin``'s database are LISTENing (a worker's wake-up line)."""
+    found: int = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+    )
+    return found

@@ -17,10 +17,12 @@ from signal import Signals
 
 import anyio
 import anyio.abc
+import asyncpg
 import pytest
 
 import flowq
 from flowq import JobStatus
+from tests.pg_server import listening_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: the workers' working directory, so ``tests.acceptance`` imports."""
@@ -163,6 +165,22 @@ async def eventually(
             logs = "\n".join(w.describe() for w in watched)
             pytest.fail(f"waiting until {what}: {why}\nstate: {await state()}\n{logs}")
         await anyio.sleep(POLL)
+
+
+async def until_listening(
+    admin: asyncpg.Connection,
+    worker: WorkerProcess,
+    *,
+    state: Callable[[], Awaitable[str]],
+    what: str = "the worker LISTENs",
+) -> None:
+    """:func:`eventually` a session of ``admin``'s database LISTENs (``worker``'s wake-up
+    line; PostgreSQL)."""
+
+    async def listening() -> bool:
+        return await listening_sessions(admin) > 0
+
+    await eventually(listening, what, state=state, watch=[worker])
 
 
 async def job_of(app: flowq.App, job_id: int) -> flowq.Job:
