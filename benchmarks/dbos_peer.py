@@ -34,10 +34,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
-import asyncpg
+from benchmarks.scratch import scratch_database
 
 STEP_COUNT = 100
 QUEUE = "bench"
@@ -137,19 +136,11 @@ async def _in_child(figure: str, url: str, count: int) -> float:
 
 async def _on_fresh_database(admin_dsn: str, figures: list[tuple[str, int]]) -> float:
     """Run the child figures in order on a new system database; the last one's value."""
-    name = f"flowq_bench_dbos_{uuid.uuid4().hex[:8]}"
-    url = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with scratch_database(admin_dsn, "flowq_bench_dbos", create=False) as url:
         value = 0.0
         for figure, count in figures:
             value = await _in_child(figure, url, count)
         return value
-    finally:
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def figures(admin_dsn: str, workflows: int) -> dict[str, Any]:

@@ -39,10 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,6 +47,7 @@ import asyncpg
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 
 from benchmarks.run import summary
+from benchmarks.scratch import on_scratch_databases, poll_until, ready_child, scratch_database
 
 ENTRYPOINT = "bench_noop"
 DEFAULT_BATCH_SIZE = 10
@@ -68,26 +66,13 @@ async def fresh_database(admin_dsn: str) -> AsyncIterator[str]:
     The schema is installed with ``Queries.install()`` (what ``pgq install`` runs, with
     its default durability: every table logged). The database is dropped afterwards.
     """
-    name = f"flowq_bench_pgq_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with scratch_database(admin_dsn, "flowq_bench_pgq") as dsn:
         connection = await asyncpg.connect(dsn)
         try:
             await Queries(AsyncpgDriver(connection)).install()
         finally:
             await connection.close()
         yield dsn
-    finally:
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -200,15 +185,16 @@ asyncio.run(main())
 
 
 async def _wait_until_successful(queries: Queries, job_id: Any) -> None:
-    """Poll ``Queries.job_status`` until the job is logged successful.
+    """Return once pgqueuer has logged the job successful.
 
-    Same schedule as flowq's ``App.result`` (first look at once, then 5 ms doubling up
-    to 250 ms), so both benchmarks put the same polling load on the database.
+    Polled on the schedule of flowq's ``App.result`` (``benchmarks.scratch.poll_until``),
+    so both benchmarks put the same polling load on the database.
     """
-    delay = 0.005
-    while dict(await queries.job_status([job_id])).get(job_id) != "successful":
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.25)
+
+    async def successful() -> bool:
+        return dict(await queries.job_status([job_id])).get(job_id) == "successful"
+
+    await poll_until(successful)
 
 
 async def latency_other_process(dsn: str, samples: int) -> dict[str, float]:
@@ -218,33 +204,22 @@ async def latency_other_process(dsn: str, samples: int) -> dict[str, float]:
     handler's start time (``time.time()``, printed by the consumer), pause 20 ms, as
     flowq's ``latency_other_process`` does with ``App.result``.
     """
-    # Started once before any sample, like run.py's worker process.
-    consumer = subprocess.Popen(  # noqa: ASYNC220, S603
-        [sys.executable, "-c", OTHER_PROCESS_CONSUMER, dsn, ENTRYPOINT],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert consumer.stdout is not None
-        ready = await asyncio.to_thread(consumer.stdout.readline)
-        assert ready.strip() == "ready", f"pgqueuer consumer said {ready!r}"
-        await asyncio.sleep(1.0)
-        results = []
-        async with _queries(dsn) as queries:
-            for _ in range(samples):
-                (job_id,) = await queries.enqueue(ENTRYPOINT, b"{}")
-                returned = time.time()
-                async with asyncio.timeout(10):
-                    await _wait_until_successful(queries, job_id)
-                line = await asyncio.to_thread(consumer.stdout.readline)
-                reported_id, started = line.split()
-                assert int(reported_id) == job_id, f"expected job {job_id}, got {line!r}"
-                results.append((float(started) - returned) * 1000)
-                await asyncio.sleep(0.02)
-        return summary(results)
-    finally:
-        consumer.terminate()
-        consumer.wait(timeout=30)
+    results = []
+    async with (
+        ready_child(OTHER_PROCESS_CONSUMER, dsn, ENTRYPOINT) as consumer,
+        _queries(dsn) as queries,
+    ):
+        for _ in range(samples):
+            (job_id,) = await queries.enqueue(ENTRYPOINT, b"{}")
+            returned = time.time()
+            async with asyncio.timeout(10):
+                await _wait_until_successful(queries, job_id)
+            line = await asyncio.to_thread(consumer.readline)
+            reported_id, started = line.split()
+            assert int(reported_id) == job_id, f"expected job {job_id}, got {line!r}"
+            results.append((float(started) - returned) * 1000)
+            await asyncio.sleep(0.02)
+    return summary(results)
 
 
 SETTINGS = {
@@ -262,21 +237,20 @@ def figures(admin_dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     returned (see the module docstring).
     """
 
-    async def on_fresh(measure: Any) -> Any:
-        async with fresh_database(admin_dsn) as dsn:
-            return await measure(dsn)
-
     async def processed(dsn: str, limit: int) -> float:
         measured = await process(dsn, jobs, concurrency_limit=limit, batch_size=limit)
         return measured["jobs_per_s"]
 
-    return {
-        "enqueue_single": lambda: on_fresh(lambda dsn: enqueue_single(dsn, jobs)),
-        "enqueue_batch": lambda: on_fresh(lambda dsn: enqueue_batch(dsn, jobs)),
-        "process_c10": lambda: on_fresh(lambda dsn: processed(dsn, 10)),
-        "process_c50": lambda: on_fresh(lambda dsn: processed(dsn, 50)),
-        "latency_other_process": lambda: on_fresh(lambda dsn: latency_other_process(dsn, samples)),
-    }
+    return on_scratch_databases(
+        lambda: fresh_database(admin_dsn),
+        {
+            "enqueue_single": lambda dsn: enqueue_single(dsn, jobs),
+            "enqueue_batch": lambda dsn: enqueue_batch(dsn, jobs),
+            "process_c10": lambda dsn: processed(dsn, 10),
+            "process_c50": lambda dsn: processed(dsn, 50),
+            "latency_other_process": lambda dsn: latency_other_process(dsn, samples),
+        },
+    )
 
 
 def describe() -> dict[str, Any]:

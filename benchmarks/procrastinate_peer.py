@@ -39,17 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import procrastinate
 
 from benchmarks.run import summary
+from benchmarks.scratch import on_scratch_databases, poll_until, ready_child, scratch_database
 
 TASK = "bench_noop"
 
@@ -57,24 +54,11 @@ TASK = "bench_noop"
 @contextlib.asynccontextmanager
 async def fresh_database(admin_dsn: str) -> AsyncIterator[str]:
     """A new database ``flowq_bench_pcr_<hex>`` with procrastinate's schema; yields its DSN."""
-    name = f"flowq_bench_pcr_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with scratch_database(admin_dsn, "flowq_bench_pcr") as dsn:
         app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
         yield dsn
-    finally:
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def _app(dsn: str, pool_size: int = 4) -> tuple[procrastinate.App, Any]:
@@ -146,39 +130,30 @@ asyncio.run(main())
 """The worker process: procrastinate's defaults, a no-op task printing when it started."""
 
 
+async def _wait_until_succeeded(app: procrastinate.App, job_id: int) -> None:
+    """Return once the job's status is ``succeeded`` (polled like flowq's ``App.result``)."""
+
+    async def succeeded() -> bool:
+        status = await app.job_manager.get_job_status_async(job_id)
+        return bool(status == procrastinate.jobs.Status.SUCCEEDED)
+
+    await poll_until(succeeded)
+
+
 async def latency_other_process(dsn: str, samples: int) -> dict[str, float]:
     """ms from ``defer_async`` returning to the task starting in another process."""
-    worker = subprocess.Popen(  # noqa: ASYNC220, S603 (started once, before any sample)
-        [sys.executable, "-c", OTHER_PROCESS_WORKER, dsn, TASK],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert worker.stdout is not None
-        ready = await asyncio.to_thread(worker.stdout.readline)
-        assert ready.strip() == "ready", f"procrastinate worker said {ready!r}"
-        await asyncio.sleep(1.0)
-        results = []
-        app, task = _app(dsn)
-        async with app.open_async():
-            for _ in range(samples):
-                job_id = await task.defer_async()
-                returned = time.time()
-                delay = 0.005
-                async with asyncio.timeout(10):
-                    while (
-                        await app.job_manager.get_job_status_async(job_id)
-                        != procrastinate.jobs.Status.SUCCEEDED
-                    ):
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 0.25)
-                line = await asyncio.to_thread(worker.stdout.readline)
-                results.append((float(line) - returned) * 1000)
-                await asyncio.sleep(0.02)
-        return summary(results)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    results = []
+    app, task = _app(dsn)
+    async with ready_child(OTHER_PROCESS_WORKER, dsn, TASK) as worker, app.open_async():
+        for _ in range(samples):
+            job_id = await task.defer_async()
+            returned = time.time()
+            async with asyncio.timeout(10):
+                await _wait_until_succeeded(app, job_id)
+            line = await asyncio.to_thread(worker.readline)
+            results.append((float(line) - returned) * 1000)
+            await asyncio.sleep(0.02)
+    return summary(results)
 
 
 SETTINGS = {
@@ -195,17 +170,16 @@ SETTINGS = {
 def figures(admin_dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     """procrastinate's figures as ``{name: coroutine function}``, each on a fresh database."""
 
-    async def on_fresh(measure: Any) -> Any:
-        async with fresh_database(admin_dsn) as dsn:
-            return await measure(dsn)
-
-    return {
-        "enqueue_single": lambda: on_fresh(lambda dsn: enqueue_single(dsn, jobs)),
-        "enqueue_batch": lambda: on_fresh(lambda dsn: enqueue_batch(dsn, jobs)),
-        "process_c10": lambda: on_fresh(lambda dsn: process(dsn, jobs, 10)),
-        "process_c50": lambda: on_fresh(lambda dsn: process(dsn, jobs, 50)),
-        "latency_other_process": lambda: on_fresh(lambda dsn: latency_other_process(dsn, samples)),
-    }
+    return on_scratch_databases(
+        lambda: fresh_database(admin_dsn),
+        {
+            "enqueue_single": lambda dsn: enqueue_single(dsn, jobs),
+            "enqueue_batch": lambda dsn: enqueue_batch(dsn, jobs),
+            "process_c10": lambda dsn: process(dsn, jobs, 10),
+            "process_c50": lambda dsn: process(dsn, jobs, 50),
+            "latency_other_process": lambda dsn: latency_other_process(dsn, samples),
+        },
+    )
 
 
 def describe() -> dict[str, Any]:

@@ -54,16 +54,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +75,7 @@ from benchmarks import dashboard as dashboard_bench
 from benchmarks import isolated as isolated_bench
 from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
+from benchmarks.scratch import ready_child, scratch_database
 
 JOBS = 5000
 LATENCY_SAMPLES = 50
@@ -188,26 +187,15 @@ anyio.run(main)
 
 
 async def latency_other_process(app: flowq.App, url: str) -> dict[str, float]:
-    process = subprocess.Popen(  # noqa: ASYNC220, S603 (started once, before any sample)
-        [sys.executable, "-c", OTHER_PROCESS_WORKER, url],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        await anyio.to_thread.run_sync(process.stdout.readline)
-        await anyio.sleep(1.0)
-        samples = []
+    samples = []
+    async with ready_child(OTHER_PROCESS_WORKER, url):
         for _ in range(LATENCY_SAMPLES):
             job_id = await app.start(noop, {})
             returned = time.time()
             output = await app.result(job_id, timeout=10)
             samples.append((float(output) - returned) * 1000)
             await anyio.sleep(0.02)
-        return summary(samples)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    return summary(samples)
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -231,19 +219,10 @@ async def fresh_database(kind: str) -> tuple[str, Any]:
                 path.unlink()
             Path(folder).rmdir()  # noqa: ASYNC240
     else:
-        name = f"flowq_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = (
-            PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-            + f"/{name}"
-        )
-
-        async def cleanup() -> None:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+        database = contextlib.AsyncExitStack()
+        dsn = await database.enter_async_context(scratch_database(PG_ADMIN, "flowq_bench"))
+        url = dsn.replace("postgresql://", "postgresql+asyncpg://")
+        cleanup = database.aclose
 
     await flowq.App(url).migrate()
     return url, cleanup

@@ -1,4 +1,5 @@
-"""Shared fixtures: databases for every test (a file on SQLite, a fresh database on PostgreSQL).
+"""Shared fixtures: databases for every test (a file on SQLite, a fresh database on PostgreSQL),
+and an App with a fake clock on each kind of store (``app``).
 
 PostgreSQL tests use the server at ``FLOWQ_TEST_POSTGRES_URL`` (default: the local
 server). Without it they are skipped with a visible reason, unless
@@ -12,7 +13,7 @@ import asyncio
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.util import await_
 
 import flowq
 from flowq.store.sql import SqlStore
+from flowq_testing import FakeClock, InMemoryStore
 
 POSTGRES_URL = os.environ.get(
     "FLOWQ_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -139,3 +141,23 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
 def registry() -> flowq.Registry:
     """A registry of its own for each test."""
     return flowq.Registry()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Time moves only when a test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def app(
+    database_url: str | None, registry: flowq.Registry, clock: FakeClock
+) -> AsyncIterator[flowq.App]:
+    """An App on each kind of store (:func:`database_url`) with a fake clock (the
+    integration and dashboard tests; the acceptance tests have their own)."""
+    if database_url is None:
+        app = flowq.App(store=InMemoryStore(), registry=registry, clock=clock)
+    else:
+        app = flowq.App(database_url, registry=registry, clock=clock, auto_migrate=True)
+    async with app:
+        yield app

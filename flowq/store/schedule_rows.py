@@ -85,14 +85,8 @@ def new_schedule_row(schedule: NewSchedule, now: datetime) -> dict[str, Any]:
     """Column values of a new schedule (its first tick after ``now``)."""
     return {
         "schedule_name": schedule.schedule_name,
-        "cron_expression": schedule.cron_expression,
-        "workflow": schedule.workflow,
-        "payload": schedule.payload,
-        "timezone": schedule.timezone,
-        "allow_overlap": schedule.allow_overlap,
-        "catch_up": schedule.catch_up,
+        **_declared_columns(schedule),
         "status": ScheduleStatus.ACTIVE.value,
-        "options": schedule.options,
         "next_run_at": first_tick(schedule.cron_expression, schedule.timezone, now),
         "last_enqueued_at": None,
         "last_job_id": None,
@@ -195,7 +189,15 @@ def declared_changes(
     """The columns to write when code declares ``schedule`` over the stored ``old``
     (empty if nothing changed). Status and history stay; ``next_run_at`` is recomputed
     only when the expression or zone changed."""
-    declared = {
+    declared = _declared_columns(schedule)
+    values = {key: value for key, value in declared.items() if old[key] != value}
+    return _with_next_run(old, values, now) if values else {}
+
+
+def _declared_columns(schedule: NewSchedule) -> dict[str, Any]:
+    """The columns a declaration of ``schedule`` sets (all but its name, which finds
+    the row)."""
+    return {
         "cron_expression": schedule.cron_expression,
         "workflow": schedule.workflow,
         "payload": schedule.payload,
@@ -204,8 +206,6 @@ def declared_changes(
         "catch_up": schedule.catch_up,
         "options": schedule.options,
     }
-    values = {key: value for key, value in declared.items() if old[key] != value}
-    return _with_next_run(old, values, now) if values else {}
 
 
 def edited_values(

@@ -35,23 +35,14 @@ class WorkerPresence:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerRecord:
-    """A worker as stored: what it said, and when it last said it.
+class WorkerRecord(WorkerPresence):
+    """A worker as stored: what it said (the fields of :class:`WorkerPresence`), and
+    when it last said it.
 
     Attributes:
-        worker_id: The worker's id (what its jobs' ``locked_by`` shows).
-        host: The machine it runs on.
-        pid: Its process id there.
-        workflows: The workflows it runs (sorted).
-        started_at: When it started.
         last_seen_at: When it last recorded itself (by the store's clock).
     """
 
-    worker_id: str
-    host: str
-    pid: int
-    workflows: tuple[str, ...]
-    started_at: datetime
     last_seen_at: datetime
 
 

@@ -17,11 +17,12 @@ from signal import Signals
 
 import anyio
 import anyio.abc
+import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 import flowq
 from flowq import JobStatus
+from tests.pg_server import listening_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: the workers' working directory, so ``tests.acceptance`` imports."""
@@ -166,6 +167,22 @@ async def eventually(
         await anyio.sleep(POLL)
 
 
+async def until_listening(
+    admin: asyncpg.Connection,
+    worker: WorkerProcess,
+    *,
+    state: Callable[[], Awaitable[str]],
+    what: str = "the worker LISTENs",
+) -> None:
+    """:func:`eventually` a session of ``admin``'s database LISTENs (``worker``'s wake-up
+    line; PostgreSQL)."""
+
+    async def listening() -> bool:
+        return await listening_sessions(admin) > 0
+
+    await eventually(listening, what, state=state, watch=[worker])
+
+
 async def job_of(app: flowq.App, job_id: int) -> flowq.Job:
     """The job, which must exist."""
     job = await app.get_job(job_id)
@@ -186,12 +203,6 @@ async def status_counts(app: flowq.App) -> dict[str, int]:
         if found:
             counts[status.value] = found
     return counts
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """The plain ``postgresql://`` form of a flowq PostgreSQL URL, for asyncpg."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 def read_lines(path: Path) -> list[str]:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 import flowq
 from tests.acceptance.workloads import append_line
+from tests.pg_server import asyncpg_dsn
 
 registry = flowq.Registry()
 """The workflows below (the target the tests give `flowq worker`)."""
@@ -56,10 +57,6 @@ def _sqlite_path(database_url: str) -> str | None:
     return url.database if url.get_backend_name() == "sqlite" else None
 
 
-def _pg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
-
-
 def _sqlite(path: str, statement: str, *args: Any) -> list[Any]:
     """Run one statement in its own transaction on its own connection."""
     connection = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -73,7 +70,7 @@ def _sqlite(path: str, statement: str, *args: Any) -> list[Any]:
 
 
 async def _pg(database_url: str, statement: str, *args: Any) -> list[Any]:
-    connection = await asyncpg.connect(_pg_dsn(database_url))
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         return list(await connection.fetch(statement, *args))
     finally:

@@ -7,15 +7,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 import flowq
 from flowq.store.sql.migrate import latest_version
-from flowq.store.sql.pg_schema import quote_identifier
 from tests.acceptance import workloads
 from tests.acceptance.test_cli import ROOT, _flowq
+from tests.pg_server import dropping_schemas, on_the_server
 
 pytestmark = pytest.mark.postgres
 
@@ -23,27 +21,11 @@ SCHEMA = "cli_jobs"
 OWN_TOOL = "Own Tool's"
 
 
-def _server(url: str, *statements: str) -> None:
-    async def run() -> None:
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
-        connection = await asyncpg.connect(dsn)
-        try:
-            for statement in statements:
-                await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture
 def database(postgres_url: str) -> Iterator[str]:
     """The test database; the schemas the tests create are dropped after."""
-    yield postgres_url
-    _server(
-        postgres_url,
-        *(f"DROP SCHEMA IF EXISTS {quote_identifier(s)} CASCADE" for s in (SCHEMA, OWN_TOOL)),
-    )
+    with dropping_schemas(postgres_url, SCHEMA, OWN_TOOL) as url:
+        yield url
 
 
 def test_migrate_list_and_work_in_a_schema(database: str, tmp_path: Path) -> None:
@@ -86,7 +68,7 @@ def test_migrate_sql_for_a_schema(database: str, tmp_path: Path) -> None:
     assert 'CREATE SCHEMA IF NOT EXISTS "Own Tool\'s";' in printed.stdout
     assert "pg_notify(E'flowq_jobs.Own Tool''s'" in printed.stdout
     assert "pg_notify('flowq_jobs'" not in printed.stdout
-    _server(database, printed.stdout)
+    asyncio.run(on_the_server(database, printed.stdout))
     listed = _flowq("jobs", "list", "--database-url", database, "--schema", OWN_TOOL, cwd=tmp_path)
     assert (listed.returncode, listed.stdout.strip()) == (0, "(none)"), listed.stderr
 

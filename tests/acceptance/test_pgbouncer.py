@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 import flowq
+from tests.pg_server import on_the_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -115,16 +115,6 @@ async def test_polling_worker_behind_transaction_pooling(pgbouncer: str) -> None
 SCHEMA = "bounced_jobs"
 
 
-async def _on_the_server(postgres_url: str, *statements: str) -> None:
-    dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 async def test_a_schema_refused_by_pgbouncer_is_a_clear_error(pgbouncer: str) -> None:
     """PgBouncer (before 1.20, or without track_extra_parameters = search_path) refuses
     the search_path startup parameter: the App says so, it does not use public."""
@@ -145,7 +135,7 @@ async def test_a_dropped_search_path_is_refused(
         with pytest.raises(flowq.SchemaError, match=SCHEMA):
             await app.open()
     finally:
-        await _on_the_server(postgres_url, f"DROP SCHEMA {SCHEMA} CASCADE")
+        await on_the_server(postgres_url, f"DROP SCHEMA {SCHEMA} CASCADE")
 
 
 async def test_a_schema_behind_pgbouncer_from_the_database_default(
@@ -157,7 +147,7 @@ async def test_a_schema_behind_pgbouncer_from_the_database_default(
     async with flowq.App(postgres_url, schema=SCHEMA, auto_migrate=True):
         pass
     database = make_url(postgres_url).database
-    await _on_the_server(postgres_url, f'ALTER DATABASE "{database}" SET search_path = {SCHEMA}')
+    await on_the_server(postgres_url, f'ALTER DATABASE "{database}" SET search_path = {SCHEMA}')
     try:
         async with flowq.App(
             pgbouncer_ignoring_search_path, schema=SCHEMA, registry=registry
@@ -170,7 +160,7 @@ async def test_a_schema_behind_pgbouncer_from_the_database_default(
         async with flowq.App(postgres_url, schema="public") as public:
             assert await public.get_jobs() == []
     finally:
-        await _on_the_server(
+        await on_the_server(
             postgres_url,
             f'ALTER DATABASE "{database}" RESET search_path',
             f"DROP SCHEMA {SCHEMA} CASCADE",

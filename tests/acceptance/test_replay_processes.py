@@ -24,14 +24,15 @@ from tests.acceptance import replay_workloads
 from tests.acceptance.processes import (
     UNFINISHED,
     Workers,
-    asyncpg_dsn,
     events_of,
     eventually,
     job_of,
     read_lines,
     status_counts,
+    until_listening,
 )
 from tests.acceptance.replay_workloads import TARGET
+from tests.pg_server import asyncpg_dsn, listening_sessions
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -322,15 +323,6 @@ async def test_soak_of_steps_sleeps_and_tokens_across_two_workers(
 # -- 3. PostgreSQL: a completed token wakes an idle worker at once --------------------------
 
 
-async def listening_sessions(admin: asyncpg.Connection) -> int:
-    """How many sessions of the test database are LISTENing (the worker's wake-up line)."""
-    found: int = await admin.fetchval(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
-    )
-    return found
-
-
 @pytest.mark.postgres
 async def test_completing_a_token_resumes_its_job_at_once(
     postgres_url: str, workers: Workers, tmp_path: Path
@@ -345,10 +337,7 @@ async def test_completing_a_token_resumes_its_job_at_once(
             async def state() -> str:
                 return f"{await status_counts(app)}; {await listening_sessions(admin)} LISTENing"
 
-            async def listening() -> bool:
-                return await listening_sessions(admin) > 0
-
-            await eventually(listening, "the worker LISTENs", state=state, watch=[worker])
+            await until_listening(admin, worker, state=state)
             latencies = []
             for number in range(3):
                 job_id = await app.start(replay_workloads.token_then_stamp, {"file": str(stamps)})

@@ -25,14 +25,15 @@ from tests.acceptance.processes import (
     UNFINISHED,
     WorkerProcess,
     Workers,
-    asyncpg_dsn,
     child_environment,
     events_of,
     eventually,
     job_of,
     read_lines,
     status_counts,
+    until_listening,
 )
+from tests.pg_server import asyncpg_dsn, listening_sessions
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -321,15 +322,6 @@ async def test_a_supervising_worker_and_a_supervisor_keep_the_database_tidy(
 # -- 4. PostgreSQL: LISTEN/NOTIFY and lost connections --------------------------------------
 
 
-async def listeners(admin: asyncpg.Connection) -> int:
-    """How many sessions of the test database are LISTENing (the worker's wake-up line)."""
-    found: int = await admin.fetchval(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
-    )
-    return found
-
-
 async def terminate_other_backends(admin: asyncpg.Connection) -> int:
     """Kill every other session of the test database; return how many were killed."""
     rows = await admin.fetch(
@@ -349,10 +341,7 @@ async def test_notify_wakes_an_idle_worker_at_once(
         async with flowq.App(postgres_url, registry=workloads.registry) as app:
             worker = await workers.start(postgres_url, name="listener")
 
-            async def listening() -> bool:
-                return await listeners(admin) > 0
-
-            await eventually(listening, "the worker LISTENs", state=describe(app), watch=[worker])
+            await until_listening(admin, worker, state=describe(app))
             stamps = tmp_path / "stamps.txt"
             latencies = []
             for _ in range(3):
@@ -392,7 +381,8 @@ async def test_worker_survives_its_connections_being_terminated(
 
     async def state() -> str:
         async with flowq.App(postgres_url, registry=workloads.registry) as app:
-            return f"{await status_counts(app)}, {await listeners(admin)} LISTENing session(s)"
+            listening = await listening_sessions(admin)
+            return f"{await status_counts(app)}, {listening} LISTENing session(s)"
 
     try:
         worker = await workers.start(
@@ -400,10 +390,7 @@ async def test_worker_survives_its_connections_being_terminated(
             env={workloads.RECORD_LOG_ENV: str(ran)},
         )  # fmt: skip
 
-        async def listening() -> bool:
-            return await listeners(admin) > 0
-
-        await eventually(listening, "the worker LISTENs", state=state, watch=[worker])
+        await until_listening(admin, worker, state=state)
         # Once while idle: its next claim meets a dead pooled connection.
         killed = [await terminate_other_backends(admin)]
         job_ids: list[int] = []
@@ -430,7 +417,7 @@ async def test_worker_survives_its_connections_being_terminated(
             return len(await jobs(status="completed")) == len(job_ids)
 
         await eventually(all_completed, "all 200 jobs completed", state=state, watch=[worker])
-        await eventually(listening, "the worker LISTENs again", state=state, watch=[worker])
+        await until_listening(admin, worker, state=state, what="the worker LISTENs again")
         assert len(killed) == 11 and all(n >= 1 for n in killed), killed
         assert set(map(int, read_lines(ran))) == set(job_ids)
         worker.signal(signal.SIGTERM)

@@ -1,5 +1,6 @@
-"""Fixtures for the dashboard: an App on every kind of store, the dashboard on it,
-and an HTTP client that talks to it in-process."""
+"""Fixtures for the dashboard: the test workflows, and an HTTP client that talks
+in-process to the dashboard on ``app`` (an App on every kind of store, from
+``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 
 import flowq
 from flowq.dashboard import create_app
-from flowq_testing import FakeClock, InMemoryStore
 from tests.dashboard.workloads import Workloads, register
 
 
@@ -19,25 +19,6 @@ from tests.dashboard.workloads import Workloads, register
 def workloads(registry: flowq.Registry) -> Workloads:
     """The test workflows, registered."""
     return register(registry)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """Time moves only when a test moves it."""
-    return FakeClock()
-
-
-@pytest.fixture
-async def app(
-    database_url: str | None, registry: flowq.Registry, clock: FakeClock
-) -> AsyncIterator[flowq.App]:
-    """An App on the test store with a fake clock."""
-    if database_url is None:
-        app = flowq.App(store=InMemoryStore(), registry=registry, clock=clock)
-    else:
-        app = flowq.App(database_url, registry=registry, clock=clock, auto_migrate=True)
-    async with app:
-        yield app
 
 
 def client_for(dashboard: object) -> httpx.AsyncClient:

@@ -9,13 +9,12 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import flowq
 from flowq.store.sql import SqlStore
 from flowq.store.sql.migrate import latest_version
-from flowq.store.sql.pg_schema import quote_identifier
+from tests.pg_server import asyncpg_dsn, dropping_schemas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -24,24 +23,11 @@ SCHEMA_B = 'Jobs "B" it\'s'
 """Mixed case, a space, double and single quotes: every identifier must be quoted."""
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _drop_schemas(url: str, *schemas: str) -> None:
-    connection = await asyncpg.connect(_dsn(url))
-    try:
-        for schema in schemas:
-            await connection.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE")
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 def two_schemas(postgres_url: str) -> Iterator[str]:
     """The test database (flowq's tables in ``public``); the schemas are dropped after."""
-    yield postgres_url
-    anyio.run(_drop_schemas, postgres_url, SCHEMA_A, SCHEMA_B, backend="asyncio")
+    with dropping_schemas(postgres_url, SCHEMA_A, SCHEMA_B) as url:
+        yield url
 
 
 def _registry(runs: list[str], name: str) -> flowq.Registry:
@@ -80,7 +66,7 @@ async def test_migrate_creates_each_schema_once(two_schemas: str) -> None:
             await store.open()
         finally:
             await store.close()
-    connection = await asyncpg.connect(_dsn(two_schemas))
+    connection = await asyncpg.connect(asyncpg_dsn(two_schemas))
     try:
         found = await connection.fetch(
             "SELECT n.nspname, p.prosrc FROM pg_proc p JOIN pg_namespace n "

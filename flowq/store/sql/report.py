@@ -3,7 +3,8 @@ transaction each)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,40 +25,24 @@ class SqlReportVerbs(SqlBase):
         """Counts, ages and sizes (see :class:`flowq.store.report.HealthReport`)."""
         async with self._transaction() as conn:
             now = self.clock.now()
-            statuses = await conn.execute(
-                select(jobs.c.status, func.count()).group_by(jobs.c.status)
-            )
+            by_status = await _exact_counts(conn)
             retrying = await conn.execute(
                 select(func.count()).where(
                     jobs.c.status == JobStatus.FAILED.value, jobs.c.next_attempt_at.is_not(None)
                 )
             )
-            oldest = await conn.execute(
-                select(func.min(jobs.c.ready_at)).where(
-                    jobs.c.status == JobStatus.PENDING.value, jobs.c.ready_at <= now
-                )
-            )
-            stuck = await conn.execute(
-                select(func.count()).where(
-                    jobs.c.status == JobStatus.PROCESSING.value,
-                    jobs.c.locked_at < now - stuck_after,
-                )
-            )
-            waiting = await conn.execute(
-                select(func.count()).where(tokens.c.status == TokenStatus.WAITING.value)
-            )
+            backlog = await _backlog(conn, now, stuck_after)
             schedules = await conn.execute(
                 select(cron_schedules.c.status, func.count()).group_by(cron_schedules.c.status)
             )
-            oldest_at = oldest.scalar()
             return HealthReport(
                 schema_version=await migrate.applied_version(conn),
                 latest_schema_version=migrate.latest_version(self.dialect.name),
-                jobs_by_status={str(status): int(count) for status, count in statuses.all()},
+                jobs_by_status=by_status,
                 retrying_jobs=int(retrying.scalar() or 0),
-                oldest_due_seconds=None if oldest_at is None else (now - oldest_at).total_seconds(),
-                stuck_jobs=int(stuck.scalar() or 0),
-                waiting_tokens=int(waiting.scalar() or 0),
+                oldest_due_seconds=backlog.oldest_due_seconds,
+                stuck_jobs=backlog.stuck_jobs,
+                waiting_tokens=backlog.waiting_tokens,
                 schedules_by_status={str(s): int(count) for s, count in schedules.all()},
                 table_bytes=await self.dialect.table_bytes(conn),
             )
@@ -75,34 +60,61 @@ class SqlReportVerbs(SqlBase):
             if self.dialect.name == "postgresql":
                 by_status, estimated = await _capped_counts(conn, exact_up_to)
             else:
-                statuses = await conn.execute(
-                    select(jobs.c.status, func.count()).group_by(jobs.c.status)
-                )
-                by_status = {str(status): int(count) for status, count in statuses.all()}
-                estimated = frozenset()
-            oldest = await conn.execute(
-                select(func.min(jobs.c.ready_at)).where(
-                    jobs.c.status == JobStatus.PENDING.value, jobs.c.ready_at <= now
-                )
-            )
-            stuck = await conn.execute(
-                select(func.count()).where(
-                    jobs.c.status == JobStatus.PROCESSING.value,
-                    jobs.c.locked_at < now - stuck_after,
-                )
-            )
-            waiting = await conn.execute(
-                select(func.count()).where(tokens.c.status == TokenStatus.WAITING.value)
-            )
-            oldest_at = oldest.scalar()
+                by_status, estimated = await _exact_counts(conn), frozenset()
+            backlog = await _backlog(conn, now, stuck_after)
             return JobCounts(
                 by_status=by_status,
                 estimated=estimated,
                 exact_up_to=exact_up_to,
-                oldest_due_seconds=None if oldest_at is None else (now - oldest_at).total_seconds(),
-                stuck_jobs=int(stuck.scalar() or 0),
-                waiting_tokens=int(waiting.scalar() or 0),
+                oldest_due_seconds=backlog.oldest_due_seconds,
+                stuck_jobs=backlog.stuck_jobs,
+                waiting_tokens=backlog.waiting_tokens,
             )
+
+
+class _Backlog(NamedTuple):
+    """What both reports tell besides the counts by status.
+
+    Attributes:
+        oldest_due_seconds: How long the longest-waiting due pending job has waited
+            (``None``: no pending job is due).
+        stuck_jobs: Processing jobs whose lock is older than ``stuck_after``.
+        waiting_tokens: Tokens nobody completed yet.
+    """
+
+    oldest_due_seconds: float | None
+    stuck_jobs: int
+    waiting_tokens: int
+
+
+async def _exact_counts(conn: AsyncConnection) -> dict[str, int]:
+    """The number of jobs in each status (statuses without jobs left out)."""
+    statuses = await conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
+    return {str(status): int(count) for status, count in statuses.all()}
+
+
+async def _backlog(conn: AsyncConnection, now: datetime, stuck_after: timedelta) -> _Backlog:
+    """The oldest due job's wait, the stuck jobs and the waiting tokens, as of ``now``."""
+    oldest = await conn.execute(
+        select(func.min(jobs.c.ready_at)).where(
+            jobs.c.status == JobStatus.PENDING.value, jobs.c.ready_at <= now
+        )
+    )
+    oldest_at = oldest.scalar()
+    stuck = await conn.execute(
+        select(func.count()).where(
+            jobs.c.status == JobStatus.PROCESSING.value,
+            jobs.c.locked_at < now - stuck_after,
+        )
+    )
+    waiting = await conn.execute(
+        select(func.count()).where(tokens.c.status == TokenStatus.WAITING.value)
+    )
+    return _Backlog(
+        oldest_due_seconds=None if oldest_at is None else (now - oldest_at).total_seconds(),
+        stuck_jobs=int(stuck.scalar() or 0),
+        waiting_tokens=int(waiting.scalar() or 0),
+    )
 
 
 _STATUS_STATISTICS = text(
