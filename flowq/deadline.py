@@ -46,7 +46,7 @@ class Deadline:
         self.moved = False
         """Whether ``prolong`` or an ``on_timeout`` callback moved the deadline."""
         self._callback: TimeoutCallback | None = None
-        self._moved = anyio.Event()
+        self._moved: anyio.Event | None = None  # made by watch(): only runs with a deadline
 
     def prolong(self, duration: timedelta | None) -> float | None:
         """Move the deadline to now + ``duration`` (None: the job's own timeout);
@@ -56,7 +56,8 @@ class Deadline:
         extension = self.timeout if duration is None else duration
         self.at = anyio.current_time() + extension.total_seconds()
         self.moved = True
-        self._moved.set()
+        if self._moved is not None:
+            self._moved.set()
         return extension.total_seconds()
 
     def on_timeout(self, callback: TimeoutCallback) -> None:

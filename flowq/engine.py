@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import random
+import time
 import traceback as traceback_module
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ class Engine:
     async def _run(self, running: RunningJob) -> datetime | None:
         claimed, definition = running.claimed, running.definition
         job = claimed.job
-        began = anyio.current_time()
+        began = time.perf_counter()  # for the log line (anyio.current_time costs ~4 us)
         job_log.started(job, resumed=claimed.resumed)
         await self._emit("job:started", job)
         if job.unreadable is not None:
@@ -287,7 +288,7 @@ class Engine:
                 job.id,
             )
             return None
-        job_log.completed(job, anyio.current_time() - began)
+        job_log.completed(job, time.perf_counter() - began)
         await self._emit("job:completed", job)
         return self._parent_ready(job)
 

@@ -12,6 +12,7 @@ client.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
@@ -151,8 +152,8 @@ class Worker:
         self._ticker = ScheduleTicker(self.store, registry, self.clock, self.worker_id)
         self._presence = Presence(self.store, self.clock, self.worker_id)
         self._running: dict[int, RunningJob] = {}
-        self._work_hint = anyio.Event()
-        self._slot_freed = anyio.Event()
+        self._work_hint = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._stop_requested = anyio.Event()
         self._idle_until: datetime | None = None
         self._active = False
@@ -245,11 +246,13 @@ class Worker:
                 2 * self.concurrency - len(self._running),
             )
             if free <= 0:
+                # A slot freed before this look is spent: wait for the next one.
+                self._slot_freed = asyncio.Event()
                 await self._wait(self._slot_freed, math.inf)
                 continue
             asked = min(free, self.batch_size)
-            self._work_hint = anyio.Event()
-            self._slot_freed = anyio.Event()
+            self._work_hint = asyncio.Event()
+            self._slot_freed = asyncio.Event()
             workflows = self._workflow_names()
             claimed_at = self.clock.now()
             try:
@@ -328,7 +331,7 @@ class Worker:
         if self._idle_until is not None and when < self._idle_until:
             self._work_hint.set()
 
-    async def _wait(self, event: anyio.Event, seconds: float) -> None:
+    async def _wait(self, event: asyncio.Event | anyio.Event, seconds: float) -> None:
         if self._stop_requested.is_set():
             return
         with anyio.move_on_after(seconds):
@@ -362,7 +365,7 @@ class Worker:
             if self._queued:
                 running = self._queued.popleft()
             else:
-                runner.ready = anyio.Event()
+                runner.ready = asyncio.Event()
                 self._idle_runners.append(runner)
                 try:
                     await runner.ready.wait()
@@ -414,7 +417,7 @@ class Worker:
             left = started + self.drain_timeout - anyio.current_time()
             if left <= 0:
                 break
-            self._slot_freed = anyio.Event()
+            self._slot_freed = asyncio.Event()
             with anyio.move_on_after(left):
                 await self._slot_freed.wait()
         leftovers = list(self._running.values())
@@ -426,7 +429,7 @@ class Worker:
             running.scope.cancel()
         with anyio.CancelScope(shield=True):
             while self._running:
-                self._slot_freed = anyio.Event()
+                self._slot_freed = asyncio.Event()
                 await self._slot_freed.wait()
             releases = [Release(r.claimed.lease, not r.claimed.resumed) for r in leftovers]
             try:
@@ -586,7 +589,7 @@ class _Runner:
 
     def __init__(self) -> None:
         self.job: RunningJob | None = None
-        self.ready = anyio.Event()
+        self.ready = asyncio.Event()
 
 
 def _names(workflows: Any) -> list[str]:
