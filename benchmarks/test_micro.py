@@ -10,18 +10,23 @@ asserts its result, so a broken fast path fails instead of looking fast.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
 
 import flowq
-from flowq import codec, cron
+from flowq import codec, cron, current
+from flowq.context import Context, JobInfo
+from flowq.durable import Calls
 from flowq.options import build_new_job
 from flowq.replay import History, RecordedCall
 from flowq.store import batch, rows, transitions
+from flowq.store.base import Lease, Store
+from flowq_testing import FakeClock
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 registry = flowq.Registry()
@@ -75,6 +80,52 @@ def test_replay_lookups_of_1000_recorded_steps(benchmark: Any) -> None:
         return found
 
     assert benchmark(replay) == 1000
+
+
+@flowq.step(name="micro.noop")
+async def noop_step(n: int) -> int:
+    """A recorded no-op step."""
+    return n
+
+
+class _HistoryOnly:
+    """A store stand-in that only loads a history (a replay asks nothing else)."""
+
+    def __init__(self, calls: list[RecordedCall]) -> None:
+        self.calls = calls
+
+    async def load_history(self, job_id: int) -> list[RecordedCall]:
+        return list(self.calls)
+
+
+def test_replay_of_1000_recorded_steps_through_ctx(benchmark: Any) -> None:
+    """A resumed job re-running 1,000 recorded steps: each step call takes its position,
+    gets its recorded result through ctx and decodes it (the history loaded on the
+    first call, as after a claim); the database's part is not in it."""
+    calls = [
+        RecordedCall(
+            seq=n, name="micro.noop", attempt=1, output=str(n), error=None,
+            started_at=NOW, completed_at=NOW,
+        )
+        for n in range(1000)
+    ]  # fmt: skip
+    store = cast(Store, _HistoryOnly(calls))
+    lease = Lease(1, 1, "w")
+    info = JobInfo(id=1, workflow="w", attempt=1, max_attempts=1, tags=(), group=None)
+
+    async def replay() -> int:
+        durable = Calls(1, 1, lease, store, FakeClock(NOW), history_loaded=False)
+        token = current.bind(Context(info, lease, store, durable))
+        try:
+            return sum([await noop_step(n) for n in range(1000)])
+        finally:
+            current.reset(token)
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert benchmark(lambda: loop.run_until_complete(replay())) == sum(range(1000))
+    finally:
+        loop.close()
 
 
 def test_build_a_job_from_options(benchmark: Any) -> None:

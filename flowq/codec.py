@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ __all__ = [
     "encode_input",
     "encode_payload",
     "encode_result",
+    "result_decoder",
 ]
 
 MAX_VALUE_BYTES = 16 * 1024 * 1024
@@ -169,6 +171,31 @@ def encode_payload(payload: Any, payload_type: Any, *, workflow: str) -> str:
     return text
 
 
+_DECODERS: dict[Any, Callable[[str], Any]] = {}
+_DECODERS_KEPT = 512
+"""At most this many result types keep a decoder (annotations are few; a program that
+makes types on the fly gets a fresh decoder past this)."""
+
+
+def result_decoder(type_: Any) -> Callable[[str], Any]:
+    """``msgspec.json.decode(text, type=type_)`` as a function, its decoder made once
+    per type (a type that cannot be a dictionary key gets a new one each time).
+
+    Raises:
+        TypeError: msgspec cannot decode into ``type_``.
+    """
+    try:
+        return _DECODERS[type_]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable annotation
+        return msgspec.json.Decoder(type_).decode
+    decode_text = msgspec.json.Decoder(type_).decode
+    if len(_DECODERS) < _DECODERS_KEPT:
+        _DECODERS[type_] = decode_text
+    return decode_text
+
+
 def _type_name(type_: Any) -> str:
     return getattr(type_, "__qualname__", None) or repr(type_)
 
@@ -176,12 +203,15 @@ def _type_name(type_: Any) -> str:
 def decode_result(text: str, type_: Any, *, what: str) -> Any:
     """Decode a stored result into its annotated type.
 
+    The decoder of each type is made once (:func:`result_decoder`): a replay decodes
+    every recorded step's result.
+
     Raises:
         SerializationError: The value does not fit ``type_`` (e.g. a step annotated
             ``-> int`` returned a string): named, instead of failing on every replay.
     """
     try:
-        return msgspec.json.decode(text, type=type_)
+        return result_decoder(type_)(text)
     except msgspec.ValidationError as exc:
         raise SerializationError(
             f"{what} does not fit its annotation {_type_name(type_)}: {exc}"

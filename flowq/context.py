@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
+import msgspec
 
 from flowq import codec, failures, replay, step_tries
 from flowq.deadline import Deadline, TimeoutCallback
@@ -204,20 +205,18 @@ class Context:
         the first run and on every replay alike: it is recorded, so the body does not
         run again because of it.
         """
-        reservation = self._reserve(step.name, f"step {step.name!r}")
+        if not self._durable:  # the names below are made only when needed: every step
+            self._require_durable(f"step {step.name!r}")
+        reservation = self._calls.reserve(step.name)
         try:
             return_type = step.return_type  # resolved before anything runs or is recorded
         except ValidationError as exc:
             return _raise(exc)
-        what = f"result of step {step.name!r} (job {self.job.id})"
 
         async def execute(_started: datetime) -> Done | Failed:
             try:
-                return Done(
-                    codec.encode_result(
-                        await step_tries.run_with_retries(step, args, kwargs), what=what
-                    )
-                )
+                result = await step_tries.run_with_retries(step, args, kwargs)
+                return Done(codec.encode_result(result, what=self._result_of(step)))
             except Exception as exc:
                 return Failed(failures.error_json(exc), exc)
 
@@ -226,9 +225,16 @@ class Context:
                 raise failures.replayed_error(step.name, recorded.error)
             if recorded.output is None:
                 return None  # type: ignore[return-value]
-            return codec.decode_result(recorded.output, return_type, what=what)  # type: ignore[no-any-return]
+            try:
+                return codec.result_decoder(return_type)(recorded.output)  # type: ignore[no-any-return]
+            except msgspec.ValidationError:
+                return codec.decode_result(recorded.output, return_type, what=self._result_of(step))  # type: ignore[no-any-return]
 
         return self._calls.call(reservation, execute, replayed, rerun_failures=True)
+
+    def _result_of(self, step: Step[Any, Any]) -> str:
+        """Names a step's result in errors."""
+        return f"result of step {step.name!r} (job {self.job.id})"
 
     def run(
         self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any

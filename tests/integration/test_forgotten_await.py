@@ -4,12 +4,14 @@ job completed with a coroutine as its output, never a wait skipped in silence.""
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import flowq
 from flowq import JobStatus
+from flowq_testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -103,3 +105,44 @@ async def test_a_call_never_awaited_by_ctx_call_is_named(
     assert job.status is JobStatus.FAILED
     assert "'@child_result' (position 1)" in job.error_history[-1].message
     assert [j.workflow for j in await app.get_jobs()] == ["forgets_child"]
+
+
+async def test_a_recorded_step_never_awaited_on_replay_is_named(
+    app: flowq.App, registry: flowq.Registry, clock: FakeClock
+) -> None:
+    """A replayed step (its result recorded, the history loaded) made but never awaited
+    is found as on a first run: the replay fast path still tracks every call."""
+    code = {"awaits": True}
+
+    @registry.workflow(name="forgets_on_replay", max_attempts=1)
+    async def forgets_on_replay(payload: dict[str, Any], ctx: flowq.Context) -> Any:
+        await ctx.sleep("1h")  # position 0: loads the history on the resume
+        first = charge_card(1)  # position 1, recorded by the first run
+        if code["awaits"]:
+            await first
+            await ctx.wait_for_token(await ctx.create_token())
+        return "done"
+
+    job_id = await app.start(forgets_on_replay, {})
+    await app.create_worker().run_until_idle()  # parks on the sleep
+    clock.advance(timedelta(hours=1))
+    await app.create_worker().run_until_idle()  # records charge_card, parks on the token
+    job = await app.get_job(job_id)
+    assert job is not None and job.wait_token_id is not None
+    assert [s.name for s in await app.get_job_steps(job_id)][:2] == ["@timer", "charge_card"]
+    code["awaits"] = False  # a deploy drops the await while the job waits
+    await app.complete_token(job.wait_token_id, "go")
+    job = await run_resumed(app, job_id)
+    assert job.status is JobStatus.FAILED
+    error = job.error_history[-1]
+    assert error.type == "flowq.errors.UnawaitedCallError"
+    assert "'charge_card' (position 1)" in error.message
+
+
+async def run_resumed(app: flowq.App, job_id: int) -> flowq.Job:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        await app.create_worker().run_until_idle()
+    job = await app.get_job(job_id)
+    assert job is not None
+    return job

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -109,6 +109,22 @@ def test_decode_result_gives_the_annotated_type() -> None:
     """A fitting result comes back as its annotated type."""
     assert codec.decode_result('{"sku": "pen", "quantity": 2}', Order, what="x") == Order("pen", 2)
     assert codec.decode_result("[1, 2]", Any, what="x") == [1, 2]
+
+
+def test_a_result_type_gets_one_decoder_and_unhashable_ones_still_decode() -> None:
+    """Replays decode through one decoder per annotation (made once), which decodes as
+    msgspec does; an annotation that cannot be a dictionary key still decodes, and an
+    annotation msgspec cannot decode into raises TypeError when it is used."""
+    assert codec.result_decoder(Order) is codec.result_decoder(Order)
+    assert codec.result_decoder(list[int])("[1, 2]") == [1, 2]
+    unhashable = Annotated[int, msgspec.Meta(ge=0), {"not": "hashable"}]
+    with pytest.raises(TypeError):
+        hash(unhashable)
+    assert codec.decode_result("3", unhashable, what="x") == 3
+    with pytest.raises(flowq.SerializationError, match="does not fit"):
+        codec.decode_result("-1", unhashable, what="x")
+    with pytest.raises(TypeError):
+        codec.decode_result("1", object(), what="x")
 
 
 def test_payloads_are_checked_against_the_workflow_payload_type() -> None:

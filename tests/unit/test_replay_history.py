@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from flowq.errors import NonDeterminismError
-from flowq.replay import History, RecordedCall, Reservation, child_wait_id, waited_child
+from flowq.replay import (
+    History,
+    RecordedCall,
+    Reservation,
+    child_wait_id,
+    recorded_call_of,
+    waited_child,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 JOB = 41
@@ -177,3 +184,32 @@ def test_child_wait_ids_round_trip(child_id: int) -> None:
 def test_a_token_id_names_no_child() -> None:
     """Token ids (urlsafe base64, no ':') are not child waits."""
     assert waited_child("hT3_kz-0aQ1xYb2cVd4eFg5hIj6kLm7n") is None
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def test_a_call_made_from_a_row_is_the_call_made_by_keywords() -> None:
+    """recorded_call_of (the stores' fast way to build a loaded call) gives the same
+    frozen RecordedCall as the keyword constructor: equal, same hash, same repr."""
+    later = datetime(2030, 1, 1, 0, 0, 1, 5, tzinfo=UTC)
+    fast = recorded_call_of(3, "charge", 2, None, '{"message": "x"}', T0, later)
+    slow = RecordedCall(
+        seq=3, name="charge", attempt=2, output=None, error='{"message": "x"}',
+        started_at=T0, completed_at=later,
+    )  # fmt: skip
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(AttributeError):
+        fast.seq = 4  # type: ignore[misc]
+
+
+def test_a_loaded_history_holds_every_call_and_ends_after_the_last() -> None:
+    """extend() (a whole loaded history at once) is record() of each call."""
+    found = history("a")
+    found.extend([recorded(4, "e"), recorded(2, "c")])
+    positions = [(0, "a"), (1, "b"), (2, "c"), (3, "d"), (4, "e")]
+    held = [found.recorded_at(Reservation(n, name)) is not None for n, name in positions]
+    assert held == [True, False, True, False, True]
+    assert found.end == 5
+    found.extend([])
+    assert found.end == 5

@@ -214,3 +214,26 @@ def test_tokens_and_events_round_trip() -> None:
     )
     assert event.event_type is EventType.PROCESSING and event.metadata == {"worker_id": "w"}
     assert rows.event_metadata({}) is None and rows.event_metadata(None) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2030-01-01 12:00:00.000005",  # how flowq stores times on SQLite (naive UTC)
+        "2030-01-01 12:00:00",
+        "2030-01-01T12:00:00.000005+00:00",  # with an offset of its own: read as UTC
+        "2030-01-01 12:00:00.000005+02:00",
+    ],
+)
+def test_sqlite_times_read_back_as_aware_utc(text: str) -> None:
+    """The SQLite store reads stored time text as the UTC time it wrote (the fast parse
+    and its fallback agree with parsing and then setting UTC)."""
+    from flowq.store.sql.sqlite import read_time, stored_time
+
+    found = read_time(text)
+    assert found == datetime.fromisoformat(text).replace(tzinfo=UTC)
+    assert found is not None and found.tzinfo is UTC
+    assert read_time(stored_time(NOW + timedelta(microseconds=5))) == NOW + timedelta(
+        microseconds=5
+    )
+    assert read_time(None) is None

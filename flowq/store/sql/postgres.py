@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from flowq import codec
 from flowq.models import JobStatus, RetryPolicy, TagQuery
-from flowq.replay import RecordedCall
+from flowq.replay import RecordedCall, recorded_call_of
 from flowq.store import rows, transitions
 from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabilities
 from flowq.store.sql import pg_schema
@@ -405,7 +405,7 @@ class PostgresDialect:
     async def load_history(self, driver: Any, job_id: int) -> list[RecordedCall]:
         """The job's recorded calls in position order."""
         found = await driver.fetch(LOAD_HISTORY, job_id)
-        return [rows.recorded_call(row) for row in found]
+        return [recorded_call_of(*row) for row in found]  # the columns in field order
 
 
 def _add_arguments(jobs: Sequence[NewJob], now: datetime) -> list[Any]:

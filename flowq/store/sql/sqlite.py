@@ -46,7 +46,7 @@ from sqlalchemy.pool import StaticPool
 
 from flowq.errors import DatabaseUnavailableError
 from flowq.models import EventType, JobStatus, TagQuery
-from flowq.replay import RecordedCall
+from flowq.replay import RecordedCall, recorded_call_of
 from flowq.store import batch, rows, transitions
 from flowq.store.base import ClaimedJob, Completion, Lease, NewJob, StoreCapabilities
 from flowq.store.sql.dialect import ErrorKind
@@ -570,7 +570,14 @@ def _file_state(path: Path) -> tuple[int, int, int] | None:
 
 def read_time(value: str | None) -> datetime | None:
     """Stored text back to an aware UTC datetime."""
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if value is None:
+        return None
+    try:
+        # Stored times are naive UTC text: one parse, with the offset appended, is
+        # several times faster than parsing and then replacing the tzinfo.
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:  # text with an offset of its own, or another layout
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def _job_values(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -595,14 +602,14 @@ def _claimed_row(values: Sequence[Any]) -> dict[str, Any]:
 
 def _call(row: Sequence[Any]) -> RecordedCall:
     seq, name, attempt, output, error, started, completed = row
-    return RecordedCall(
-        seq=seq,
-        name=name,
-        attempt=attempt,
-        output=output,
-        error=error,
-        started_at=read_time(started),  # type: ignore[arg-type]
-        completed_at=read_time(completed),  # type: ignore[arg-type]
+    return recorded_call_of(
+        seq,
+        name,
+        attempt,
+        output,
+        error,
+        read_time(started),  # type: ignore[arg-type]
+        read_time(completed),  # type: ignore[arg-type]
     )
 
 
