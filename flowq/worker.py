@@ -208,10 +208,7 @@ class Worker:
         await self.store.open()
         self._interrupted = []
         try:
-            await self._presence.start(self._workflow_names())
-            await self._ticker.save_declared(self._workflow_names())
-            if until_idle:
-                await self._ticker.enqueue_due()
+            await self._set_up(until_idle)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._batching.run)
                 for _ in range(2 * self.concurrency):
@@ -233,6 +230,23 @@ class Worker:
             self._idle_runners.clear()
             self._queued.clear()
             self._executing.clear()
+
+    async def _set_up(self, until_idle: bool) -> None:
+        """Record the worker's presence and set up its schedules, side by side (two
+        independent round trips); the first error is raised as it is."""
+        try:
+            async with anyio.create_task_group() as setting_up:
+                setting_up.start_soon(self._presence.start, self._workflow_names())
+                setting_up.start_soon(self._set_up_schedules, until_idle)
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+
+    async def _set_up_schedules(self, until_idle: bool) -> None:
+        """Save the schedules declared in code; before a run until idle, also enqueue
+        their due ticks (a running worker's ticker does that as it goes)."""
+        await self._ticker.save_declared(self._workflow_names())
+        if until_idle:
+            await self._ticker.enqueue_due()
 
     async def _claim_loop(self, *, until_idle: bool) -> None:
         store = self.store
