@@ -11,7 +11,19 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Row, and_, event, func, insert, not_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    event,
+    func,
+    insert,
+    not_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -62,10 +74,18 @@ _DRIVERS = {
 
 
 def held(leases: Sequence[Lease]) -> ColumnElement[bool]:
-    """Rows still held by these leases (same lease id, still processing)."""
+    """Rows still held by these leases (same lease id, still processing).
+
+    Written so that both databases find the rows by primary key: the plain ``id IN``
+    is what SQLite can look up (not the row-value ``IN``), and the status check is in
+    a form no index answers. Otherwise the planners read every processing job through
+    ``ix_flowq_jobs_status_id`` (PostgreSQL's statistics rarely see one, so it looks
+    cheap), or, on a SQLite file with statistics, the whole table.
+    """
     return and_(
+        jobs.c.id.in_([x.job_id for x in leases]),
         tuple_(jobs.c.id, jobs.c.lease_id).in_([(x.job_id, x.lease_id) for x in leases]),
-        jobs.c.status == JobStatus.PROCESSING.value,
+        (jobs.c.status == JobStatus.PROCESSING.value).is_(true()),
     )
 
 
