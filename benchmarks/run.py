@@ -380,6 +380,8 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
             )
             value = results["replay_1000_ms"]
             lines.append(f"{'replay of 1,000 steps (ms)':<32}{kind:<10}{value:>14.1f}")
+            value = results["replay_1000_handler_ms"]
+            lines.append(f"{'  of which in the handler (ms)':<32}{kind:<10}{value:>14.1f}")
             value = results["workflows_3step_c10"]
             lines.append(
                 f"{'3-step workflows/s (c10)':<32}{kind:<10}{value:>14,.0f}{value / raw:>14.2f}"
