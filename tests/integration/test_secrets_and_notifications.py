@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import flowq
@@ -130,3 +131,48 @@ async def test_a_malformed_notification_logs_one_warning(
     assert noted and all(r.levelno == logging.WARNING and r.exc_info is None for r in noted)
     assert "cancel:abc" in noted[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("spelling", ["ssl", "sslmode"])
+async def test_a_tls_mode_in_the_url_reaches_every_connection(
+    postgres_url: str, spelling: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``?ssl=disable`` (the asyncpg dialect's spelling) and ``?sslmode=disable``
+    (libpq's) both work for the pool and for the worker's LISTEN connection: a job
+    another process adds wakes the worker at once (its poll is 60 s away), and no
+    "cannot LISTEN" warning is logged."""
+    registry = flowq.Registry()
+
+    @registry.workflow(name="wf")
+    async def wf(payload: Any) -> str:
+        return "done"
+
+    caplog.set_level(logging.WARNING)
+    url = f"{postgres_url}?{spelling}=disable"
+    database = make_url(postgres_url).database
+    async with flowq.App(url, registry=registry) as app, flowq.App(url) as other:
+        worker = app.create_worker(poll_interval=60)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            with anyio.fail_after(10):  # until the worker's LISTEN connection is up
+                while not await _listening(other, database):  # noqa: ASYNC110 (the server's view)
+                    await anyio.sleep(0.02)
+            job_id = await other.add_job("wf")
+            assert await app.result(job_id, timeout=5) == "done"
+            await worker.stop()
+    assert not [r for r in caplog.records if "cannot LISTEN" in r.getMessage()]
+
+
+async def _listening(app: flowq.App, database: str | None) -> bool:
+    """Whether a session of ``database`` has run LISTEN (the worker's connection)."""
+    store: Any = app.store
+    async with store.engine.connect() as connection:
+        result = await connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = :database AND query LIKE 'LISTEN%'"
+            ),
+            {"database": database},
+        )
+        return bool(result.scalar())

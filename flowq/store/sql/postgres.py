@@ -47,7 +47,7 @@ from flowq.store.sql import pg_schema
 from flowq.store.sql.dialect import ErrorKind
 from flowq.store.sql.render import set_clause
 from flowq.store.sql.schema import jobs
-from flowq.store.sql.urls import safe_url
+from flowq.store.sql.urls import asyncpg_dsn, engine_url, safe_url
 
 __all__ = [
     "ADD_JOBS",
@@ -119,9 +119,11 @@ class PostgresDialect:
         pooling mode before 1.21 cannot route; use it with ``notify=False`` workers.
 
         With a schema, each connection starts with ``search_path`` set to it (a
-        startup parameter: no statement pays for it)."""
+        startup parameter: no statement pays for it). ``sslmode=`` (libpq's spelling)
+        and ``ssl=`` (the asyncpg dialect's) both work."""
         options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
         connect_args: dict[str, Any] = {}
+        url = engine_url(url)
         self._prepares = not _flag(url.query.get("pgbouncer"))
         if not self._prepares:
             url = url.difference_update_query(["pgbouncer"]).update_query_dict(
@@ -294,7 +296,7 @@ class PostgresDialect:
         After every (re)connection ``on_wake("jobs")`` is called, since hints sent
         while disconnected were lost.
         """
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = asyncpg_dsn(url)
         backoff = 0.1
         while True:
             try:
