@@ -11,13 +11,14 @@ from collections.abc import Iterator
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from flowq.store.sql import urls
 from flowq.store.sql.pg_schema import quote_identifier
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    """The plain ``postgresql://`` form of a flowq PostgreSQL URL, for asyncpg."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+    """The plain ``postgresql://`` form of a flowq PostgreSQL URL, for asyncpg (as the
+    worker's LISTEN connection makes it: ``ssl=`` becomes ``sslmode=``)."""
+    return urls.asyncpg_dsn(make_url(database_url))
 
 
 async def on_the_server(database_url: str, *statements: str) -> None:

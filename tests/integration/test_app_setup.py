@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import flowq
@@ -117,7 +118,7 @@ async def test_unreachable_database_raises_a_readable_error(url: str, named: str
 @pytest.mark.postgres
 async def test_missing_postgres_database_is_unavailable(postgres_url: str) -> None:
     """A PostgreSQL database that does not exist raises DatabaseUnavailableError."""
-    url = postgres_url.rsplit("/", 1)[0] + "/flowq_no_such_database"
+    url = make_url(postgres_url).set(database="flowq_no_such_database").render_as_string(False)
     with pytest.raises(flowq.DatabaseUnavailableError, match="flowq_no_such_database"):
         async with flowq.App(url):
             pass

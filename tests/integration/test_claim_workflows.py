@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import flowq
 from flowq.store.sql import SqlStore
@@ -95,7 +96,7 @@ async def test_behind_pgbouncer_the_claim_connection_keeps_the_default_plans(
 ) -> None:
     """With ``?pgbouncer=1`` nothing is set on a session (it would reach other clients
     of the pooler): claims still work."""
-    store = SqlStore(postgres_url + "?pgbouncer=1")
+    store = SqlStore(make_url(postgres_url).update_query_dict({"pgbouncer": "1"}))
     await store.migrate()
     try:
         async with flowq.App(store=store, registry=registry) as app:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 import flowq
 from flowq.store.sql import SqlStore
+from tests.pg_server import asyncpg_dsn
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +33,7 @@ async def test_a_statement_timeout_on_postgres_is_reported_as_such(postgres_url:
     read raises DatabaseRefusedError carrying the server's message, not the
     "is the server running" hint."""
     url = make_url(postgres_url)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = asyncpg_dsn(postgres_url)
     admin = await asyncpg.connect(dsn)
     try:
         await admin.execute(f'ALTER DATABASE "{url.database}" SET statement_timeout = 200')

@@ -15,6 +15,7 @@ import flowq
 from flowq import cli
 from flowq.store.sql.postgres import CHANNEL, PostgresDialect
 from flowq.store.sql.urls import safe_url
+from tests.pg_server import asyncpg_dsn
 
 pytestmark = pytest.mark.anyio
 
@@ -111,7 +112,7 @@ async def test_a_malformed_notification_logs_one_warning(
         return "done"
 
     caplog.set_level(logging.WARNING)
-    dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    dsn = asyncpg_dsn(postgres_url)
     async with flowq.App(postgres_url, registry=registry) as app:
         worker = app.create_worker(poll_interval=30)
         async with anyio.create_task_group() as tasks:
@@ -149,7 +150,8 @@ async def test_a_tls_mode_in_the_url_reaches_every_connection(
         return "done"
 
     caplog.set_level(logging.WARNING)
-    url = f"{postgres_url}?{spelling}=disable"
+    given = make_url(postgres_url).difference_update_query(["ssl", "sslmode"])
+    url = given.update_query_dict({spelling: "disable"}).render_as_string(False)
     database = make_url(postgres_url).database
     async with flowq.App(url, registry=registry) as app, flowq.App(url) as other:
         worker = app.create_worker(poll_interval=60)

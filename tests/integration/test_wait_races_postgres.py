@@ -28,7 +28,6 @@ import anyio
 import asyncpg
 import pytest
 from anyio.abc import TaskGroup
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import flowq
@@ -37,6 +36,7 @@ from flowq.store.base import ClaimedJob, Completion, Lease, NewToken
 from flowq.store.sql import SqlStore
 from flowq_testing import FakeClock
 from flowq_testing.contract.base import start_child
+from tests.pg_server import asyncpg_dsn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -103,8 +103,7 @@ Waits = Callable[[int], Awaitable[bool]]
 @pytest.fixture
 async def waits_for(postgres_url: str) -> AsyncIterator[Waits]:
     """Whether some session waits for a lock held by the session ``pid``."""
-    url = make_url(postgres_url).set(drivername="postgresql")
-    admin = await asyncpg.connect(url.render_as_string(hide_password=False))
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
 
     async def blocked_by(pid: int) -> bool:
         return bool(
