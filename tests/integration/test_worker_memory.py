@@ -11,11 +11,13 @@ from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import event
 
 import flowq
 from flowq import JobStatus
 from flowq.engine import RunningJob
 from flowq.store.base import ClaimedJob
+from flowq.store.sql.postgres import POOL_SIZE
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +84,43 @@ async def test_an_idle_worker_keeps_nothing_of_the_jobs_it_ran(
         assert alive(RunningJob) == 0
         assert alive(ClaimedJob) == 0
         await worker.stop()
+
+
+@pytest.mark.postgres
+async def test_a_busy_postgres_app_reuses_its_connections(postgres_url: str) -> None:
+    """Connections the pool opened for a burst are kept for the next burst, up to its
+    size: after a burst of 30 concurrent transactions, a second one opens none (with
+    10 kept and 20 overflow, each burst closed 20 and the next opened them again; a
+    worker parking jobs at concurrency 50 opened one every ten jobs or so)."""
+    opened = 0
+
+    def count(*_: object) -> None:
+        nonlocal opened
+        opened += 1
+
+    async with flowq.App(postgres_url) as app:
+        store: Any = app.store
+        event.listen(store.engine.sync_engine, "connect", count)
+        openings = []
+        for _ in range(2):
+            before = opened
+            held = anyio.Event()
+            busy = 0
+
+            async def transaction(held: anyio.Event) -> None:
+                nonlocal busy
+                async with store.engine.connect() as connection:
+                    await connection.exec_driver_sql("SELECT 1")
+                    busy += 1
+                    if busy == POOL_SIZE:
+                        held.set()
+                    await held.wait()
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+                    for _ in range(POOL_SIZE):
+                        tasks.start_soon(transaction, held)
+            openings.append(opened - before)
+        assert openings[0] > 0  # the pool grew to its size...
+        assert openings[1] == 0  # ...and kept it
+        assert store.engine.pool.checkedin() == POOL_SIZE
