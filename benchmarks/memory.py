@@ -5,24 +5,30 @@ started by the runner), so that its resident memory is its alone: the runner enq
 from its own process and reads the worker's ``VmRSS`` and ``VmHWM`` (peak) from
 ``/proc/<pid>/status``. Each part runs on a fresh database, dropped afterwards.
 
-- ``memory_waiting``: 100,000 workflows park, half on a one-hour ``ctx.sleep`` and
-  half on ``ctx.wait_for_token`` (each creates its token first), then the worker idles
+- ``memory_waiting``: :data:`WAITING` workflows park (``--memory-waiting``; the
+  target's size is 100,000), half on a one-hour ``ctx.sleep`` and half on
+  ``ctx.wait_for_token`` (each creates its token first), then the worker idles
   :data:`IDLE_SECONDS` with all of them waiting. Reported: RSS of the idle worker
   before any job (``start_mb``), after a warm-up of :data:`WARMUP_WAITING` parked
-  workflows of the same kinds (``before_mb``), once the 100,000 more are all
-  ``waiting`` (``parked_mb``), after the idle time (``after_mb``), the peak
-  (``peak_mb``, VmHWM) and ``kb_per_1000_waiting`` = (after - before) / 100; the
-  target is flat (no cost per waiting workflow). Enqueued with ``add_jobs`` in batches
-  of :data:`BATCH_WAITING`; the worker runs at concurrency 50.
-- ``memory_jobs``: one worker at concurrency 50 processes 1,000,000 no-op jobs,
-  enqueued :data:`BATCH_JOBS` at a time whenever fewer than half a batch is left (so
-  the queue is never one giant backlog); finished jobs are deleted with
-  ``cleanup_old_jobs(0)`` every :data:`CLEANUP_EVERY` jobs to keep the table small.
-  RSS is sampled every 100,000 jobs (``series``: ``[jobs, MB]``); ``growth_mb`` is
-  the growth from the 200,000-job sample to the end (the first samples include the
-  warm-up), ``kb_per_100k`` the same per 100,000 jobs. Target: no growth beyond noise.
+  workflows of the same kinds (``before_mb``), every tenth of the parked ones
+  (``series``: ``[parked, MB]``), once all are ``waiting`` (``parked_mb``), after the
+  idle time (``after_mb``), the peak (``peak_mb``, VmHWM) and ``kb_per_1000_waiting``
+  = (after - before) per 1,000 parked; the target is flat (no cost per waiting
+  workflow). Enqueued with ``add_jobs`` in batches of :data:`BATCH_WAITING`; the
+  worker runs at concurrency 50.
+- ``memory_jobs``: one worker at concurrency 50 processes :data:`JOBS` no-op jobs
+  (``--memory-jobs``; the target's size is 1,000,000), enqueued :data:`BATCH_JOBS` at
+  a time whenever fewer than half a batch is left (so the queue is never one giant
+  backlog); finished jobs are deleted with ``cleanup_old_jobs(0)`` every
+  :data:`CLEANUP_EVERY` jobs to keep the table small. RSS is sampled every 100,000
+  jobs (``series``: ``[jobs, MB]``); ``growth_mb`` is the growth from the
+  200,000-job sample to the end (the first samples include the warm-up),
+  ``kb_per_100k`` the same per 100,000 jobs. Target: no growth beyond noise.
 
-``--memory-waiting N`` and ``--memory-jobs N`` shrink both for a quick check. With
+The defaults keep the suite to about 6 minutes on a quiet 2-core machine (a parked
+workflow costs the worker several transactions: about 100-200 parked per second
+there, against 1,000-2,000 no-op jobs); ``--memory-waiting 100000 --memory-jobs
+1000000`` measures the target's sizes (about half an hour). With
 ``FLOWQ_BENCH_TRACEMALLOC=1`` the worker traces its allocations and the figures
 include how much traced memory grew, and the :data:`TOP_SITES` sites that grew most
 (``tracemalloc`` line statistics), between the first sample after the warm-up and the
@@ -53,8 +59,8 @@ __all__ = ["jobs_figures", "registry", "table", "waiting_figures"]
 registry = flowq.Registry()
 
 WAITING = 20_000
-JOBS = 500_000
-WARMUP_WAITING = 2_000
+JOBS = 400_000
+WARMUP_WAITING = 5_000
 BATCH_WAITING = 10_000
 BATCH_JOBS = 50_000
 SAMPLE_EVERY = 100_000

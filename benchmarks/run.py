@@ -43,8 +43,9 @@ Measured, with no-op handlers and one worker process:
   100,000 blocked dependants or 100,000 jobs of a workflow no worker runs; the dashboard
   (``--suite dashboard``, see ``benchmarks/dashboard.py``): its pages over 1,000,000
   jobs in PostgreSQL; a worker's memory (``--suite memory``, see
-  ``benchmarks/memory.py``; about 5 minutes, shrink it with ``--memory-waiting N`` and
-  ``--memory-jobs N``): its RSS with 100,000 waiting workflows and over 1,000,000 jobs.
+  ``benchmarks/memory.py``; about 6 minutes; ``--memory-waiting N`` and
+  ``--memory-jobs N`` size it): its RSS while 20,000 workflows park and wait, and
+  every 100,000 jobs over 400,000.
 
 Peers (PostgreSQL only, ``pip install -e ".[bench]"``, versions pinned there): pgqueuer
 (``benchmarks/peers.py``) and procrastinate (``benchmarks/procrastinate_peer.py``) for
@@ -481,8 +482,8 @@ def parse_arguments() -> argparse.Namespace:
         default="jobs,steps",
         help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force "
         "kill), blocked (claims behind jobs that cannot run), dashboard (pages over 1,000,000 "
-        "jobs), memory (a worker's RSS with 100,000 waiting workflows and over 1,000,000 "
-        "jobs; about 5 minutes on PostgreSQL)",
+        "jobs), memory (a worker's RSS with waiting workflows and over many jobs; about 6 "
+        "minutes on PostgreSQL)",
     )
     parser.add_argument(
         "--memory-waiting",
