@@ -117,10 +117,10 @@ class PostgresDialect:
 
     def create_engine(self, url: URL) -> AsyncEngine:
         """A pooled engine: up to :data:`POOL_SIZE` connections, opened as needed and
-        kept (recycled hourly). An overflow beyond a smaller kept size would be
-        closed whenever it is returned: a worker whose jobs park (one transaction
-        each) opened and closed a connection every ten jobs or so, each costing a
-        server process, and the worker memory. ``?pgbouncer=1`` in the URL turns off
+        kept (recycled hourly). With fewer kept and the rest as overflow, closed as
+        soon as returned, a worker whose jobs park (a transaction each) opened and
+        closed a connection every ten jobs or so at concurrency 50: a server process
+        each time, and worker memory. ``?pgbouncer=1`` in the URL turns off
         server-side prepared statements (of SQLAlchemy and asyncpg), which a PgBouncer
         in transaction pooling mode before 1.21 cannot route; use it with
         ``notify=False`` workers.
