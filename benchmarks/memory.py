@@ -14,8 +14,11 @@ from its own process and reads the worker's ``VmRSS`` and ``VmHWM`` (peak) from
   (``series``: ``[parked, MB]``), once all are ``waiting`` (``parked_mb``), after the
   idle time (``after_mb``), the peak (``peak_mb``, VmHWM) and ``kb_per_1000_waiting``
   = (after - before) per 1,000 parked; the target is flat (no cost per waiting
-  workflow). Enqueued with ``add_jobs`` in batches of :data:`BATCH_WAITING`; the
-  worker runs at concurrency 50.
+  workflow). Then the worker returns the memory glibc keeps after it was freed
+  (``malloc_trim(0)``) and ``trimmed_mb`` is its RSS after that: what it really holds
+  (parking leaves freed but unreturned heap behind, which a trim gives back).
+  Enqueued with ``add_jobs`` in batches of :data:`BATCH_WAITING`; the worker runs at
+  concurrency 50.
 - ``memory_jobs``: one worker at concurrency 50 processes :data:`JOBS` no-op jobs
   (``--memory-jobs``; the target's size is 1,000,000), enqueued :data:`BATCH_JOBS` at
   a time whenever fewer than half a batch is left (so the queue is never one giant
@@ -23,7 +26,8 @@ from its own process and reads the worker's ``VmRSS`` and ``VmHWM`` (peak) from
   :data:`CLEANUP_EVERY` jobs to keep the table small. RSS is sampled every 100,000
   jobs (``series``: ``[jobs, MB]``); ``growth_mb`` is the growth from the
   200,000-job sample to the end (the first samples include the warm-up),
-  ``kb_per_100k`` the same per 100,000 jobs. Target: no growth beyond noise.
+  ``kb_per_100k`` the same per 100,000 jobs, ``trimmed_mb`` the RSS at the end
+  after ``malloc_trim(0)``. Target: no growth beyond noise.
 
 The defaults keep the suite to about 6 minutes on a quiet 2-core machine (a parked
 workflow costs the worker several transactions: about 100-200 parked per second
@@ -38,6 +42,7 @@ so RSS figures of such a run are not comparable.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -143,6 +148,12 @@ class WorkerProcess:
         reply = await self._ask("report")
         return list(reply["top"])
 
+    async def trimmed(self) -> float:
+        """The worker's RSS (MB) once glibc has returned the memory it keeps after it
+        was freed (``malloc_trim(0)``): what the worker really holds."""
+        await self._ask("trim")
+        return self.rss()[0]
+
     async def stop(self) -> None:
         """Stop the worker and wait for its process to end."""
         try:
@@ -239,6 +250,7 @@ async def _waiting(count: int, app: flowq.App, worker: WorkerProcess) -> dict[st
         await anyio.sleep(1)
         idle.append(round(worker.rss()[0], 1))
     after, hwm = worker.rss()
+    trimmed = await worker.trimmed()
     counts = await _counts(app)
     assert counts == {"waiting": WARMUP_WAITING + count}, counts
     return {
@@ -251,6 +263,7 @@ async def _waiting(count: int, app: flowq.App, worker: WorkerProcess) -> dict[st
         "series": series,
         "idle_series_mb": idle,
         "kb_per_1000_waiting": round((after - before) * 1024 / (count / 1000), 2),
+        "trimmed_mb": round(trimmed, 1),
         "parked_per_s": round(count / took),
         "top_growth": await worker.growth(),
     }
@@ -283,6 +296,7 @@ async def _jobs(total: int, app: flowq.App, worker: WorkerProcess) -> dict[str, 
             await anyio.sleep(POLL_SECONDS)
     took = time.perf_counter() - began
     hwm = worker.rss()[1]
+    trimmed = await worker.trimmed()
     base_jobs, base = series[2] if len(series) > 2 else series[1]  # 200k: after warm-up
     end_jobs, end = series[-1]
     span = max(end_jobs - base_jobs, 1)
@@ -292,6 +306,7 @@ async def _jobs(total: int, app: flowq.App, worker: WorkerProcess) -> dict[str, 
         "growth_mb": round(end - base, 1),
         "kb_per_100k": round((end - base) * 1024 / span * 100_000, 1),
         "peak_mb": round(hwm, 1),
+        "trimmed_mb": round(trimmed, 1),
         "jobs_per_s": round(total / took),
         "top_growth": await worker.growth(),
     }
@@ -317,9 +332,10 @@ def table(kind: str, results: dict[str, Any]) -> str:
             f"{waiting['parked_per_s']:,}/s): RSS idle {waiting['start_mb']} MB, "
             f"{WARMUP_WAITING:,} waiting {waiting['before_mb']} MB, all parked "
             f"{waiting['parked_mb']} MB, after {IDLE_SECONDS:g} s idle {waiting['after_mb']} MB, "
-            f"peak {waiting['peak_mb']} MB: {waiting['kb_per_1000_waiting']} KB per 1,000 waiting"
+            f"peak {waiting['peak_mb']} MB: {waiting['kb_per_1000_waiting']} KB per 1,000 "
+            f"waiting; {waiting['trimmed_mb']} MB once malloc_trim(0) returned freed memory"
         )
-        series = ", ".join(f"{int(n) // 1000}k: {mb}" for n, mb in waiting["series"])
+        series = ", ".join(f"{int(n):,}: {mb}" for n, mb in waiting["series"])
         lines.append(f"memory {kind}: RSS MB while they park: {series}")
     jobs = results.get("memory_jobs")
     if jobs:
@@ -327,7 +343,8 @@ def table(kind: str, results: dict[str, Any]) -> str:
         lines.append(
             f"memory {kind}: {jobs['jobs']:,} jobs at c{CONCURRENCY} ({jobs['jobs_per_s']:,} "
             f"jobs/s): RSS MB {series}; from 200k to the end {jobs['growth_mb']:+} MB "
-            f"({jobs['kb_per_100k']:+} KB per 100k jobs), peak {jobs['peak_mb']} MB"
+            f"({jobs['kb_per_100k']:+} KB per 100k jobs), peak {jobs['peak_mb']} MB, "
+            f"{jobs['trimmed_mb']} MB after malloc_trim(0)"
         )
     for part in (waiting, jobs):
         for site in (part or {}).get("top_growth", []):
@@ -336,6 +353,16 @@ def table(kind: str, results: dict[str, Any]) -> str:
 
 
 # -- the worker process -------------------------------------------------------------
+
+
+def _malloc_trim() -> bool:
+    """Hand the memory glibc keeps after it was freed back to the system (False where
+    there is no glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.malloc_trim(0))
 
 
 def _commands(out: Callable[[dict[str, Any]], None], stop: Callable[[], None]) -> None:
@@ -355,6 +382,8 @@ def _commands(out: Callable[[dict[str, Any]], None], stop: Callable[[], None]) -
                 top = [f"traced memory {total:+.1f} KiB in all"]
                 top += [str(stat) for stat in grown[:TOP_SITES] if stat.size_diff > 0]
             out({"top": top})
+        elif command == "trim":
+            out({"trimmed": _malloc_trim()})
         elif command == "stop":
             break
     stop()
