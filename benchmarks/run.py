@@ -42,7 +42,10 @@ Measured, with no-op handlers and one worker process:
   ``benchmarks/blocked.py``): claim latency and throughput of unrelated jobs next to
   100,000 blocked dependants or 100,000 jobs of a workflow no worker runs; the dashboard
   (``--suite dashboard``, see ``benchmarks/dashboard.py``): its pages over 1,000,000
-  jobs in PostgreSQL.
+  jobs in PostgreSQL; a worker's memory (``--suite memory``, see
+  ``benchmarks/memory.py``; about 6 minutes; ``--memory-waiting N`` and
+  ``--memory-jobs N`` size it): its RSS while 20,000 workflows park and wait, and
+  every 100,000 jobs over 400,000.
 
 Peers (PostgreSQL only, ``pip install -e ".[bench]"``, versions pinned there): pgqueuer
 (``benchmarks/peers.py``) and procrastinate (``benchmarks/procrastinate_peer.py``) for
@@ -73,12 +76,15 @@ from benchmarks import blocked as blocked_bench
 from benchmarks import compare, machine
 from benchmarks import dashboard as dashboard_bench
 from benchmarks import isolated as isolated_bench
+from benchmarks import memory as memory_bench
 from benchmarks import schedules as schedule_bench
 from benchmarks import steps as step_bench
 from benchmarks.scratch import ready_child, scratch_database
 
 JOBS = 5000
 LATENCY_SAMPLES = 50
+MEMORY_WAITING = memory_bench.WAITING
+MEMORY_JOBS = memory_bench.JOBS
 PG_ADMIN = os.environ.get("FLOWQ_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULTS = Path(__file__).parent / "results"
 
@@ -347,6 +353,13 @@ async def bench(
         for shape, figures in shapes.items():
             print(f"  {kind} blocked/{shape}: {figures}", flush=True)
         results["blocked"] = blocked_bench.with_ratios(shapes)
+    if "memory" in suites:
+        results["memory_waiting"] = await memory_bench.waiting_figures(
+            kind, fresh_database, MEMORY_WAITING
+        )
+        print(f"  {kind} memory_waiting: {results['memory_waiting']}", flush=True)
+        results["memory_jobs"] = await memory_bench.jobs_figures(kind, fresh_database, MEMORY_JOBS)
+        print(f"  {kind} memory_jobs: {results['memory_jobs']}", flush=True)
     return results, comparison
 
 
@@ -450,18 +463,34 @@ def parse_arguments() -> argparse.Namespace:
         default="jobs,steps",
         help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force "
         "kill), blocked (claims behind jobs that cannot run), dashboard (pages over 1,000,000 "
-        "jobs)",
+        "jobs), memory (a worker's RSS with waiting workflows and over many jobs; about 6 "
+        "minutes on PostgreSQL)",
+    )
+    parser.add_argument(
+        "--memory-waiting",
+        type=int,
+        default=MEMORY_WAITING,
+        help=f"waiting workflows of --suite memory (default {MEMORY_WAITING:,})",
+    )
+    parser.add_argument(
+        "--memory-jobs",
+        type=int,
+        default=MEMORY_JOBS,
+        help=f"jobs processed by --suite memory (default {MEMORY_JOBS:,})",
     )
     args = parser.parse_args()
     if args.pairs < 1 or args.jobs < 1 or args.samples < 2:
         parser.error("--pairs and --jobs must be at least 1, --samples at least 2")
+    if args.memory_waiting < 2 or args.memory_jobs < 1:
+        parser.error("--memory-waiting must be at least 2, --memory-jobs at least 1")
     return args
 
 
 async def main() -> None:
-    global JOBS, LATENCY_SAMPLES
+    global JOBS, LATENCY_SAMPLES, MEMORY_JOBS, MEMORY_WAITING
     args = parse_arguments()
     JOBS, LATENCY_SAMPLES = args.jobs, args.samples
+    MEMORY_JOBS, MEMORY_WAITING = args.memory_jobs, args.memory_waiting
     step_bench.WORKFLOWS = max(1, args.jobs * 2 // 5)
     suites = {suite.strip() for suite in args.suite.split(",")}
     kinds = [kind.strip() for kind in args.db.split(",")]
@@ -486,6 +515,9 @@ async def main() -> None:
         if "blocked" in results:
             print()
             print(blocked_bench.table(kind, results["blocked"]))
+        if "memory_jobs" in results or "memory_waiting" in results:
+            print()
+            print(memory_bench.table(kind, results))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     document = {
@@ -498,6 +530,8 @@ async def main() -> None:
             "jobs": JOBS,
             "workflows": step_bench.WORKFLOWS,
             "latency_samples": LATENCY_SAMPLES,
+            "memory_waiting": MEMORY_WAITING,
+            "memory_jobs": MEMORY_JOBS,
         },
         "peers": peer_settings(peers),
         "results": all_results,

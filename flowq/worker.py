@@ -249,7 +249,6 @@ class Worker:
             await self._ticker.enqueue_due()
 
     async def _claim_loop(self, *, until_idle: bool) -> None:
-        store = self.store
         last_unclaimed_check = -math.inf
         while not self._stop_requested.is_set():
             # A slot is a handler running user code. A job whose handler has returned
@@ -269,21 +268,8 @@ class Worker:
             self._slot_freed = asyncio.Event()
             workflows = self._workflow_names()
             claimed_at = self.clock.now()
-            try:
-                claimed = await store.claim_jobs(self.worker_id, asked, workflows, self.groups)
-            except DatabaseUnavailableError as exc:
-                await self._back_off(exc)
-                continue
-            except Exception as exc:
-                log.error("flowq: worker %s: claim failed", self.worker_id, exc_info=exc)
-                await self._back_off(exc)
-                continue
-            if self._failures:
-                self._failures = 0
-                database_outages.succeeded()
-            for job in claimed:
-                self._start(job)
-            if len(claimed) == asked:
+            claimed = await self._claim(asked, workflows)
+            if claimed is None or claimed == asked:
                 continue
             if until_idle:
                 # Idle only if nothing ran meanwhile either: a job that ended during
@@ -297,6 +283,26 @@ class Worker:
                 last_unclaimed_check = anyio.current_time()
                 await self._explain_unclaimed(workflows)
             await self._idle(workflows, claimed_at)
+
+    async def _claim(self, asked: int, workflows: list[str]) -> int | None:
+        """Claim up to ``asked`` jobs and hand them to runners; return how many (None:
+        the claim failed, and the back-off is waited). A call of its own, so that the
+        idle claim loop keeps no reference to the jobs it claimed last."""
+        try:
+            claimed = await self.store.claim_jobs(self.worker_id, asked, workflows, self.groups)
+        except DatabaseUnavailableError as exc:
+            await self._back_off(exc)
+            return None
+        except Exception as exc:
+            log.error("flowq: worker %s: claim failed", self.worker_id, exc_info=exc)
+            await self._back_off(exc)
+            return None
+        if self._failures:
+            self._failures = 0
+            database_outages.succeeded()
+        for job in claimed:
+            self._start(job)
+        return len(claimed)
 
     async def _back_off(self, error: Exception) -> None:
         """Wait before the next claim while the database is unreachable (up to 5 s)."""
@@ -390,6 +396,9 @@ class Worker:
                 if running is None:
                     continue
             await self._run_job(running)
+            # An idle runner keeps nothing of the job it ran (its payload, history,
+            # output): up to 2 * concurrency finished jobs would stay in memory.
+            running = None
 
     async def _run_job(self, running: RunningJob) -> None:
         job = running.claimed.job

@@ -79,23 +79,29 @@ class Batcher(Generic[ItemT, ResultT]):
         """Flush batches until cancelled."""
         while True:
             await self._has_items.wait()
-            batch, self._pending = self._pending, []
             self._has_items = asyncio.Event()
-            try:
-                with anyio.CancelScope(shield=True):
-                    results = await self._flush([item for item, _ in batch])
-            except Exception as exc:
-                if len(batch) == 1 or isinstance(exc, DatabaseUnavailableError):
-                    for _, slot in batch:
-                        slot.error = exc
-                        slot.done.set()
-                    continue
-                for item, slot in batch:
-                    await self._flush_alone(item, slot)
-                continue
-            for (_, slot), result in zip(batch, results, strict=True):
-                slot.result = result
-                slot.done.set()
+            # In a call of its own: nothing of a written batch stays referenced
+            # (its items, results and errors) while the next one is awaited.
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        """Write the items queued so far and hand each caller its result or error."""
+        batch, self._pending = self._pending, []
+        try:
+            with anyio.CancelScope(shield=True):
+                results = await self._flush([item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1 or isinstance(exc, DatabaseUnavailableError):
+                for _, slot in batch:
+                    slot.error = exc
+                    slot.done.set()
+                return
+            for item, slot in batch:
+                await self._flush_alone(item, slot)
+            return
+        for (_, slot), result in zip(batch, results, strict=True):
+            slot.result = result
+            slot.done.set()
 
     async def _flush_alone(self, item: ItemT, slot: _Slot[ResultT]) -> None:
         try:

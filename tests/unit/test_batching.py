@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Sequence
 
 import anyio
@@ -137,3 +139,34 @@ async def test_an_unreachable_database_fails_the_whole_batch_at_once() -> None:
     outcomes = await _submit_together(Batcher(flush), [1, 2, 3])
     assert all(isinstance(o, DatabaseUnavailableError) for o in outcomes.values())
     assert sum(len(batch) for batch in flushed) == 3  # each item written once
+
+
+class Item:
+    """A batch item whose lifetime a test can follow (weak references)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+async def test_a_written_batch_is_not_kept_while_the_batcher_waits() -> None:
+    """Once a batch is written and its callers have their results, the batcher keeps
+    no reference to its items or results while it waits for the next one (it used to
+    keep the last batch, outputs included, for as long as the worker idled)."""
+
+    async def flush(items: Sequence[Item]) -> list[Item]:
+        return [Item(item.n * 10) for item in items]
+
+    batcher: Batcher[Item, Item] = Batcher(flush)
+    items = [Item(n) for n in range(3)]
+    watched = [weakref.ref(item) for item in items]
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(batcher.run)
+            results = await batcher.submit(items)
+            watched += [weakref.ref(result) for result in results]
+            assert [result.n for result in results] == [0, 10, 20]
+            del items, results
+            await anyio.wait_all_tasks_blocked()
+            gc.collect()
+            assert [ref() for ref in watched] == [None] * 6
+            tasks.cancel_scope.cancel()

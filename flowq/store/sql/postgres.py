@@ -56,6 +56,7 @@ __all__ = [
     "COMPLETE_JOBS",
     "LOAD_HISTORY",
     "MERGED_CLAIM_WORKFLOWS",
+    "POOL_SIZE",
     "RECORD_CALLS",
     "SKIPPABLE_PER_WORKFLOW",
     "PostgresDialect",
@@ -65,6 +66,9 @@ __all__ = [
 CHANNEL: Final = pg_schema.DEFAULT_CHANNEL
 """The notification channel workers LISTEN on (a store with a schema has its own:
 :func:`flowq.store.sql.pg_schema.channel_for`)."""
+POOL_SIZE: Final = 30
+"""Most connections of an App's pool, kept once opened (a worker's LISTEN connection
+is not one of them)."""
 _MIGRATION_LOCK: Final = 4711020250
 _GROUP_CLAIM_LOCK: Final = 4711020251
 log = logging.getLogger("flowq")
@@ -114,14 +118,23 @@ class PostgresDialect:
     # -- set-up ---------------------------------------------------------------------
 
     def create_engine(self, url: URL) -> AsyncEngine:
-        """A pooled engine. ``?pgbouncer=1`` in the URL turns off server-side prepared
-        statements (of SQLAlchemy and asyncpg), which a PgBouncer in transaction
-        pooling mode before 1.21 cannot route; use it with ``notify=False`` workers.
+        """A pooled engine: up to :data:`POOL_SIZE` connections, opened as needed and
+        kept (recycled hourly). With fewer kept and the rest as overflow, closed as
+        soon as returned, a worker whose jobs park (a transaction each) opened and
+        closed a connection every ten jobs or so at concurrency 50: a server process
+        each time, and worker memory. ``?pgbouncer=1`` in the URL turns off
+        server-side prepared statements (of SQLAlchemy and asyncpg), which a PgBouncer
+        in transaction pooling mode before 1.21 cannot route; use it with
+        ``notify=False`` workers.
 
         With a schema, each connection starts with ``search_path`` set to it (a
         startup parameter: no statement pays for it). ``sslmode=`` (libpq's spelling)
         and ``ssl=`` (the asyncpg dialect's) both work."""
-        options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
+        options: dict[str, Any] = {
+            "pool_size": POOL_SIZE,
+            "max_overflow": 0,
+            "pool_recycle": 3600,
+        }
         connect_args: dict[str, Any] = {}
         url = engine_url(url)
         self._prepares = not _flag(url.query.get("pgbouncer"))
