@@ -136,5 +136,16 @@ class SqlDialect(Protocol):
     ) -> list[RecordedCall | None]:
         """``Store.record_calls``: each call as stored, None where the lease is stale."""
 
+    async def park_job(
+        self,
+        driver: Any,
+        lease: Lease,
+        wait_until: datetime | None,
+        metadata: str | None,
+        now: datetime,
+    ) -> bool:
+        """Park a held job on a timer (no token or child to look at) with its
+        ``waiting`` event (``metadata``, JSON text); False if the lease is stale."""
+
     async def load_history(self, driver: Any, job_id: int) -> list[RecordedCall]:
         """The job's recorded calls in position order."""

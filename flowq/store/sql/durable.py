@@ -59,6 +59,12 @@ class SqlDurableVerbs(SqlBase):
         under READ COMMITTED, the waker's UPDATE could skip the job (still processing
         in its snapshot) while the look missed the waker's uncommitted write.
         """
+        meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
+        if token_id is None and self.fast_paths:  # a timer: nothing to look at first
+            async with self._driver("park") as driver:
+                return await self.dialect.park_job(
+                    driver, lease, wait_until, rows.event_metadata(meta), self.clock.now()
+                )
         async with self._transaction() as conn:
             now = self.clock.now()
             over = token_id is not None and await self._lock_wait_is_over(conn, token_id)
@@ -74,7 +80,6 @@ class SqlDurableVerbs(SqlBase):
             )
             if result.first() is None:
                 return False
-            meta = {"until": wait_until.isoformat() if wait_until else None, "token_id": token_id}
             await self._add_events(conn, [(lease.job_id, EventType.WAITING, meta)], now)
             if over:
                 await self.dialect.notify(conn, "jobs")

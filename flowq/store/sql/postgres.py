@@ -56,6 +56,7 @@ __all__ = [
     "COMPLETE_JOBS",
     "LOAD_HISTORY",
     "MERGED_CLAIM_WORKFLOWS",
+    "PARK_JOB",
     "POOL_SIZE",
     "RECORD_CALLS",
     "SKIPPABLE_PER_WORKFLOW",
@@ -417,6 +418,20 @@ class PostgresDialect:
         }
         return rows.as_stored(calls, held)
 
+    async def park_job(
+        self,
+        driver: Any,
+        lease: Lease,
+        wait_until: datetime | None,
+        metadata: str | None,
+        now: datetime,
+    ) -> bool:
+        """The park and its event in one statement."""
+        parked = await driver.fetchval(
+            PARK_JOB, lease.job_id, lease.lease_id, wait_until, now, metadata
+        )
+        return bool(parked)
+
     async def load_history(self, driver: Any, job_id: int) -> list[RecordedCall]:
         """The job's recorded calls in position order."""
         found = await driver.fetch(LOAD_HISTORY, job_id)
@@ -664,6 +679,25 @@ LEFT JOIN flowq_steps s ON r.seq IS NULL AND s.job_id = h.job_id AND s.seq = h.s
 """
 """Record calls of held jobs: job ids, lease ids, then one array per
 :data:`flowq.store.rows.CALL_COLUMNS` column."""
+
+_PARK_SET = set_clause(
+    transitions.SUSPEND,
+    {"now": "$4", "wait_until": "$3", "wait_token_id": "NULL", "ready_at": "$3"},
+    _old,
+)
+PARK_JOB: Final = f"""
+WITH parked AS (
+    UPDATE flowq_jobs j SET {_PARK_SET}
+    WHERE j.id = $1 AND j.lease_id = $2 AND {_PROCESSING}
+    RETURNING j.id
+), events AS (
+    INSERT INTO flowq_job_events (job_id, event_type, at, metadata)
+    SELECT id, 'waiting', $4, $5 FROM parked
+)
+SELECT count(*) FROM parked
+"""
+"""Park a held job on a timer: ``$1`` id, ``$2`` lease id, ``$3`` the wake time (NULL:
+none), ``$4`` now, ``$5`` the event's metadata."""
 
 LOAD_HISTORY: Final = f"""
 SELECT {", ".join(rows.CALL_COLUMNS)}

@@ -294,6 +294,21 @@ class SqliteDialect:
             )
             return done
 
+    async def park_job(
+        self,
+        driver: Any,
+        lease: Lease,
+        wait_until: datetime | None,
+        metadata: str | None,
+        now: datetime,
+    ) -> bool:
+        """The park and its event in one transaction."""
+        async with self._writers():
+            parked: bool = await in_write_transaction(
+                driver, _park_job, lease, wait_until, metadata, now
+            )
+            return parked
+
     async def record_calls(
         self, driver: Any, calls: Sequence[tuple[Lease, RecordedCall]]
     ) -> list[RecordedCall | None]:
@@ -367,6 +382,15 @@ _CLAIM: Final = (
 _COMPLETE: Final = (
     "UPDATE flowq_jobs SET "
     + set_clause(transitions.COMPLETE, {"now": "?1", "output": "?2"}, str)
+    + " WHERE id = ?3 AND lease_id = ?4 AND status = 'processing'"
+)
+_PARK: Final = (
+    "UPDATE flowq_jobs SET "
+    + set_clause(
+        transitions.SUSPEND,
+        {"now": "?1", "wait_until": "?2", "wait_token_id": "NULL", "ready_at": "?2"},
+        str,
+    )
     + " WHERE id = ?3 AND lease_id = ?4 AND status = 'processing'"
 )
 _RECORD: Final = """
@@ -468,6 +492,21 @@ def _complete_jobs(
         f"({', '.join(str(int(i)) for i in finished)}) LIMIT 1"
     ).fetchall()
     return done, bool(found)
+
+
+def _park_job(
+    conn: sqlite3.Connection,
+    lease: Lease,
+    wait_until: datetime | None,
+    metadata: str | None,
+    now: datetime,
+) -> bool:
+    at = stored_time(now)
+    until = None if wait_until is None else stored_time(wait_until)
+    if conn.execute(_PARK, [at, until, lease.job_id, lease.lease_id]).rowcount != 1:
+        return False
+    conn.execute(_INSERT_EVENT, [lease.job_id, EventType.WAITING.value, at, metadata])
+    return True
 
 
 def _record_calls(
