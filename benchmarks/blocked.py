@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -98,27 +99,55 @@ async def _claim_ms(app: flowq.App) -> float:
     return took
 
 
-async def shape_figures(urls: list[str]) -> dict[str, dict[str, float]]:
+Shape = tuple[str, Callable[[flowq.App], Awaitable[None]]]
+"""A shape's name and what adds its jobs to a migrated, empty database."""
+Rate = Callable[[flowq.App], Awaitable[float]]
+"""A figure measured in rounds, the best kept (higher is better)."""
+
+
+async def shape_figures(
+    urls: list[str],
+    shapes: Sequence[Shape] = SHAPES,
+    *,
+    figures_registry: flowq.Registry = registry,
+    rates: Mapping[str, Rate] | None = None,
+    rounds: int = ROUNDS,
+    after: Callable[[dict[str, flowq.App]], Awaitable[None]] | None = None,
+) -> dict[str, dict[str, float]]:
     """Every shape on its own database (``urls``, one per shape, migrated), measured
     in turns so that the load of a shared machine weighs on all of them alike:
-    throughput in :data:`ROUNDS` rounds (the best kept), claims one shape after the
-    other (the median kept)."""
+    throughput in ``rounds`` rounds (the best kept), claims one shape after the
+    other (the median kept).
+
+    Args:
+        urls: One database per shape.
+        shapes: The shapes (default: this module's).
+        figures_registry: The registry of the apps (it must hold :func:`unrelated`
+            and the workflows of ``rates``).
+        rates: More figures measured in the same rounds as ``jobs_per_s`` (by name).
+        rounds: How many rounds of the rates.
+        after: Called with the apps by shape once the claims are measured (the
+            claimed jobs are still held), before they close.
+    """
     results: dict[str, dict[str, float]] = {}
+    every_rate: dict[str, Rate] = {"jobs_per_s": _throughput, **(rates or {})}
     async with contextlib.AsyncExitStack() as stack:
         apps = {}
-        for (shape, add), url in zip(SHAPES, urls, strict=True):
-            app = await stack.enter_async_context(flowq.App(url, registry=registry))
+        for (shape, add), url in zip(shapes, urls, strict=True):
+            app = await stack.enter_async_context(flowq.App(url, registry=figures_registry))
             began = time.perf_counter()
             await add(app)
             if getattr(getattr(app.store, "dialect", None), "name", None) == "postgresql":
                 await _analyze(app)
-            results[shape] = {"setup_s": time.perf_counter() - began, "jobs_per_s": 0.0}
+            results[shape] = {"setup_s": time.perf_counter() - began}
+            results[shape].update(dict.fromkeys(every_rate, 0.0))
             apps[shape] = app
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             order = list(apps) if round_ % 2 == 0 else list(reversed(apps))
-            for shape in order:
-                rate = await _throughput(apps[shape])
-                results[shape]["jobs_per_s"] = max(results[shape]["jobs_per_s"], rate)
+            for name, rate_of in every_rate.items():
+                for shape in order:
+                    rate = await rate_of(apps[shape])
+                    results[shape][name] = max(results[shape][name], rate)
         for app in apps.values():
             await app.add_jobs([flowq.JobSpec(unrelated, {"n": n}) for n in range(CLAIM_QUEUE)])
         samples: dict[str, list[float]] = {shape: [] for shape in apps}
@@ -127,6 +156,8 @@ async def shape_figures(urls: list[str]) -> dict[str, dict[str, float]]:
                 samples[shape].append(await _claim_ms(app))
         for shape, taken in samples.items():
             results[shape]["claim_ms"] = statistics.median(taken)
+        if after is not None:
+            await after(apps)
     return results
 
 
@@ -138,10 +169,12 @@ async def _analyze(app: flowq.App) -> None:
         await connection.commit()
 
 
-def with_ratios(results: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def with_ratios(
+    results: dict[str, dict[str, float]], base_shape: str = "unblocked"
+) -> dict[str, dict[str, float]]:
     """Each shape's figures with ``claim_ratio`` and ``throughput_ratio`` against
-    ``unblocked`` (claim: shape / unblocked; throughput: unblocked / shape)."""
-    base = results["unblocked"]
+    ``base_shape`` (claim: shape / base; throughput: base / shape)."""
+    base = results[base_shape]
     for figures in results.values():
         figures["claim_ratio"] = figures["claim_ms"] / base["claim_ms"]
         figures["throughput_ratio"] = base["jobs_per_s"] / figures["jobs_per_s"]

@@ -40,7 +40,7 @@ from flowq.dashboard import create_app
 from flowq.store.report import EXACT_UP_TO
 from flowq.store.sql import SqlStore
 
-__all__ = ["FIGURES", "JOBS", "registry"]
+__all__ = ["FIGURES", "FILL_ROWS", "JOBS", "registry"]
 
 registry = flowq.Registry()
 JOBS = 1_000_000
@@ -52,7 +52,7 @@ async def template(payload: dict[str, Any]) -> None:
     """The workflow of the job every row is copied from."""
 
 
-FILL = """
+FILL_ROWS = """
 INSERT INTO flowq_jobs (
     workflow, payload, status, priority, attempts, max_attempts, run_at, ready_at,
     next_attempt_at, tags, idempotency_key, group_name, timeout_ms, force_kill_on_timeout,
@@ -61,30 +61,43 @@ INSERT INTO flowq_jobs (
     updated_at, started_at, completed_at, last_failed_at, last_retried_at, last_cancelled_at,
     finished_at, parent_job_id, parent_outcome_seq)
 SELECT
-    'wf' || (g % 10), t.payload, s.status, t.priority,
+    s.workflow, t.payload, s.status, t.priority,
     CASE WHEN s.status = 'pending' THEN 0 ELSE 1 END, t.max_attempts,
-    s.at, CASE WHEN s.status = 'pending' THEN s.at END,
+    s.at, s.ready,
     NULL, ARRAY['tenant-' || (g % 100)], NULL, NULL, NULL, false,
     t.retry, NULL, NULL, NULL,
-    CASE WHEN s.status = 'completed' THEN '{"ok": true}' END, t.error_history,
+    CASE WHEN s.status = 'completed' THEN '{{"ok": true}}' END, t.error_history,
     CASE WHEN s.status = 'failed' THEN 'handler_error' END,
-    NULL, CASE WHEN s.status = 'waiting' THEN s.at + interval '1 day' END, NULL,
+    NULL, s.wake, s.token,
     CASE WHEN s.status = 'processing' THEN 1 ELSE 0 END,
     CASE WHEN s.status = 'processing' THEN 'bench-worker' END,
     CASE WHEN s.status = 'processing' THEN s.at END,
     s.at, s.at,
     CASE WHEN s.status <> 'pending' THEN s.at END,
     CASE WHEN s.status = 'completed' THEN s.at + (g % 5000) * interval '1 millisecond' END,
-    CASE WHEN s.status = 'failed' THEN s.at END, NULL, NULL,
-    CASE WHEN s.status IN ('completed', 'failed') THEN s.at END, NULL, NULL
+    CASE WHEN s.status = 'failed' THEN s.at END, NULL,
+    CASE WHEN s.status = 'cancelled' THEN s.at END,
+    CASE WHEN s.status IN ('completed', 'failed', 'cancelled') THEN s.at END, NULL, NULL
 FROM generate_series(1, :count) AS g
 CROSS JOIN (SELECT * FROM flowq_jobs WHERE id = :template) AS t
-CROSS JOIN LATERAL (SELECT
-    CASE WHEN g % 100 < 90 THEN 'completed' WHEN g % 100 < 95 THEN 'pending'
-         WHEN g % 100 < 98 THEN 'failed' WHEN g % 100 < 99 THEN 'processing'
-         ELSE 'waiting' END AS status,
-    now() - (:count - g) * interval '100 milliseconds' AS at) AS s
+CROSS JOIN LATERAL ({rows}) AS s
 """
+"""Copies of the job ``:template``, ``:count`` of them (``g`` counts them). ``{rows}``
+is a ``SELECT`` of each copy's ``workflow``, ``status``, ``at`` (its creation, start
+and finish time), ``ready`` (its ``ready_at``), ``wake`` (``wait_until``) and ``token``
+(``wait_token_id``); the other columns follow from its status."""
+
+FILL = FILL_ROWS.format(
+    rows="""SELECT 'wf' || (g % 10) AS workflow, x.status, x.at,
+    CASE WHEN x.status = 'pending' THEN x.at END AS ready,
+    CASE WHEN x.status = 'waiting' THEN x.at + interval '1 day' END AS wake,
+    NULL AS token
+    FROM (SELECT
+        CASE WHEN g % 100 < 90 THEN 'completed' WHEN g % 100 < 95 THEN 'pending'
+             WHEN g % 100 < 98 THEN 'failed' WHEN g % 100 < 99 THEN 'processing'
+             ELSE 'waiting' END AS status,
+        now() - (:count - g) * interval '100 milliseconds' AS at) AS x"""
+)
 
 
 def _summary(samples: list[float]) -> dict[str, float]:

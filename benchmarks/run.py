@@ -45,7 +45,11 @@ Measured, with no-op handlers and one worker process:
   jobs in PostgreSQL; a worker's memory (``--suite memory``, see
   ``benchmarks/memory.py``; about 6 minutes; ``--memory-waiting N`` and
   ``--memory-jobs N`` size it): its RSS while 20,000 workflows park and wait, and
-  every 100,000 jobs over 400,000.
+  every 100,000 jobs over 400,000; a long history (``--suite history``, see
+  ``benchmarks/history.py``): claim latency and throughput next to 1,000,000 finished
+  jobs and 100,000 waiting ones, with the plans of the hot statements; table sizes
+  under a steady load with ``cleanup_old_jobs`` (``--suite cleanup``, see
+  ``benchmarks/cleanup.py``).
 
 Peers (PostgreSQL only, ``pip install -e ".[bench]"``, versions pinned there): pgqueuer
 (``benchmarks/peers.py``) and procrastinate (``benchmarks/procrastinate_peer.py``) for
@@ -73,8 +77,10 @@ import asyncpg
 
 import flowq
 from benchmarks import blocked as blocked_bench
+from benchmarks import cleanup as cleanup_bench
 from benchmarks import compare, machine
 from benchmarks import dashboard as dashboard_bench
+from benchmarks import history as history_bench
 from benchmarks import isolated as isolated_bench
 from benchmarks import memory as memory_bench
 from benchmarks import schedules as schedule_bench
@@ -360,7 +366,47 @@ async def bench(
         print(f"  {kind} memory_waiting: {results['memory_waiting']}", flush=True)
         results["memory_jobs"] = await memory_bench.jobs_figures(kind, fresh_database, MEMORY_JOBS)
         print(f"  {kind} memory_jobs: {results['memory_jobs']}", flush=True)
+    if "history" in suites:
+        await _history(kind, results)
+    if "cleanup" in suites:
+        await _cleanup(kind, results)
     return results, comparison
+
+
+async def _cleanup(kind: str, results: dict[str, Any]) -> None:
+    """The ``cleanup`` suite (PostgreSQL only): table sizes under a steady load with
+    ``cleanup_old_jobs``, with and without a VACUUM after each round."""
+    reason = history_bench.skipped(kind, "cleanup")
+    if reason is not None:
+        print(f"  {kind} cleanup: skipped ({reason})", flush=True)
+        results["cleanup"] = {"skipped": reason}
+        return
+    databases = [await fresh_database(kind) for _ in range(2)]
+    try:
+        results["cleanup"] = await cleanup_bench.figures([url for url, _ in databases])
+    finally:
+        for _, cleanup in databases:
+            await cleanup()
+
+
+async def _history(kind: str, results: dict[str, Any]) -> None:
+    """The ``history`` suite (PostgreSQL only): figures with and without a long
+    history, and the plans of the hot statements next to it."""
+    reason = history_bench.skipped(kind)
+    if reason is not None:
+        print(f"  {kind} history: skipped ({reason})", flush=True)
+        results["history"] = {"skipped": reason}
+        return
+    databases = [await fresh_database(kind) for _ in history_bench.SHAPES]
+    try:
+        shapes, plans = await history_bench.figures([url for url, _ in databases])
+    finally:
+        for _, cleanup in databases:
+            await cleanup()
+    for shape, figures in shapes.items():
+        print(f"  {kind} history/{shape}: {figures}", flush=True)
+    results["history"] = shapes
+    results["history_plans"] = plans
 
 
 def table(all_results: dict[str, dict[str, Any]]) -> str:
@@ -464,7 +510,8 @@ def parse_arguments() -> argparse.Namespace:
         help="comma-separated: jobs, steps (replay), schedules (cron), isolated (force "
         "kill), blocked (claims behind jobs that cannot run), dashboard (pages over 1,000,000 "
         "jobs), memory (a worker's RSS with waiting workflows and over many jobs; about 6 "
-        "minutes on PostgreSQL)",
+        "minutes on PostgreSQL), history (claims and throughput next to 1,000,000 finished "
+        "jobs), cleanup (table sizes under a steady load with cleanup_old_jobs)",
     )
     parser.add_argument(
         "--memory-waiting",
@@ -518,6 +565,14 @@ async def main() -> None:
         if "memory_jobs" in results or "memory_waiting" in results:
             print()
             print(memory_bench.table(kind, results))
+        if "claim_ms" in results.get("history", {}).get("empty", {}):
+            print()
+            print("\n\n".join(results["history_plans"]))
+            print()
+            print(history_bench.table(results["history"]))
+        if "sizes" in results.get("cleanup", {}):
+            print()
+            print(cleanup_bench.table(results["cleanup"]))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     document = {

@@ -189,6 +189,7 @@ Index(
     "ix_flowq_jobs_claim",
     jobs.c.priority.desc(),
     jobs.c.id,
+    jobs.c.ready_at,
     postgresql_where=jobs.c.ready_at.is_not(None),
     sqlite_where=jobs.c.ready_at.is_not(None),
 )
@@ -197,6 +198,7 @@ Index(
     jobs.c.workflow,
     -jobs.c.priority,
     jobs.c.id,
+    jobs.c.ready_at,
     postgresql_where=jobs.c.ready_at.is_not(None),
 ).ddl_if(dialect="postgresql")
 Index(
@@ -204,12 +206,16 @@ Index(
     jobs.c.workflow,
     jobs.c.priority.desc(),
     jobs.c.id,
+    jobs.c.ready_at,
     sqlite_where=jobs.c.ready_at.is_not(None),
 ).ddl_if(dialect="sqlite")
 # Claims read it once per workflow the worker runs, merged in claim order, so due
 # jobs of workflows it does not run are never visited. On PostgreSQL its order is
 # (-priority, id), which ix_flowq_jobs_claim cannot give, so that the planner does
-# not walk that one instead (SQLite's planner prefers it as it is).
+# not walk that one instead (SQLite's planner prefers it as it is). Both claim indexes
+# end with ready_at (migration 0006): a claim passes over the jobs due later that come
+# before the first due one in claim order (timers, delays, backoffs) by their index
+# entries alone, without reading their rows.
 Index(
     "ix_flowq_jobs_ready_at",
     jobs.c.ready_at,
