@@ -1,9 +1,11 @@
 """Claims and throughput next to a long history (issue 13, target 5): ``--suite history``.
 
-Two databases side by side, measured in turns as ``benchmarks/blocked.py`` does (its
+Three databases side by side, measured in turns as ``benchmarks/blocked.py`` does (its
 :func:`~benchmarks.blocked.shape_figures`):
 
 - ``empty``: nothing but the measured jobs;
+- ``waiting``: the waiting jobs of ``history`` alone (what they cost without the
+  finished ones);
 - ``history``: :data:`FINISHED` finished jobs (90% completed, 7% failed, 3%
   cancelled, finished over the past 10 days, over several workflows, the measured
   ones among them) with 3 events (added, processing, the outcome) and 3 recorded
@@ -63,7 +65,7 @@ ROUNDS = 3
 _NAMES = ", ".join(f"'{name}'" for name in MEASURED)
 
 _HISTORY_ROWS = f"""SELECT
-    CASE WHEN g > {FINISHED} THEN (ARRAY[{_NAMES}])[g / 2 % 2 + 1]
+    CASE WHEN g > :finished THEN (ARRAY[{_NAMES}])[g / 2 % 2 + 1]
          WHEN g % 8 < 4 THEN (ARRAY[{_NAMES}])[g / 2 % 2 + 1]
          ELSE 'bench.history_' || (g % 8) END AS workflow,
     x.status, x.at,
@@ -71,13 +73,13 @@ _HISTORY_ROWS = f"""SELECT
     CASE WHEN x.status = 'waiting' AND g % 2 = 1 THEN now() + interval '1 day' END AS wake,
     CASE WHEN x.status = 'waiting' AND g % 2 = 0 THEN 'bench-token-' || g END AS token
     FROM (SELECT
-        CASE WHEN g > {FINISHED} THEN 'waiting' WHEN g % 100 < 90 THEN 'completed'
+        CASE WHEN g > :finished THEN 'waiting' WHEN g % 100 < 90 THEN 'completed'
              WHEN g % 100 < 97 THEN 'failed' ELSE 'cancelled' END AS status,
-        CASE WHEN g > {FINISHED} THEN now() - interval '1 hour'
-             ELSE now() - interval '1 hour' - ({FINISHED} - g) * interval '864 milliseconds'
+        CASE WHEN g > :finished THEN now() - interval '1 hour'
+             ELSE now() - interval '1 hour' - (:finished - g) * interval '864 milliseconds'
         END AS at) AS x"""  # noqa: S608 (constants, no input)
 """Each copy's shape (see :data:`benchmarks.dashboard.FILL_ROWS`): the first
-:data:`FINISHED` finished, 864 ms apart (10 days), the rest waiting."""
+``:finished`` finished, 864 ms apart (10 days before the last), the rest waiting."""
 
 _EVENTS = """
 INSERT INTO flowq_job_events (job_id, event_type, at, metadata)
@@ -105,6 +107,18 @@ FROM flowq_jobs WHERE wait_token_id IS NOT NULL
 async def _add_history(app: flowq.App) -> None:
     """:data:`FINISHED` finished and :data:`WAITING` waiting jobs with their events,
     steps and tokens, then ``VACUUM ANALYZE``."""
+    await _add_jobs(app, FINISHED, WAITING)
+
+
+async def _add_waiting(app: flowq.App) -> None:
+    """:data:`WAITING` waiting jobs alone (what the timers cost without the rest of
+    the history)."""
+    await _add_jobs(app, 0, WAITING)
+
+
+async def _add_jobs(app: flowq.App, finished: int, waiting: int) -> None:
+    """``finished`` finished and ``waiting`` waiting jobs with their events, steps
+    and tokens, then ``VACUUM ANALYZE``."""
     store = app.store
     assert isinstance(store, SqlStore)
     template = await app.start(blocked.unrelated, {"n": 0})
@@ -112,8 +126,10 @@ async def _add_history(app: flowq.App) -> None:
     began = time.perf_counter()
     async with store.engine.begin() as connection:
         fill = FILL_ROWS.format(rows=_HISTORY_ROWS)
-        count = FINISHED + WAITING
-        await connection.execute(text(fill), {"count": count, "template": template})
+        count = finished + waiting
+        await connection.execute(
+            text(fill), {"count": count, "template": template, "finished": finished}
+        )
         for statement in (_EVENTS, _STEPS, _TOKENS):
             await connection.execute(text(statement), {"template": template})
     filled = time.perf_counter()
@@ -121,8 +137,8 @@ async def _add_history(app: flowq.App) -> None:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         await connection.execute(text("VACUUM ANALYZE"))
     print(
-        f"    history filled in {filled - began:.0f} s, vacuumed in "
-        f"{time.perf_counter() - filled:.0f} s",
+        f"    {finished:,} finished and {waiting:,} waiting jobs filled in "
+        f"{filled - began:.0f} s, vacuumed in {time.perf_counter() - filled:.0f} s",
         flush=True,
     )
 
@@ -131,7 +147,11 @@ async def _nothing(app: flowq.App) -> None:
     """No history (the reference figures)."""
 
 
-SHAPES: list[blocked.Shape] = [("empty", _nothing), ("history", _add_history)]
+SHAPES: list[blocked.Shape] = [
+    ("empty", _nothing),
+    ("waiting", _add_waiting),
+    ("history", _add_history),
+]
 
 
 async def _steps_per_s(app: flowq.App) -> float:
@@ -159,7 +179,8 @@ async def figures(urls: list[str]) -> tuple[dict[str, dict[str, float]], list[st
     found_plans: list[str] = []
 
     async def explain(apps: dict[str, flowq.App]) -> None:
-        found_plans.extend(await statement_plans(apps["history"], urls[1]))
+        found_plans.append(await claim_plan(apps["empty"], urls[0], "empty"))
+        found_plans.extend(await statement_plans(apps["history"], urls[-1]))
 
     results = await blocked.shape_figures(
         urls,
@@ -173,6 +194,15 @@ async def figures(urls: list[str]) -> tuple[dict[str, dict[str, float]], list[st
     for shape in results.values():
         shape["steps_ratio"] = base["steps_per_s"] / shape["steps_per_s"]
     return blocked.with_ratios(results, "empty"), found_plans
+
+
+async def claim_plan(app: flowq.App, url: str, shape: str) -> str:
+    """The plan of a claim of 10 of :func:`benchmarks.blocked.unrelated` on ``shape``'s
+    database, as the claim connection runs it (generic)."""
+    statement = pg.claim_statement((blocked.unrelated.name,), blocked.CLAIM_SIZE)
+    arguments = [app.store.clock.now(), [blocked.unrelated.name], "bench-explain"]
+    planned = (f"claim of 1 workflow on {shape}", statement, arguments)
+    return await plans.explain(url.replace("+asyncpg", ""), planned, "force_generic_plan")
 
 
 async def statement_plans(app: flowq.App, url: str) -> list[str]:

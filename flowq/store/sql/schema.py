@@ -215,7 +215,7 @@ Index(
 # not walk that one instead (SQLite's planner prefers it as it is). Both claim indexes
 # end with ready_at (migration 0006): a claim passes over the jobs due later that come
 # before the first due one in claim order (timers, delays, backoffs) by their index
-# entries alone, without reading their rows.
+# entries, without reading their rows.
 Index(
     "ix_flowq_jobs_ready_at",
     jobs.c.ready_at,
