@@ -24,10 +24,20 @@ pytestmark = pytest.mark.anyio
 CONCURRENCY = 4
 
 
-def alive(kind: type) -> int:
-    """How many objects of ``kind`` are still referenced after a full collection."""
+def alive(kind: type, workflow_prefix: str) -> int:
+    """How many objects of ``kind`` (a running job or a claim) of this test's jobs are
+    still referenced after a full collection (other tests of the session may leave
+    theirs, in tracebacks they keep)."""
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, kind))
+    return sum(
+        1
+        for obj in gc.get_objects()
+        if isinstance(obj, kind) and _claim_of(obj).job.workflow.startswith(workflow_prefix)
+    )
+
+
+def _claim_of(obj: Any) -> ClaimedJob:
+    return obj if isinstance(obj, ClaimedJob) else obj.claimed
 
 
 async def test_an_idle_worker_keeps_nothing_of_the_jobs_it_ran(
@@ -81,8 +91,8 @@ async def test_an_idle_worker_keeps_nothing_of_the_jobs_it_ran(
         assert len(worker._idle_runners) == 2 * CONCURRENCY
         assert worker._executing == set()
         assert not worker._queued
-        assert alive(RunningJob) == 0
-        assert alive(ClaimedJob) == 0
+        assert alive(RunningJob, "memory.") == 0
+        assert alive(ClaimedJob, "memory.") == 0
         await worker.stop()
 
 
